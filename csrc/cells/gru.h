@@ -1,0 +1,55 @@
+// GRU cell math in torch.nn's formulation (reset gate applied after the recurrent matmul, gate
+// order r, z, n), so weights are interchangeable with nn.GRU:
+//   r = σ(a_r + b_r), z = σ(a_z + b_z), n = tanh(a_n + r·b_n), h_t = (1 − z)·n + z·h_{t-1}
+// where a = x_t·W_ihᵀ + b_ih and b = h_{t-1}·W_hhᵀ + b_hh.
+#pragma once
+
+#include "rows.h"
+
+namespace fusedrnn {
+
+struct GruCell {
+  static constexpr int kGates = 3;
+  static constexpr bool kHasCellState = false;
+  static constexpr bool kDirectHiddenGrad = true;  // h_t depends on h_{t-1} through z·h_{t-1}
+  // workspace row: r, z, n, then b_n (needed by dr)
+  static constexpr int64_t workspace_cols(int64_t H) { return 4 * H; }
+  // gradient row: d(pre-activation) on the h side for r, z, n (the n column is scaled by r),
+  // then the x side's n column. The x side's gradient is columns [0,2H) and [3H,4H).
+  static constexpr int64_t grad_cols(int64_t H) { return 4 * H; }
+
+  template <typename T>
+  FUSEDRNN_HOST_DEVICE static void forward(const ForwardRow<T>& r, int64_t H, int64_t j) {
+    const T a_r = r.ws[j] + r.b_ih[j];
+    const T a_z = r.ws[H + j] + r.b_ih[H + j];
+    const T a_n = r.ws[2 * H + j] + r.b_ih[2 * H + j];
+    const T b_r = r.gh[j] + r.b_hh[j];
+    const T b_z = r.gh[H + j] + r.b_hh[H + j];
+    const T b_n = r.gh[2 * H + j] + r.b_hh[2 * H + j];
+    const T rg = math::sigmoid(a_r + b_r);
+    const T z = math::sigmoid(a_z + b_z);
+    const T n = math::tanh(a_n + rg * b_n);
+    r.ws[j] = rg;
+    r.ws[H + j] = z;
+    r.ws[2 * H + j] = n;
+    r.ws[3 * H + j] = b_n;
+    r.h_out[j] = n + z * (r.h_prev[j] - n);
+  }
+
+  template <typename T>
+  FUSEDRNN_HOST_DEVICE static void backward(const BackwardRow<T>& r, int64_t H, int64_t j) {
+    const T rg = r.ws[j];
+    const T z = r.ws[H + j];
+    const T n = r.ws[2 * H + j];
+    const T b_n = r.ws[3 * H + j];
+    const T dh = r.dy[j] + r.dh[j];
+    const T dn_pre = dh * (T(1) - z) * (T(1) - n * n);
+    r.dg[j] = dn_pre * b_n * rg * (T(1) - rg);
+    r.dg[H + j] = dh * (r.h_prev[j] - n) * z * (T(1) - z);
+    r.dg[2 * H + j] = dn_pre * rg;
+    r.dg[3 * H + j] = dn_pre;
+    r.dh[j] = dh * z;
+  }
+};
+
+}  // namespace fusedrnn

@@ -1,0 +1,58 @@
+// LSTM cell math, torch.nn gate order (i, f, g, o):
+//   i,f,o = σ(·), g = tanh(·), c_t = f·c_{t-1} + i·g, h_t = o·tanh(c_t)
+#pragma once
+
+#include "rows.h"
+
+namespace fusedrnn {
+
+struct LstmCell {
+  static constexpr int kGates = 4;
+  static constexpr bool kHasCellState = true;
+  static constexpr bool kDirectHiddenGrad = false;
+  // workspace row: activated i, f, g, o, then c_t
+  static constexpr int64_t workspace_cols(int64_t H) { return 5 * H; }
+  static constexpr int64_t saved_cell_col(int64_t H) { return 4 * H; }
+  // gradient row: pre-activation gradients of i, f, g, o (shared by the x and h sides)
+  static constexpr int64_t grad_cols(int64_t H) { return 4 * H; }
+
+  template <typename T>
+  FUSEDRNN_HOST_DEVICE static void forward(const ForwardRow<T>& r, int64_t H, int64_t j) {
+    T pre[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+      const int64_t q = k * H + j;
+      pre[k] = r.ws[q] + r.gh[q] + r.b_ih[q] + r.b_hh[q];
+    }
+    const T i = math::sigmoid(pre[0]);
+    const T f = math::sigmoid(pre[1]);
+    const T g = math::tanh(pre[2]);
+    const T o = math::sigmoid(pre[3]);
+    const T c = f * r.c[j] + i * g;
+    r.ws[j] = i;
+    r.ws[H + j] = f;
+    r.ws[2 * H + j] = g;
+    r.ws[3 * H + j] = o;
+    r.ws[4 * H + j] = c;
+    r.c[j] = c;
+    r.h_out[j] = o * math::tanh(c);
+  }
+
+  template <typename T>
+  FUSEDRNN_HOST_DEVICE static void backward(const BackwardRow<T>& r, int64_t H, int64_t j) {
+    const T i = r.ws[j];
+    const T f = r.ws[H + j];
+    const T g = r.ws[2 * H + j];
+    const T o = r.ws[3 * H + j];
+    const T tc = math::tanh(r.ws[4 * H + j]);
+    const T dh = r.dy[j] + r.dh[j];
+    const T dc = r.dc[j] + dh * o * (T(1) - tc * tc);
+    r.dg[j] = dc * g * i * (T(1) - i);
+    r.dg[H + j] = dc * r.c_prev[j] * f * (T(1) - f);
+    r.dg[2 * H + j] = dc * i * (T(1) - g * g);
+    r.dg[3 * H + j] = dh * tc * o * (T(1) - o);
+    r.dc[j] = dc * f;
+  }
+};
+
+}  // namespace fusedrnn

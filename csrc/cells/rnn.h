@@ -1,0 +1,31 @@
+// Elman RNN cell math: h_t = act(x_t·W_ihᵀ + b_ih + h_{t-1}·W_hhᵀ + b_hh), act = tanh or relu.
+#pragma once
+
+#include "rows.h"
+
+namespace fusedrnn {
+
+template <bool kRelu>
+struct RnnCell {
+  static constexpr int kGates = 1;
+  static constexpr bool kHasCellState = false;
+  static constexpr bool kDirectHiddenGrad = false;
+  // backward reads h_t (the output), so nothing beyond the pre-activation scratch is saved
+  static constexpr int64_t workspace_cols(int64_t H) { return H; }
+  static constexpr int64_t grad_cols(int64_t H) { return H; }
+
+  template <typename T>
+  FUSEDRNN_HOST_DEVICE static void forward(const ForwardRow<T>& r, int64_t H, int64_t j) {
+    const T pre = r.ws[j] + r.gh[j] + r.b_ih[j] + r.b_hh[j];
+    r.h_out[j] = kRelu ? math::relu(pre) : math::tanh(pre);
+  }
+
+  template <typename T>
+  FUSEDRNN_HOST_DEVICE static void backward(const BackwardRow<T>& r, int64_t H, int64_t j) {
+    const T h = r.h[j];
+    const T dh = r.dy[j] + r.dh[j];
+    r.dg[j] = kRelu ? (h > T(0) ? dh : T(0)) : dh * (T(1) - h * h);
+  }
+};
+
+}  // namespace fusedrnn

@@ -1,0 +1,35 @@
+// The per-row views a recurrence driver hands to a cell for one (row, step). The driver owns all
+// layout and indexing; a cell only reads and writes element j of these rows.
+#pragma once
+
+#include <cstdint>
+
+#include "activations.h"
+
+namespace fusedrnn {
+
+template <typename T>
+struct ForwardRow {
+  T* ws;            // in: x_t·W_ihᵀ (gate columns); out: what backward needs (Cell::workspace_cols)
+  const T* gh;      // h_{t-1}·W_hhᵀ, without bias
+  const T* b_ih;    // gate bias rows; all zeros when the layer has no bias
+  const T* b_hh;
+  const T* h_prev;  // h_{t-1} (cells whose math reads it)
+  T* c;             // cell state: read as c_{t-1}, overwritten with c_t (cells with a cell state)
+  T* h_out;         // out: the new hidden state (before any projection)
+};
+
+template <typename T>
+struct BackwardRow {
+  const T* ws;      // the workspace row forward saved for this step
+  const T* h_prev;  // h_{t-1}
+  const T* c_prev;  // c_{t-1}
+  const T* h;       // h_t itself (before any projection)
+  const T* dy;      // dL/dh_t arriving from this step's output
+  T* dh;            // in: dL/dh_t arriving from step t+1; out (cells with kDirectHiddenGrad): the
+                    // part of dL/dh_{t-1} that bypasses W_hh
+  T* dc;            // in: dL/dc_t from step t+1; out: dL/dc_{t-1}
+  T* dg;            // out: gradient columns (Cell::grad_cols), see the cell for their layout
+};
+
+}  // namespace fusedrnn

@@ -1,0 +1,124 @@
+#include "gemm.h"
+
+#include <dlfcn.h>
+
+#include <ATen/ops/addmm.h>
+#include <ATen/ops/from_blob.h>
+#include <c10/util/Exception.h>
+
+namespace fusedrnn {
+namespace cpu {
+namespace {
+
+// Fortran BLAS and MKL's CBLAS packed API, looked up at run time in the libraries torch loaded.
+using sgemm_fn = void (*)(const char*, const char*, const int*, const int*, const int*,
+                          const float*, const float*, const int*, const float*, const int*,
+                          const float*, float*, const int*);
+using dgemm_fn = void (*)(const char*, const char*, const int*, const int*, const int*,
+                          const double*, const double*, const int*, const double*, const int*,
+                          const double*, double*, const int*);
+using pack_size_fn = size_t (*)(int, int, int, int);
+using spack_fn = void (*)(int, int, int, int, int, int, float, const float*, int, float*);
+using scompute_fn = void (*)(int, int, int, int, int, int, const float*, int, const float*, int,
+                             float, float*, int);
+
+// CBLAS enum values (fixed by the CBLAS standard and MKL's headers).
+constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kPacked = 151, kBMatrix = 162;
+
+struct Blas {
+  sgemm_fn sgemm = nullptr;
+  dgemm_fn dgemm = nullptr;
+  pack_size_fn spack_size = nullptr;
+  spack_fn spack = nullptr;
+  scompute_fn scompute = nullptr;
+  Blas() {
+    sgemm = reinterpret_cast<sgemm_fn>(dlsym(RTLD_DEFAULT, "sgemm_"));
+    dgemm = reinterpret_cast<dgemm_fn>(dlsym(RTLD_DEFAULT, "dgemm_"));
+    spack_size = reinterpret_cast<pack_size_fn>(dlsym(RTLD_DEFAULT, "cblas_sgemm_pack_get_size"));
+    spack = reinterpret_cast<spack_fn>(dlsym(RTLD_DEFAULT, "cblas_sgemm_pack"));
+    scompute = reinterpret_cast<scompute_fn>(dlsym(RTLD_DEFAULT, "cblas_sgemm_compute"));
+    if (!(spack_size && spack && scompute)) spack_size = nullptr;
+  }
+};
+
+const Blas& blas() {
+  static const Blas instance;
+  return instance;
+}
+
+template <typename T>
+at::Tensor view(const T* p, bool trans, int64_t rows, int64_t cols, int64_t ld) {
+  // op(X) is rows x cols; X itself is stored row-major with leading dimension ld
+  auto opts = at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value);
+  if (!trans) return at::from_blob(const_cast<T*>(p), {rows, cols}, {ld, 1}, opts);
+  return at::from_blob(const_cast<T*>(p), {cols, rows}, {ld, 1}, opts).t();
+}
+
+template <typename T>
+void aten_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a, int64_t lda,
+               const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
+  auto cv = view(c, false, m, n, ldc);
+  at::addmm_out(cv, cv, view(a, ta, m, k, lda), view(b, tb, k, n, ldb), beta, alpha);
+}
+
+template <typename F, typename T>
+void fortran_gemm(F fn, bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
+                  int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
+  // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: swap the operands.
+  const int im = static_cast<int>(n), in = static_cast<int>(m), ik = static_cast<int>(k);
+  const int ilda = static_cast<int>(ldb), ildb = static_cast<int>(lda), ildc = static_cast<int>(ldc);
+  fn(tb ? "T" : "N", ta ? "T" : "N", &im, &in, &ik, &alpha, b, &ilda, a, &ildb, &beta, c, &ildc);
+}
+
+}  // namespace
+
+template <>
+void gemm<float>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                 int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (blas().sgemm) return fortran_gemm(blas().sgemm, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  aten_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+template <>
+void gemm<double>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
+                  int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
+  if (m == 0 || n == 0) return;
+  if (blas().dgemm) return fortran_gemm(blas().dgemm, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  aten_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+template <typename T>
+FixedRightOperand<T>::FixedRightOperand(bool trans_b, int64_t max_m, int64_t n, int64_t k,
+                                        const T* b, int64_t ldb)
+    : trans_b_(trans_b), max_m_(max_m), n_(n), k_(k), ldb_(ldb), b_(b) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (blas().spack_size && max_m > 0 && n > 0 && k > 0) {
+      const size_t bytes = blas().spack_size(kBMatrix, max_m, n, k);
+      packed_.resize(bytes / sizeof(float) + 1);
+      blas().spack(kRowMajor, kBMatrix, trans_b ? kTrans : kNoTrans, max_m, n, k, 1.0f, b, ldb,
+                   packed_.data());
+    }
+  }
+}
+
+template <typename T>
+void FixedRightOperand<T>::multiply(int64_t m, const T* a, int64_t lda, T beta, T* c,
+                                    int64_t ldc) const {
+  TORCH_INTERNAL_ASSERT(m <= max_m_);
+  if (m == 0 || n_ == 0) return;
+  if constexpr (std::is_same_v<T, float>) {
+    if (!packed_.empty() && k_ > 0) {
+      blas().scompute(kRowMajor, kNoTrans, kPacked, m, n_, k_, a, lda, packed_.data(), ldb_, beta,
+                      c, ldc);
+      return;
+    }
+  }
+  gemm<T>(false, trans_b_, m, n_, k_, T(1), a, lda, b_, ldb_, beta, c, ldc);
+}
+
+template class FixedRightOperand<float>;
+template class FixedRightOperand<double>;
+
+}  // namespace cpu
+}  // namespace fusedrnn

@@ -1,0 +1,37 @@
+// Row-major GEMM for the CPU drivers: C[m,n] = alpha·op(A)·op(B) + beta·C.
+//
+// It calls the BLAS that torch itself links (MKL on x86 wheels) directly, because one ATen
+// at::mm call costs ~2 µs of dispatch, more than the whole per-step GEMM of a small RNN. For the
+// recurrent weight, which multiplies every step, MKL's packed-GEMM API packs it once per call.
+// Where those symbols are absent (other torch builds) it falls back to ATen.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+namespace fusedrnn {
+namespace cpu {
+
+template <typename T>
+void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
+          int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
+
+// B fixed across many products with different A (the recurrent weight): packed once if the BLAS
+// supports it. Products with any m up to max_m are allowed.
+template <typename T>
+class FixedRightOperand {
+ public:
+  FixedRightOperand(bool trans_b, int64_t max_m, int64_t n, int64_t k, const T* b, int64_t ldb);
+  // C[m,n] = A[m,k]·op(B) + beta·C
+  void multiply(int64_t m, const T* a, int64_t lda, T beta, T* c, int64_t ldc) const;
+
+ private:
+  bool trans_b_;
+  int64_t max_m_, n_, k_, ldb_;
+  const T* b_;
+  std::vector<T> packed_;  // empty when not packed
+};
+
+}  // namespace cpu
+}  // namespace fusedrnn

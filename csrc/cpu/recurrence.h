@@ -1,0 +1,256 @@
+// The one CPU recurrence driver. Every cell (csrc/cells/*.h) plugs into it; the driver owns the
+// time loop, direction, packed batch sizes, workspaces, threading and GEMMs:
+//   forward:  one GEMM X·W_ihᵀ for all steps; per step one GEMM h·W_hhᵀ and one fused pass
+//   backward: per step one fused pass and one GEMM dG·W_hh; then whole-sequence GEMMs for dX,
+//             dW_ih, dW_hh (and dW_hr) and a deterministic column sum for the biases.
+// Rows of step t are the first batch_sizes[t] rows of the batch (PackedSequence order), starting
+// at row offset[t] of the packed [N, ·] matrices; an unpacked batch is the case of equal sizes.
+#pragma once
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "../cells/rows.h"
+#include "gemm.h"
+
+namespace fusedrnn {
+namespace cpu {
+
+struct Schedule {
+  std::vector<int64_t> batch_sizes;  // rows active at each step, non-increasing
+  std::vector<int64_t> offsets;      // first packed row of each step
+  int64_t rows_total = 0;            // N
+  int64_t batch = 0;                 // B = batch_sizes[0]
+  bool uniform = true;               // every step has all B rows
+
+  explicit Schedule(std::vector<int64_t> sizes) : batch_sizes(std::move(sizes)) {
+    offsets.resize(batch_sizes.size());
+    for (size_t t = 0; t < batch_sizes.size(); ++t) {
+      offsets[t] = rows_total;
+      rows_total += batch_sizes[t];
+      uniform = uniform && batch_sizes[t] == batch_sizes[0];
+    }
+    batch = batch_sizes.empty() ? 0 : batch_sizes[0];
+  }
+  int64_t steps() const { return static_cast<int64_t>(batch_sizes.size()); }
+  // time index of the s-th step processed by the forward pass
+  int64_t time_at(int64_t s, bool reverse) const { return reverse ? steps() - 1 - s : s; }
+};
+
+template <typename T>
+struct LayerWeights {
+  const T* w_ih;  // [G·H, I]
+  const T* w_hh;  // [G·H, P]
+  const T* b_ih;  // [G·H] (zeros without bias)
+  const T* b_hh;
+  const T* w_hr;  // [P, H] or nullptr
+  int64_t input_size, hidden_size, proj_size;  // proj_size == hidden_size without projection
+};
+
+// Pointwise passes are split over rows only when a chunk holds enough elements to pay for a
+// thread wake-up (about a microsecond); below that one thread is faster.
+inline int64_t row_grain(int64_t elements_per_row) {
+  constexpr int64_t kMinElementsPerChunk = 8192;
+  return std::max<int64_t>(1, kMinElementsPerChunk / std::max<int64_t>(1, elements_per_row));
+}
+
+template <typename Cell>
+constexpr int64_t raw_hidden_col(int64_t H) {  // workspace column of o·tanh(c) under projection
+  return Cell::workspace_cols(H);
+}
+
+template <typename Cell, typename T>
+struct ForwardBuffers {
+  T* y;        // [N, P] out
+  T* h;        // [B, P] in h0, out h_n
+  T* c;        // [B, H] in c0, out c_n (cells with a cell state)
+  T* ws;       // [N, ws_cols] scratch; what backward needs when training
+  int64_t ws_cols;
+};
+
+template <typename Cell, typename T>
+void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w, bool reverse,
+                        const ForwardBuffers<Cell, T>& out) {
+  const int64_t H = w.hidden_size, P = w.proj_size, I = w.input_size;
+  const int64_t GH = Cell::kGates * H, W = out.ws_cols, B = s.batch;
+  const bool proj = w.w_hr != nullptr;
+  // input projection of every step at once, into the gate columns of the workspace
+  gemm<T>(false, true, s.rows_total, GH, I, T(1), x, I, w.w_ih, I, T(0), out.ws, W);
+
+  std::vector<T> gh(static_cast<size_t>(B * GH));
+  const FixedRightOperand<T> recurrent(true, B, GH, P, w.w_hh, P);
+  std::unique_ptr<FixedRightOperand<T>> projection;
+  if (proj) projection = std::make_unique<FixedRightOperand<T>>(true, B, P, H, w.w_hr, H);
+
+  for (int64_t step = 0; step < s.steps(); ++step) {
+    const int64_t t = s.time_at(step, reverse), rows = s.batch_sizes[t], off = s.offsets[t];
+    recurrent.multiply(rows, out.h, P, T(0), gh.data(), GH);
+    at::parallel_for(0, rows, row_grain(GH), [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) {
+        ForwardRow<T> r;
+        r.ws = out.ws + (off + b) * W;
+        r.gh = gh.data() + b * GH;
+        r.b_ih = w.b_ih;
+        r.b_hh = w.b_hh;
+        r.h_prev = out.h + b * P;
+        r.c = Cell::kHasCellState ? out.c + b * H : nullptr;
+        r.h_out = proj ? r.ws + raw_hidden_col<Cell>(H) : out.y + (off + b) * P;
+        for (int64_t j = 0; j < H; ++j) Cell::forward(r, H, j);
+      }
+    });
+    if (proj) {
+      projection->multiply(rows, out.ws + off * W + raw_hidden_col<Cell>(H), W, T(0),
+                           out.y + off * P, P);
+    }
+    std::memcpy(out.h, out.y + off * P, sizeof(T) * rows * P);
+  }
+}
+
+template <typename T>
+struct BackwardInputs {
+  const T* dy;  // [N, P]
+  const T* x;   // [N, I]
+  const T* h0;  // [B, P]
+  const T* c0;  // [B, H]
+  const T* y;   // [N, P]
+  const T* ws;  // [N, ws_cols]
+  int64_t ws_cols;
+};
+
+template <typename T>
+struct BackwardOutputs {
+  T* dx;     // [N, I]
+  T* dh;     // [B, P]: in dL/dh_n, out dL/dh0
+  T* dc;     // [B, H]: in dL/dc_n, out dL/dc0
+  T* dw_ih;  // [G·H, I]
+  T* dw_hh;  // [G·H, P]
+  T* db_ih;  // [G·H] or nullptr
+  T* db_hh;  // [G·H] or nullptr
+  T* dw_hr;  // [P, H] or nullptr
+};
+
+// Column ranges of a cell's gradient row that form the x-side gradient, matched to W_ih rows.
+struct GradBlock {
+  int64_t grad_col, weight_row, width;
+};
+
+template <typename Cell>
+std::vector<GradBlock> input_grad_blocks(int64_t H) {
+  if constexpr (Cell::kDirectHiddenGrad) {  // GRU: r, z shared; n from its own column
+    return {{0, 0, 2 * H}, {3 * H, 2 * H, H}};
+  } else {
+    return {{0, 0, Cell::kGates * H}};
+  }
+}
+
+// out[c] = Σ_rows g[row, col0 + c]; each column summed in row order, so results do not depend on
+// the thread count.
+template <typename T>
+void column_sum(const T* g, int64_t rows, int64_t ld, int64_t col0, int64_t width, T* out) {
+  at::parallel_for(0, width, 256, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; ++c) out[c] = T(0);
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* row = g + r * ld + col0;
+      for (int64_t c = begin; c < end; ++c) out[c] += row[c];
+    }
+  });
+}
+
+template <typename Cell, typename T>
+void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool reverse,
+                         const BackwardInputs<T>& in, const BackwardOutputs<T>& out) {
+  const int64_t H = w.hidden_size, P = w.proj_size, I = w.input_size, N = s.rows_total;
+  const int64_t GH = Cell::kGates * H, GC = Cell::grad_cols(H), W = in.ws_cols, B = s.batch;
+  const bool proj = w.w_hr != nullptr;
+
+  std::vector<T> dg(static_cast<size_t>(N * GC));
+  std::vector<T> zeros(static_cast<size_t>(std::max(H, P)), T(0));
+  std::vector<T> dh_total, dh_raw;  // projection only: dL/dy_t + carried dL/dh_t, and through W_hr
+  std::unique_ptr<FixedRightOperand<T>> projection;
+  if (proj) {
+    dh_total.resize(static_cast<size_t>(N * P));
+    dh_raw.resize(static_cast<size_t>(B * H));
+    projection = std::make_unique<FixedRightOperand<T>>(false, B, H, P, w.w_hr, H);
+  }
+  const FixedRightOperand<T> recurrent(false, B, P, GH, w.w_hh, P);
+
+  for (int64_t step = s.steps() - 1; step >= 0; --step) {
+    const int64_t t = s.time_at(step, reverse), rows = s.batch_sizes[t], off = s.offsets[t];
+    // the step that ran just before t in the forward pass, and how many rows it had
+    const int64_t tp = reverse ? t + 1 : t - 1;
+    const int64_t prev_rows = (tp >= 0 && tp < s.steps()) ? s.batch_sizes[tp] : 0;
+    const int64_t prev_off = prev_rows ? s.offsets[tp] : 0;
+    if (proj) {
+      T* total = dh_total.data() + off * P;
+      const T* dy = in.dy + off * P;
+      for (int64_t k = 0; k < rows * P; ++k) total[k] = dy[k] + out.dh[k];
+      projection->multiply(rows, total, P, T(0), dh_raw.data(), H);
+    }
+    at::parallel_for(0, rows, row_grain(GH), [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b) {
+        const bool carried = b < prev_rows;  // else this row started the sequence from h0/c0
+        BackwardRow<T> r;
+        r.ws = in.ws + (off + b) * W;
+        r.h_prev = carried ? in.y + (prev_off + b) * P : in.h0 + b * P;
+        r.c_prev = nullptr;
+        if constexpr (Cell::kHasCellState) {
+          r.c_prev = carried ? in.ws + (prev_off + b) * W + Cell::saved_cell_col(H) : in.c0 + b * H;
+        }
+        r.h = in.y + (off + b) * P;
+        r.dy = proj ? dh_raw.data() + b * H : in.dy + (off + b) * P;
+        r.dh = proj ? zeros.data() : out.dh + b * P;
+        r.dc = Cell::kHasCellState ? out.dc + b * H : nullptr;
+        r.dg = dg.data() + (off + b) * GC;
+        for (int64_t j = 0; j < H; ++j) Cell::backward(r, H, j);
+      }
+    });
+    recurrent.multiply(rows, dg.data() + off * GC, GC, Cell::kDirectHiddenGrad ? T(1) : T(0),
+                       out.dh, P);
+  }
+
+  // whole-sequence gradients
+  bool first = true;
+  for (const GradBlock& blk : input_grad_blocks<Cell>(H)) {
+    gemm<T>(false, false, N, I, blk.width, T(1), dg.data() + blk.grad_col, GC,
+            w.w_ih + blk.weight_row * I, I, first ? T(0) : T(1), out.dx, I);
+    gemm<T>(true, false, blk.width, I, N, T(1), dg.data() + blk.grad_col, GC, in.x, I, T(0),
+            out.dw_ih + blk.weight_row * I, I);
+    if (out.db_ih) column_sum(dg.data(), N, GC, blk.grad_col, blk.width, out.db_ih + blk.weight_row);
+    first = false;
+  }
+  if (out.db_hh) column_sum(dg.data(), N, GC, 0, GH, out.db_hh);
+
+  // dW_hh = Σ_t dG_tᵀ·h_{t-1}. Unpacked: h_{t-1} is y shifted by one step, plus h0 for the first
+  // step, so two GEMMs on views. Packed: gather h_{t-1} rows into one matrix first.
+  if (s.uniform) {
+    const int64_t shifted = N - B;
+    const T* dg_first = dg.data() + (reverse ? shifted * GC : 0);       // rows that read h0
+    const T* dg_rest = dg.data() + (reverse ? 0 : B * GC);              // rows that read y
+    const T* y_rest = in.y + (reverse ? B * P : 0);
+    gemm<T>(true, false, GH, P, shifted, T(1), dg_rest, GC, y_rest, P, T(0), out.dw_hh, P);
+    gemm<T>(true, false, GH, P, B, T(1), dg_first, GC, in.h0, P, shifted > 0 ? T(1) : T(0),
+            out.dw_hh, P);
+  } else {
+    std::vector<T> h_prev(static_cast<size_t>(N * P));
+    for (int64_t t = 0; t < s.steps(); ++t) {
+      const int64_t tp = reverse ? t + 1 : t - 1;
+      const int64_t prev_rows = (tp >= 0 && tp < s.steps()) ? s.batch_sizes[tp] : 0;
+      const int64_t carried = std::min(prev_rows, s.batch_sizes[t]);
+      T* dst = h_prev.data() + s.offsets[t] * P;
+      if (carried) std::memcpy(dst, in.y + s.offsets[tp] * P, sizeof(T) * carried * P);
+      std::memcpy(dst + carried * P, in.h0 + carried * P,
+                  sizeof(T) * (s.batch_sizes[t] - carried) * P);
+    }
+    gemm<T>(true, false, GH, P, N, T(1), dg.data(), GC, h_prev.data(), P, T(0), out.dw_hh, P);
+  }
+  if (proj) {
+    gemm<T>(true, false, P, H, N, T(1), dh_total.data(), P, in.ws + raw_hidden_col<Cell>(H), W,
+            T(0), out.dw_hr, H);
+  }
+}
+
+}  // namespace cpu
+}  // namespace fusedrnn

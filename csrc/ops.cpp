@@ -1,0 +1,61 @@
+// Every fusedrnn op schema, in one place. Kernels are registered per device in csrc/cpu and
+// csrc/cuda; fake kernels and autograd are registered from Python (fusedrnn/ops.py).
+//
+// Layer ops run one layer in one direction, time-major: x is [T, B, I], or packed [N, I] when
+// batch_sizes (a PackedSequence's, int64 on the CPU) is given. They return the output, the final
+// state(s) and a workspace that is empty unless `train`, in which case it holds what the
+// matching *_backward op needs. Cell ops run a single step on [B, I] input.
+#include <torch/library.h>
+
+TORCH_LIBRARY(fusedrnn, m) {
+  m.def(
+      "lstm_layer(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
+      "Tensor? b_hh, Tensor? w_hr, Tensor? batch_sizes, bool reverse, bool train) "
+      "-> (Tensor y, Tensor h_n, Tensor c_n, Tensor workspace)");
+  m.def(
+      "lstm_layer_backward(Tensor grad_y, Tensor grad_h_n, Tensor grad_c_n, Tensor x, Tensor h0, "
+      "Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? w_hr, Tensor? batch_sizes, Tensor y, "
+      "Tensor workspace, bool reverse, bool has_bias) -> (Tensor grad_x, Tensor grad_h0, "
+      "Tensor grad_c0, Tensor grad_w_ih, Tensor grad_w_hh, Tensor grad_b_ih, Tensor grad_b_hh, "
+      "Tensor grad_w_hr)");
+  m.def(
+      "gru_layer(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
+      "Tensor? batch_sizes, bool reverse, bool train) -> (Tensor y, Tensor h_n, Tensor workspace)");
+  m.def(
+      "gru_layer_backward(Tensor grad_y, Tensor grad_h_n, Tensor x, Tensor h0, Tensor w_ih, "
+      "Tensor w_hh, Tensor? batch_sizes, Tensor y, Tensor workspace, bool reverse, bool has_bias) "
+      "-> (Tensor grad_x, Tensor grad_h0, Tensor grad_w_ih, Tensor grad_w_hh, Tensor grad_b_ih, "
+      "Tensor grad_b_hh)");
+  m.def(
+      "rnn_layer(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
+      "Tensor? batch_sizes, bool reverse, bool relu, bool train) "
+      "-> (Tensor y, Tensor h_n, Tensor workspace)");
+  m.def(
+      "rnn_layer_backward(Tensor grad_y, Tensor grad_h_n, Tensor x, Tensor h0, Tensor w_ih, "
+      "Tensor w_hh, Tensor? batch_sizes, Tensor y, Tensor workspace, bool reverse, bool relu, "
+      "bool has_bias) -> (Tensor grad_x, Tensor grad_h0, Tensor grad_w_ih, Tensor grad_w_hh, "
+      "Tensor grad_b_ih, Tensor grad_b_hh)");
+
+  m.def(
+      "lstm_cell(Tensor x, Tensor hx, Tensor cx, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
+      "Tensor? b_hh, bool train) -> (Tensor hy, Tensor cy, Tensor workspace)");
+  m.def(
+      "lstm_cell_backward(Tensor grad_hy, Tensor grad_cy, Tensor x, Tensor hx, Tensor cx, "
+      "Tensor w_ih, Tensor w_hh, Tensor hy, Tensor workspace, bool has_bias) -> (Tensor grad_x, "
+      "Tensor grad_hx, Tensor grad_cx, Tensor grad_w_ih, Tensor grad_w_hh, Tensor grad_b_ih, "
+      "Tensor grad_b_hh)");
+  m.def(
+      "gru_cell(Tensor x, Tensor hx, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
+      "bool train) -> (Tensor hy, Tensor workspace)");
+  m.def(
+      "gru_cell_backward(Tensor grad_hy, Tensor x, Tensor hx, Tensor w_ih, Tensor w_hh, Tensor hy, "
+      "Tensor workspace, bool has_bias) -> (Tensor grad_x, Tensor grad_hx, Tensor grad_w_ih, "
+      "Tensor grad_w_hh, Tensor grad_b_ih, Tensor grad_b_hh)");
+  m.def(
+      "rnn_cell(Tensor x, Tensor hx, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
+      "bool relu, bool train) -> (Tensor hy, Tensor workspace)");
+  m.def(
+      "rnn_cell_backward(Tensor grad_hy, Tensor x, Tensor hx, Tensor w_ih, Tensor w_hh, Tensor hy, "
+      "Tensor workspace, bool relu, bool has_bias) -> (Tensor grad_x, Tensor grad_hx, "
+      "Tensor grad_w_ih, Tensor grad_w_hh, Tensor grad_b_ih, Tensor grad_b_hh)");
+}

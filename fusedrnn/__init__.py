@@ -1,0 +1,11 @@
+"""fusedrnn: fused LSTM, GRU and RNN kernels for PyTorch, as drop-in torch.nn replacements."""
+
+from ._loader import load_library
+
+load_library()
+
+from . import ops  # noqa: E402  (registers fake kernels and autograd for the loaded ops)
+from .nn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
+
+__version__ = "0.1.0"
+__all__ = ["GRU", "LSTM", "RNN", "GRUCell", "LSTMCell", "RNNCell", "ops"]

@@ -1,0 +1,6 @@
+"""Drop-in replacements for torch.nn recurrent modules."""
+
+from .cells import GRUCell, LSTMCell, RNNCell
+from .rnn import GRU, LSTM, RNN
+
+__all__ = ["GRU", "LSTM", "RNN", "GRUCell", "LSTMCell", "RNNCell"]

@@ -1,0 +1,106 @@
+"""fusedrnn.LSTMCell, GRUCell and RNNCell: torch.nn's cells with the step run by the fused ops."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .. import ops
+from ._fallback import fused_supported, warn_fallback
+
+_CELL_OP = {nn.LSTMCell: "lstm_cell", nn.GRUCell: "gru_cell", nn.RNNCell: "rnn_cell"}
+
+
+class _FusedCell:
+    """Mixin: argument handling as in torch.nn's cells, then one fused op call."""
+
+    @classmethod
+    def from_torch(cls, cell: nn.RNNCellBase):
+        """A fused copy of a torch.nn cell of the same kind, with its weights."""
+        w = cell.weight_ih
+        kwargs = {"nonlinearity": cell.nonlinearity} if isinstance(cell, nn.RNNCell) else {}
+        fused = cls(cell.input_size, cell.hidden_size, bias=cell.bias, device=w.device,
+                    dtype=w.dtype, **kwargs)
+        fused.load_state_dict(cell.state_dict())
+        return fused
+
+    def to_torch(self) -> nn.RNNCellBase:
+        """The equivalent torch.nn cell, with these weights."""
+        base = self._torch_base()
+        w = self.weight_ih
+        kwargs = {"nonlinearity": self.nonlinearity} if base is nn.RNNCell else {}
+        cell = base(self.input_size, self.hidden_size, bias=self.bias, device=w.device,
+                    dtype=w.dtype, **kwargs)
+        cell.load_state_dict(self.state_dict())
+        return cell
+
+    @classmethod
+    def _torch_base(cls):
+        return next(c for c in cls.__mro__ if c in _CELL_OP)
+
+    def _prepare(self, input: Tensor, states: list[Tensor | None]):
+        """Validates like torch.nn; returns (batched input, batched states, unbatched?)."""
+        name = type(self).__name__
+        if input.dim() not in (1, 2):
+            raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D instead")
+        for s in states:
+            if s is not None and s.dim() not in (1, 2):
+                raise ValueError(f"{name}: Expected hidden to be 1D or 2D, got {s.dim()}D instead")
+        unbatched = input.dim() == 1
+        x = input.unsqueeze(0) if unbatched else input
+        out = []
+        for s in states:
+            if s is None:
+                s = torch.zeros(x.size(0), self.hidden_size, dtype=x.dtype, device=x.device)
+            elif unbatched:
+                s = s.unsqueeze(0)
+            out.append(s)
+        if x.size(1) != self.input_size:
+            raise RuntimeError(
+                f"{name}: input has inconsistent input_size: got {x.size(1)}, expected "
+                f"{self.input_size}"
+            )
+        for s in out:
+            if s.shape != (x.size(0), self.hidden_size):
+                raise RuntimeError(
+                    f"{name}: hidden state must be [{x.size(0)}, {self.hidden_size}] (batch, "
+                    f"hidden_size) to match the input, got {list(s.shape)}"
+                )
+        return x, out, unbatched
+
+
+class LSTMCell(_FusedCell, nn.LSTMCell):
+    """Drop-in torch.nn.LSTMCell running one fused step."""
+
+    def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None):
+        if not fused_supported("lstm_cell", input):
+            warn_fallback("LSTMCell", input)
+            return super().forward(input, hx)
+        x, (h, c), unbatched = self._prepare(input, list(hx) if hx is not None else [None, None])
+        h, c = ops.lstm_cell(x, h, c, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        return (h.squeeze(0), c.squeeze(0)) if unbatched else (h, c)
+
+
+class GRUCell(_FusedCell, nn.GRUCell):
+    """Drop-in torch.nn.GRUCell running one fused step."""
+
+    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        if not fused_supported("gru_cell", input):
+            warn_fallback("GRUCell", input)
+            return super().forward(input, hx)
+        x, (h,), unbatched = self._prepare(input, [hx])
+        h = ops.gru_cell(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        return h.squeeze(0) if unbatched else h
+
+
+class RNNCell(_FusedCell, nn.RNNCell):
+    """Drop-in torch.nn.RNNCell (tanh or relu) running one fused step."""
+
+    def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        if not fused_supported("rnn_cell", input):
+            warn_fallback("RNNCell", input)
+            return super().forward(input, hx)
+        x, (h,), unbatched = self._prepare(input, [hx])
+        h = ops.rnn_cell(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
+                         relu=self.nonlinearity == "relu")
+        return h.squeeze(0) if unbatched else h

@@ -1,0 +1,167 @@
+"""fusedrnn.LSTM, GRU and RNN: torch.nn's modules with the recurrence run by the fused ops.
+
+Each subclasses its torch.nn counterpart, so the constructor, parameter names and shapes,
+initialisation, state_dict, flatten_parameters, all_weights and repr are torch.nn's own; only
+forward changes. The argument handling follows torch.nn's forward step for step so that errors
+and edge cases match, and the stack itself (layers, directions, dropout) lives in _stack below.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import PackedSequence
+
+from .. import ops
+from ._fallback import fused_supported, warn_fallback
+
+_LAYER_OP = {"LSTM": "lstm_layer", "GRU": "gru_layer", "RNN_TANH": "rnn_layer", "RNN_RELU": "rnn_layer"}
+
+
+class _FusedStack:
+    """Mixin holding the forward shared by LSTM, GRU and RNN."""
+
+    mode: str
+
+    @classmethod
+    def from_torch(cls, module: nn.RNNBase):
+        """A fused copy of a torch.nn module of the same kind, with its weights."""
+        fused = cls.__new__(cls)
+        kwargs = {}
+        if module.mode.startswith("RNN_"):
+            kwargs["nonlinearity"] = module.nonlinearity
+        if module.mode == "LSTM":
+            kwargs["proj_size"] = module.proj_size
+        w = module.weight_ih_l0
+        cls.__init__(
+            fused, module.input_size, module.hidden_size, num_layers=module.num_layers,
+            bias=module.bias, batch_first=module.batch_first, dropout=module.dropout,
+            bidirectional=module.bidirectional, device=w.device, dtype=w.dtype, **kwargs,
+        )
+        fused.load_state_dict(module.state_dict())
+        fused.train(module.training)
+        return fused
+
+    def to_torch(self) -> nn.RNNBase:
+        """The equivalent torch.nn module, with these weights."""
+        base = next(c for c in type(self).__mro__ if c.__module__.startswith("torch.nn"))
+        w = self.weight_ih_l0
+        kwargs = {}
+        if self.mode.startswith("RNN_"):
+            kwargs["nonlinearity"] = self.nonlinearity
+        if self.mode == "LSTM":
+            kwargs["proj_size"] = self.proj_size
+        module = base(
+            self.input_size, self.hidden_size, num_layers=self.num_layers, bias=self.bias,
+            batch_first=self.batch_first, dropout=self.dropout, bidirectional=self.bidirectional,
+            device=w.device, dtype=w.dtype, **kwargs,
+        )
+        module.load_state_dict(self.state_dict())
+        module.train(self.training)
+        return module
+
+    def _layer_weights(self, layer: int, direction: int) -> list[Tensor | None]:
+        sfx = f"_l{layer}" + ("_reverse" if direction else "")
+        get = lambda name: getattr(self, name + sfx) if hasattr(self, name + sfx) else None  # noqa: E731
+        return [get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), get("weight_hr")]
+
+    def _run_layer(self, x, h0, c0, weights, batch_sizes, reverse):
+        w_ih, w_hh, b_ih, b_hh, w_hr = weights
+        if self.mode == "LSTM":
+            return ops.lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse)
+        if self.mode == "GRU":
+            return (*ops.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse), None)
+        relu = self.mode == "RNN_RELU"
+        return (*ops.rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, relu), None)
+
+    def _stack(self, x: Tensor, h0: Tensor, c0: Tensor | None, batch_sizes: Tensor | None):
+        """All layers and directions on time-major (or packed) x. Returns (y, h_n, c_n)."""
+        directions = 2 if self.bidirectional else 1
+        h_out, c_out = [], []
+        for layer in range(self.num_layers):
+            outputs = []
+            for direction in range(directions):
+                idx = layer * directions + direction
+                y, h, c = self._run_layer(
+                    x, h0[idx], c0[idx] if c0 is not None else None,
+                    self._layer_weights(layer, direction), batch_sizes, direction == 1,
+                )
+                outputs.append(y)
+                h_out.append(h)
+                c_out.append(c)
+            x = outputs[0] if directions == 1 else torch.cat(outputs, dim=-1)
+            if self.dropout and self.training and layer < self.num_layers - 1:
+                x = F.dropout(x, self.dropout, training=True)
+        c_n = torch.stack(c_out) if c0 is not None else None
+        return x, torch.stack(h_out), c_n
+
+    def forward(self, input, hx=None):  # noqa: C901  (mirrors torch.nn's forward)
+        data = input.data if isinstance(input, PackedSequence) else input
+        if not fused_supported(_LAYER_OP[self.mode], data):
+            warn_fallback(type(self).__name__, data)
+            return super().forward(input, hx)
+        is_lstm = self.mode == "LSTM"
+        directions = 2 if self.bidirectional else 1
+        real_hidden = self.proj_size if self.proj_size > 0 else self.hidden_size
+        name = type(self).__name__
+
+        batch_sizes = None
+        unbatched = False
+        if isinstance(input, PackedSequence):
+            x, batch_sizes, sorted_indices, unsorted_indices = input
+            max_batch = int(batch_sizes[0])
+        else:
+            if input.dim() not in (2, 3):
+                raise ValueError(f"{name}: Expected input to be 2D or 3D, got {input.dim()}D instead")
+            unbatched = input.dim() == 2
+            batch_dim = 0 if self.batch_first else 1
+            x = input.unsqueeze(batch_dim) if unbatched else input
+            max_batch = x.size(batch_dim)
+            sorted_indices = unsorted_indices = None
+
+        if hx is None:
+            shape = (self.num_layers * directions, max_batch)
+            h0 = torch.zeros(*shape, real_hidden, dtype=x.dtype, device=x.device)
+            c0 = torch.zeros(*shape, self.hidden_size, dtype=x.dtype, device=x.device)
+            hx = (h0, c0) if is_lstm else h0
+        elif batch_sizes is None:
+            states = hx if is_lstm else (hx,)
+            want = 2 if unbatched else 3
+            if any(s.dim() != want for s in states):
+                dims = ", ".join(f"{s.dim()}-D" for s in states)
+                kind = "2-D input" if unbatched else "batched 3-D input"
+                what = "hx and cx" if is_lstm else "hx"
+                raise RuntimeError(f"For {kind}, {what} should also be {want}-D but got ({dims}) tensors")
+            if unbatched:
+                hx = tuple(s.unsqueeze(1) for s in hx) if is_lstm else hx.unsqueeze(1)
+        self.check_forward_args(x, hx, batch_sizes)
+        hx = self.permute_hidden(hx, sorted_indices)
+
+        if self.batch_first and batch_sizes is None:
+            x = x.transpose(0, 1)
+        h0, c0 = hx if is_lstm else (hx, None)
+        y, h_n, c_n = self._stack(x, h0, c0, batch_sizes)
+        if self.batch_first and batch_sizes is None:
+            y = y.transpose(0, 1)
+
+        hidden = (h_n, c_n) if is_lstm else h_n
+        if batch_sizes is not None:
+            return PackedSequence(y, batch_sizes, sorted_indices, unsorted_indices), \
+                self.permute_hidden(hidden, unsorted_indices)
+        if unbatched:
+            y = y.squeeze(batch_dim)
+            hidden = (h_n.squeeze(1), c_n.squeeze(1)) if is_lstm else h_n.squeeze(1)
+        return y, hidden
+
+
+class LSTM(_FusedStack, nn.LSTM):
+    """Drop-in torch.nn.LSTM (proj_size included) running fused kernels."""
+
+
+class GRU(_FusedStack, nn.GRU):
+    """Drop-in torch.nn.GRU running fused kernels."""
+
+
+class RNN(_FusedStack, nn.RNN):
+    """Drop-in torch.nn.RNN (tanh or relu) running fused kernels."""

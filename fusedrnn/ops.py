@@ -1,0 +1,348 @@
+"""Typed wrappers around the fusedrnn custom ops, with their fake kernels and autograd.
+
+Each forward op returns a workspace that is filled only when it is called with train=True; the
+wrappers ask for it exactly when autograd will need it. The backward of every op is itself a
+registered op, so torch.compile and torch.export trace through training steps.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+_ops = torch.ops.fusedrnn
+
+# Gate blocks per cell, as in csrc/cells/*.h (kGates).
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+def workspace_cols(cell: str, hidden: int, proj: bool = False) -> int:
+    """Columns of the workspace, mirroring Cell::workspace_cols in csrc/cells/*.h."""
+    per_hidden = {"lstm": 5, "gru": 4, "rnn": 1}[cell]
+    return per_hidden * hidden + (hidden if proj else 0)
+
+
+def _needs_grad(*tensors: Tensor | None) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def _or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
+    return torch.zeros_like(like) if grad is None else grad
+
+
+def _check_workspace(workspace: Tensor, op: str) -> None:
+    if workspace.numel() == 0:
+        raise RuntimeError(
+            f"fusedrnn::{op}: backward needs the workspace, but the forward op ran with "
+            "train=False; call it with train=True (the fusedrnn.ops wrappers do this whenever an "
+            "input requires grad)"
+        )
+
+
+def _layer_rows(x: Tensor, batch_sizes: Tensor | None) -> int:
+    return x.shape[0] if batch_sizes is not None else x.shape[0] * x.shape[1]
+
+
+def _fake_workspace(x: Tensor, rows: int, cols: int, train: bool) -> Tensor:
+    return x.new_empty((rows, cols) if train else (0,))
+
+
+def _bias_grad_fake(x: Tensor, gates_hidden: int, has_bias: bool) -> Tensor:
+    return x.new_empty((gates_hidden if has_bias else 0,))
+
+
+# ---- LSTM layer ----------------------------------------------------------------------------
+
+
+@torch.library.register_fake("fusedrnn::lstm_layer")
+def _lstm_layer_fake(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train):
+    hidden = w_hh.shape[0] // 4
+    out = w_hr.shape[0] if w_hr is not None else hidden
+    cols = workspace_cols("lstm", hidden, w_hr is not None)
+    return (
+        x.new_empty((*x.shape[:-1], out)),
+        h0.new_empty(h0.shape),
+        c0.new_empty(c0.shape),
+        _fake_workspace(x, _layer_rows(x, batch_sizes), cols, train),
+    )
+
+
+@torch.library.register_fake("fusedrnn::lstm_layer_backward")
+def _lstm_layer_backward_fake(
+    grad_y, grad_h_n, grad_c_n, x, h0, c0, w_ih, w_hh, w_hr, batch_sizes, y, workspace, reverse,
+    has_bias,
+):
+    return (
+        x.new_empty(x.shape),
+        h0.new_empty(h0.shape),
+        c0.new_empty(c0.shape),
+        w_ih.new_empty(w_ih.shape),
+        w_hh.new_empty(w_hh.shape),
+        _bias_grad_fake(x, w_ih.shape[0], has_bias),
+        _bias_grad_fake(x, w_ih.shape[0], has_bias),
+        w_hr.new_empty(w_hr.shape) if w_hr is not None else x.new_empty((0,)),
+    )
+
+
+def _lstm_layer_setup(ctx, inputs, output):
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, _ = inputs
+    ctx.reverse = reverse
+    ctx.has_bias = (b_ih is not None, b_hh is not None)
+    ctx.has_proj = w_hr is not None
+    ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, batch_sizes, output[0], output[3])
+
+
+def _lstm_layer_backward(ctx, grad_y, grad_h_n, grad_c_n, _grad_workspace):
+    x, h0, c0, w_ih, w_hh, w_hr, batch_sizes, y, workspace = ctx.saved_tensors
+    _check_workspace(workspace, "lstm_layer")
+    g = _ops.lstm_layer_backward(
+        _or_zeros(grad_y, y), _or_zeros(grad_h_n, h0), _or_zeros(grad_c_n, c0), x, h0, c0, w_ih,
+        w_hh, w_hr, batch_sizes, y, workspace, ctx.reverse, any(ctx.has_bias),
+    )
+    has_b_ih, has_b_hh = ctx.has_bias
+    return (
+        g[0], g[1], g[2], g[3], g[4],
+        g[5] if has_b_ih else None,
+        g[6] if has_b_hh else None,
+        g[7] if ctx.has_proj else None,
+        None, None, None,
+    )
+
+
+torch.library.register_autograd(
+    "fusedrnn::lstm_layer", _lstm_layer_backward, setup_context=_lstm_layer_setup
+)
+
+
+def lstm_layer(
+    x: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
+    w_hr: Tensor | None = None,
+    batch_sizes: Tensor | None = None,
+    reverse: bool = False,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """One LSTM layer in one direction. x: [T, B, I], or packed [N, I] with batch_sizes.
+
+    Returns (y, h_n, c_n): y is [T, B, P] (or [N, P]); P is proj_size with w_hr, else H.
+    """
+    train = _needs_grad(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
+    y, h_n, c_n, _ = _ops.lstm_layer(
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train
+    )
+    return y, h_n, c_n
+
+
+# ---- GRU and RNN layers: the same shape of op without a cell state --------------------------
+
+
+def _hidden_layer_fake(cell):
+    def fake(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, *flags):
+        hidden = w_hh.shape[0] // GATES[cell]
+        train = flags[-1]
+        return (
+            x.new_empty((*x.shape[:-1], hidden)),
+            h0.new_empty(h0.shape),
+            _fake_workspace(x, _layer_rows(x, batch_sizes), workspace_cols(cell, hidden), train),
+        )
+
+    return fake
+
+
+def _hidden_layer_backward_fake(grad_y, grad_h_n, x, h0, w_ih, w_hh, batch_sizes, y, workspace,
+                                reverse, *flags):
+    has_bias = flags[-1]
+    return (
+        x.new_empty(x.shape),
+        h0.new_empty(h0.shape),
+        w_ih.new_empty(w_ih.shape),
+        w_hh.new_empty(w_hh.shape),
+        _bias_grad_fake(x, w_ih.shape[0], has_bias),
+        _bias_grad_fake(x, w_ih.shape[0], has_bias),
+    )
+
+
+def _hidden_layer_setup(ctx, inputs, output):
+    x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, *flags = inputs
+    ctx.reverse = reverse
+    ctx.extra_flags = tuple(flags[:-1])  # rnn: (relu,)
+    ctx.has_bias = (b_ih is not None, b_hh is not None)
+    ctx.save_for_backward(x, h0, w_ih, w_hh, batch_sizes, output[0], output[2])
+
+
+def _hidden_layer_backward(cell):
+    backward_op = getattr(_ops, f"{cell}_layer_backward")
+
+    def backward(ctx, grad_y, grad_h_n, _grad_workspace):
+        x, h0, w_ih, w_hh, batch_sizes, y, workspace = ctx.saved_tensors
+        _check_workspace(workspace, f"{cell}_layer")
+        g = backward_op(
+            _or_zeros(grad_y, y), _or_zeros(grad_h_n, h0), x, h0, w_ih, w_hh, batch_sizes, y,
+            workspace, ctx.reverse, *ctx.extra_flags, any(ctx.has_bias),
+        )
+        has_b_ih, has_b_hh = ctx.has_bias
+        grads = (g[0], g[1], g[2], g[3], g[4] if has_b_ih else None, g[5] if has_b_hh else None)
+        return grads + (None,) * (2 + len(ctx.extra_flags) + 1)
+
+    return backward
+
+
+for _cell in ("gru", "rnn"):
+    torch.library.register_fake(f"fusedrnn::{_cell}_layer")(_hidden_layer_fake(_cell))
+    torch.library.register_fake(f"fusedrnn::{_cell}_layer_backward")(_hidden_layer_backward_fake)
+    torch.library.register_autograd(
+        f"fusedrnn::{_cell}_layer", _hidden_layer_backward(_cell), setup_context=_hidden_layer_setup
+    )
+
+
+def gru_layer(
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
+    batch_sizes: Tensor | None = None,
+    reverse: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """One GRU layer in one direction (torch.nn.GRU's formulation). Returns (y, h_n)."""
+    train = _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh)
+    y, h_n, _ = _ops.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, train)
+    return y, h_n
+
+
+def rnn_layer(
+    x: Tensor,
+    h0: Tensor,
+    w_ih: Tensor,
+    w_hh: Tensor,
+    b_ih: Tensor | None = None,
+    b_hh: Tensor | None = None,
+    batch_sizes: Tensor | None = None,
+    reverse: bool = False,
+    relu: bool = False,
+) -> tuple[Tensor, Tensor]:
+    """One Elman RNN layer (tanh, or relu) in one direction. Returns (y, h_n)."""
+    train = _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh)
+    y, h_n, _ = _ops.rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, relu, train)
+    return y, h_n
+
+
+# ---- single-step cells ---------------------------------------------------------------------
+
+
+@torch.library.register_fake("fusedrnn::lstm_cell")
+def _lstm_cell_fake(x, hx, cx, w_ih, w_hh, b_ih, b_hh, train):
+    cols = workspace_cols("lstm", hx.shape[1])
+    return hx.new_empty(hx.shape), cx.new_empty(cx.shape), _fake_workspace(x, x.shape[0], cols, train)
+
+
+@torch.library.register_fake("fusedrnn::lstm_cell_backward")
+def _lstm_cell_backward_fake(grad_hy, grad_cy, x, hx, cx, w_ih, w_hh, hy, workspace, has_bias):
+    return (
+        x.new_empty(x.shape),
+        hx.new_empty(hx.shape),
+        cx.new_empty(cx.shape),
+        w_ih.new_empty(w_ih.shape),
+        w_hh.new_empty(w_hh.shape),
+        _bias_grad_fake(x, w_ih.shape[0], has_bias),
+        _bias_grad_fake(x, w_ih.shape[0], has_bias),
+    )
+
+
+def _lstm_cell_setup(ctx, inputs, output):
+    x, hx, cx, w_ih, w_hh, b_ih, b_hh, _ = inputs
+    ctx.has_bias = (b_ih is not None, b_hh is not None)
+    ctx.save_for_backward(x, hx, cx, w_ih, w_hh, output[0], output[2])
+
+
+def _lstm_cell_backward(ctx, grad_hy, grad_cy, _grad_workspace):
+    x, hx, cx, w_ih, w_hh, hy, workspace = ctx.saved_tensors
+    _check_workspace(workspace, "lstm_cell")
+    g = _ops.lstm_cell_backward(
+        _or_zeros(grad_hy, hy), _or_zeros(grad_cy, cx), x, hx, cx, w_ih, w_hh, hy, workspace,
+        any(ctx.has_bias),
+    )
+    has_b_ih, has_b_hh = ctx.has_bias
+    return (g[0], g[1], g[2], g[3], g[4], g[5] if has_b_ih else None,
+            g[6] if has_b_hh else None, None)
+
+
+torch.library.register_autograd(
+    "fusedrnn::lstm_cell", _lstm_cell_backward, setup_context=_lstm_cell_setup
+)
+
+
+def _hidden_cell_fake(cell):
+    def fake(x, hx, w_ih, w_hh, b_ih, b_hh, *flags):
+        cols = workspace_cols(cell, hx.shape[1])
+        return hx.new_empty(hx.shape), _fake_workspace(x, x.shape[0], cols, flags[-1])
+
+    return fake
+
+
+def _hidden_cell_backward_fake(grad_hy, x, hx, w_ih, w_hh, hy, workspace, *flags):
+    has_bias = flags[-1]
+    return (
+        x.new_empty(x.shape),
+        hx.new_empty(hx.shape),
+        w_ih.new_empty(w_ih.shape),
+        w_hh.new_empty(w_hh.shape),
+        _bias_grad_fake(x, w_ih.shape[0], has_bias),
+        _bias_grad_fake(x, w_ih.shape[0], has_bias),
+    )
+
+
+def _hidden_cell_setup(ctx, inputs, output):
+    x, hx, w_ih, w_hh, b_ih, b_hh, *flags = inputs
+    ctx.extra_flags = tuple(flags[:-1])
+    ctx.has_bias = (b_ih is not None, b_hh is not None)
+    ctx.save_for_backward(x, hx, w_ih, w_hh, output[0], output[1])
+
+
+def _hidden_cell_backward(cell):
+    backward_op = getattr(_ops, f"{cell}_cell_backward")
+
+    def backward(ctx, grad_hy, _grad_workspace):
+        x, hx, w_ih, w_hh, hy, workspace = ctx.saved_tensors
+        _check_workspace(workspace, f"{cell}_cell")
+        g = backward_op(
+            _or_zeros(grad_hy, hy), x, hx, w_ih, w_hh, hy, workspace, *ctx.extra_flags,
+            any(ctx.has_bias),
+        )
+        has_b_ih, has_b_hh = ctx.has_bias
+        grads = (g[0], g[1], g[2], g[3], g[4] if has_b_ih else None, g[5] if has_b_hh else None)
+        return grads + (None,) * (len(ctx.extra_flags) + 1)
+
+    return backward
+
+
+for _cell in ("gru", "rnn"):
+    torch.library.register_fake(f"fusedrnn::{_cell}_cell")(_hidden_cell_fake(_cell))
+    torch.library.register_fake(f"fusedrnn::{_cell}_cell_backward")(_hidden_cell_backward_fake)
+    torch.library.register_autograd(
+        f"fusedrnn::{_cell}_cell", _hidden_cell_backward(_cell), setup_context=_hidden_cell_setup
+    )
+
+
+def lstm_cell(x, hx, cx, w_ih, w_hh, b_ih=None, b_hh=None) -> tuple[Tensor, Tensor]:
+    """One LSTM step on [B, I] input. Returns (h', c')."""
+    train = _needs_grad(x, hx, cx, w_ih, w_hh, b_ih, b_hh)
+    hy, cy, _ = _ops.lstm_cell(x, hx, cx, w_ih, w_hh, b_ih, b_hh, train)
+    return hy, cy
+
+
+def gru_cell(x, hx, w_ih, w_hh, b_ih=None, b_hh=None) -> Tensor:
+    """One GRU step on [B, I] input. Returns h'."""
+    train = _needs_grad(x, hx, w_ih, w_hh, b_ih, b_hh)
+    return _ops.gru_cell(x, hx, w_ih, w_hh, b_ih, b_hh, train)[0]
+
+
+def rnn_cell(x, hx, w_ih, w_hh, b_ih=None, b_hh=None, relu: bool = False) -> Tensor:
+    """One Elman RNN step on [B, I] input. Returns h'."""
+    train = _needs_grad(x, hx, w_ih, w_hh, b_ih, b_hh)
+    return _ops.rnn_cell(x, hx, w_ih, w_hh, b_ih, b_hh, relu, train)[0]
