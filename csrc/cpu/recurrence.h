@@ -16,6 +16,17 @@
 #include "../cells/rows.h"
 #include "gemm.h"
 
+// Units j of a row are independent, but a cell reads and writes the same workspace row at offsets
+// k·H + j, which GCC cannot prove disjoint; without this it vectorises behind a run-time overlap
+// check that always fails and runs the scalar loop.
+#if defined(__clang__)
+#define FUSEDRNN_INDEPENDENT_ITERATIONS _Pragma("clang loop vectorize(assume_safety)")
+#elif defined(__GNUC__)
+#define FUSEDRNN_INDEPENDENT_ITERATIONS _Pragma("GCC ivdep")
+#else
+#define FUSEDRNN_INDEPENDENT_ITERATIONS
+#endif
+
 namespace fusedrnn {
 namespace cpu {
 
@@ -98,6 +109,7 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
         r.h_prev = out.h + b * P;
         r.c = Cell::kHasCellState ? out.c + b * H : nullptr;
         r.h_out = proj ? r.ws + raw_hidden_col<Cell>(H) : out.y + (off + b) * P;
+        FUSEDRNN_INDEPENDENT_ITERATIONS
         for (int64_t j = 0; j < H; ++j) Cell::forward(r, H, j);
       }
     });
@@ -204,6 +216,7 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
         r.dh = proj ? zeros.data() : out.dh + b * P;
         r.dc = Cell::kHasCellState ? out.dc + b * H : nullptr;
         r.dg = dg.data() + (off + b) * GC;
+        FUSEDRNN_INDEPENDENT_ITERATIONS
         for (int64_t j = 0; j < H; ++j) Cell::backward(r, H, j);
       }
     });
