@@ -1,0 +1,151 @@
+"""The layer ops against the step-by-step reference: values, final states, every gradient,
+gradcheck in float64, and opcheck."""
+
+import pytest
+import torch
+
+from .cases import layer_case
+from .conftest import assert_close
+
+CELLS = ["lstm", "gru", "rnn_tanh", "rnn_relu"]
+
+
+def _grads(outputs, inputs, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    weights = [torch.rand(o.shape, generator=gen, dtype=o.dtype) for o in outputs]
+    loss = sum((o * w).sum() for o, w in zip(outputs, weights, strict=True))
+    return torch.autograd.grad(loss, inputs)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+def test_layer_matches_reference(cell, packed, reverse, bias):
+    case = layer_case(cell, T=6, B=4, packed=packed, reverse=reverse, bias=bias)
+    fused, expected = case.fused(), case.reference()
+    for i, (a, b) in enumerate(zip(fused, expected, strict=True)):
+        assert_close(a, b, what=f"output {i}")
+    inputs = case.inputs()
+    for i, (a, b) in enumerate(zip(_grads(fused, inputs), _grads(expected, inputs), strict=True)):
+        assert_close(a, b, what=f"grad of input {i}")
+
+
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+def test_lstm_projection_matches_reference(packed, reverse):
+    case = layer_case("lstm", T=5, B=3, H=8, proj=3, packed=packed, reverse=reverse)
+    fused, expected = case.fused(), case.reference()
+    assert fused[0].shape[-1] == 3
+    for i, (a, b) in enumerate(zip(fused, expected, strict=True)):
+        assert_close(a, b, what=f"output {i}")
+    inputs = case.inputs()
+    for i, (a, b) in enumerate(zip(_grads(fused, inputs), _grads(expected, inputs), strict=True)):
+        assert_close(a, b, what=f"grad of input {i}")
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("variant", ["padded", "packed-rev", "proj"])
+def test_layer_gradcheck_float64(cell, variant):
+    if variant == "proj" and cell != "lstm":
+        pytest.skip("projection is an LSTM option")
+    case = layer_case(cell, T=4, B=3, I=3, H=4, dtype=torch.float64,
+                      packed=variant == "packed-rev", reverse=variant == "packed-rev",
+                      proj=2 if variant == "proj" else 0)
+    inputs = case.inputs()
+
+    def run(*tensors):
+        case.x, *rest = tensors
+        n = len(case.states)
+        case.states = list(rest[:n])
+        for key, value in zip([k for k, v in case.weights.items() if v is not None], rest[n:],
+                              strict=True):
+            case.weights[key] = value
+        return case.fused()
+
+    assert torch.autograd.gradcheck(run, inputs, eps=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_layer_float64_matches_reference_tightly(cell):
+    case = layer_case(cell, T=7, B=3, dtype=torch.float64, packed=True)
+    for a, b in zip(case.fused(), case.reference(), strict=True):
+        assert_close(a, b, torch.float64)
+
+
+def _op_args(case, train):
+    w = case.weights
+    bs, rev = case.batch_sizes, case.reverse
+    if case.cell == "lstm":
+        return "lstm_layer", (case.x, *case.states, w["w_ih"], w["w_hh"], w["b_ih"], w["b_hh"],
+                              w.get("w_hr"), bs, rev, train)
+    if case.cell == "gru":
+        return "gru_layer", (case.x, *case.states, w["w_ih"], w["w_hh"], w["b_ih"], w["b_hh"],
+                             bs, rev, train)
+    return "rnn_layer", (case.x, *case.states, w["w_ih"], w["w_hh"], w["b_ih"], w["b_hh"], bs,
+                         rev, case.cell == "rnn_relu", train)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+@pytest.mark.parametrize("train", [True, False], ids=["train", "infer"])
+def test_layer_opcheck(cell, packed, train):
+    case = layer_case(cell, T=4, B=3, packed=packed, requires_grad=train)
+    name, args = _op_args(case, train)
+    torch.library.opcheck(getattr(torch.ops.fusedrnn, name).default, args)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_backward_op_opcheck(cell):
+    case = layer_case(cell, T=4, B=3, packed=True, requires_grad=False)
+    name, args = _op_args(case, True)
+    out = getattr(torch.ops.fusedrnn, name)(*args)
+    y, finals, workspace = out[0], out[1:-1], out[-1]
+    grads = [torch.rand_like(y)] + [torch.rand_like(s) for s in finals]
+    w = case.weights
+    if cell == "lstm":
+        bw_args = (*grads, case.x, *case.states, w["w_ih"], w["w_hh"], None, case.batch_sizes, y,
+                   workspace, False, True)
+    else:
+        flags = (case.cell == "rnn_relu",) if cell.startswith("rnn") else ()
+        bw_args = (*grads, case.x, *case.states, w["w_ih"], w["w_hh"], case.batch_sizes, y,
+                   workspace, False, *flags, True)
+    op = getattr(torch.ops.fusedrnn, name + "_backward").default
+    torch.library.opcheck(op, bw_args)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_backward_is_deterministic(cell):
+    case = layer_case(cell, T=20, B=16, I=32, H=64, packed=True)
+    inputs = case.inputs()
+    first = _grads(case.fused(), inputs)
+    second = _grads(case.fused(), inputs)
+    for a, b in zip(first, second, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_backward_without_workspace_is_a_clear_error():
+    case = layer_case("lstm", requires_grad=False)
+    name, args = _op_args(case, False)
+    args = list(args)
+    args[3] = args[3].detach().requires_grad_()  # w_ih requires grad, but train=False
+    y = torch.ops.fusedrnn.lstm_layer(*args)[0]
+    with pytest.raises(RuntimeError, match="train=False"):
+        y.sum().backward()
+
+
+def test_activation_math_matches_torch_over_full_range():
+    # The kernels' own exp/tanh/sigmoid (csrc/cells/activations.h) against torch's, over every
+    # regime: one unit, no recurrence, so the tanh RNN outputs tanh(x) and an LSTM whose g gate is
+    # saturated by its bias has c = σ(x)·tanh(30) = σ(x).
+    x = torch.linspace(-30, 30, 200001).reshape(1, -1, 1)
+    zeros = torch.zeros(x.shape[1], 1)
+    one = torch.ones(1, 1)
+    y = torch.ops.fusedrnn.rnn_layer(x, zeros, one, one * 0, None, None, None, False, False,
+                                     False)[0]
+    torch.testing.assert_close(y, torch.tanh(x), atol=3e-7, rtol=3e-7)
+    w_ih = torch.tensor([[1.0], [0.0], [0.0], [0.0]])
+    b_ih = torch.tensor([0.0, 0.0, 30.0, 0.0])
+    c = torch.ops.fusedrnn.lstm_layer(x, zeros, zeros, w_ih, torch.zeros(4, 1), b_ih, None, None,
+                                      None, False, False)[2]
+    torch.testing.assert_close(c, torch.sigmoid(x[0]), atol=3e-7, rtol=3e-7)
