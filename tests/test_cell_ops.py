@@ -1,0 +1,102 @@
+"""The single-step cell ops: values and gradients against the reference step, gradcheck, opcheck."""
+
+import pytest
+import torch
+
+from fusedrnn import ops
+
+from . import reference
+from .conftest import assert_close
+
+CELLS = ["lstm", "gru", "rnn_tanh", "rnn_relu"]
+
+
+def _cell_case(cell, B=3, I=5, H=4, dtype=torch.float32, bias=True):
+    g = {"lstm": 4, "gru": 3}.get(cell, 1)
+    rand = lambda *s: (torch.rand(*s, dtype=dtype) * 2 - 1).requires_grad_()  # noqa: E731
+    x = rand(B, I)
+    states = [rand(B, H)] + ([rand(B, H)] if cell == "lstm" else [])
+    weights = [rand(g * H, I), rand(g * H, H)] + ([rand(g * H), rand(g * H)] if bias else [None, None])
+    return x, states, weights
+
+
+def _fused(cell, x, states, weights):
+    if cell == "lstm":
+        return ops.lstm_cell(x, *states, *weights)
+    if cell == "gru":
+        return (ops.gru_cell(x, *states, *weights),)
+    return (ops.rnn_cell(x, *states, *weights, relu=cell == "rnn_relu"),)
+
+
+def _reference(cell, x, states, weights):
+    w = dict(zip(["w_ih", "w_hh", "b_ih", "b_hh"], weights, strict=True))
+    if cell == "lstm":
+        return reference.lstm_step(x, states, **w)
+    if cell == "gru":
+        return reference.gru_step(x, states, **w)
+    return reference.rnn_step(x, states, **w, relu=cell == "rnn_relu")
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("bias", [True, False])
+def test_cell_matches_reference(cell, bias):
+    x, states, weights = _cell_case(cell, bias=bias)
+    fused, expected = _fused(cell, x, states, weights), _reference(cell, x, states, weights)
+    inputs = [x, *states] + [w for w in weights if w is not None]
+    for a, b in zip(fused, expected, strict=True):
+        assert_close(a, b)
+    gen = torch.Generator().manual_seed(3)
+    probes = [torch.rand(o.shape, generator=gen) for o in fused]
+    ga = torch.autograd.grad(sum((o * p).sum() for o, p in zip(fused, probes)), inputs)
+    gb = torch.autograd.grad(sum((o * p).sum() for o, p in zip(expected, probes)), inputs)
+    for i, (a, b) in enumerate(zip(ga, gb, strict=True)):
+        assert_close(a, b, what=f"grad {i}")
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_cell_gradcheck_float64(cell):
+    x, states, weights = _cell_case(cell, dtype=torch.float64)
+    n = len(states)
+    inputs = [x, *states, *weights]
+    assert torch.autograd.gradcheck(
+        lambda x, *rest: _fused(cell, x, list(rest[:n]), list(rest[n:])), inputs
+    )
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("train", [True, False])
+def test_cell_opcheck(cell, train):
+    x, states, weights = _cell_case(cell)
+    if not train:
+        x, states, weights = x.detach(), [s.detach() for s in states], [w.detach() for w in weights]
+    if cell == "lstm":
+        op, args = torch.ops.fusedrnn.lstm_cell.default, (x, *states, *weights, train)
+    elif cell == "gru":
+        op, args = torch.ops.fusedrnn.gru_cell.default, (x, *states, *weights, train)
+    else:
+        op = torch.ops.fusedrnn.rnn_cell.default
+        args = (x, *states, *weights, cell == "rnn_relu", train)
+    torch.library.opcheck(op, args)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_cell_backward_opcheck(cell):
+    x, states, weights = _cell_case(cell)
+    x, states, weights = x.detach(), [s.detach() for s in states], [w.detach() for w in weights]
+    if cell == "lstm":
+        hy, cy, ws = torch.ops.fusedrnn.lstm_cell(x, *states, *weights, True)
+        op = torch.ops.fusedrnn.lstm_cell_backward.default
+        args = (torch.rand_like(hy), torch.rand_like(cy), x, *states, *weights[:2], hy, ws, True)
+    else:
+        flags = (cell == "rnn_relu",) if cell.startswith("rnn") else ()
+        name = "gru" if cell == "gru" else "rnn"
+        hy, ws = getattr(torch.ops.fusedrnn, f"{name}_cell")(x, *states, *weights, *flags, True)
+        op = getattr(torch.ops.fusedrnn, f"{name}_cell_backward").default
+        args = (torch.rand_like(hy), x, *states, *weights[:2], hy, ws, *flags, True)
+    torch.library.opcheck(op, args)
+
+
+def test_cell_rejects_wrong_rank():
+    x = torch.rand(2, 3, 5)
+    with pytest.raises(RuntimeError, match=r"x must be \[batch, input_size\]"):
+        ops.gru_cell(x, torch.zeros(2, 4), torch.rand(12, 5), torch.rand(12, 4))

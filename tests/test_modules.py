@@ -1,0 +1,256 @@
+"""The drop-in modules against torch.nn: outputs, final states, and the gradients of the input,
+of hx and of every parameter, over the constructor and input options users combine."""
+
+import itertools
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+import fusedrnn
+
+from .conftest import assert_close
+
+KINDS = {
+    "lstm": (nn.LSTM, fusedrnn.LSTM, {}),
+    "gru": (nn.GRU, fusedrnn.GRU, {}),
+    "rnn_tanh": (nn.RNN, fusedrnn.RNN, {"nonlinearity": "tanh"}),
+    "rnn_relu": (nn.RNN, fusedrnn.RNN, {"nonlinearity": "relu"}),
+}
+
+
+def make_pair(kind, input_size=5, hidden_size=6, dtype=torch.float32, **kwargs):
+    torch_cls, fused_cls, extra = KINDS[kind]
+    ref = torch_cls(input_size, hidden_size, dtype=dtype, **extra, **kwargs)
+    fused = fused_cls(input_size, hidden_size, dtype=dtype, **extra, **kwargs)
+    fused.load_state_dict(ref.state_dict())
+    return ref, fused
+
+
+def initial_state(kind, module, batch, dtype, unbatched=False):
+    layers = module.num_layers * (2 if module.bidirectional else 1)
+    out = module.proj_size or module.hidden_size if kind == "lstm" else module.hidden_size
+    shape = (layers, out) if unbatched else (layers, batch, out)
+    h = torch.randn(*shape, dtype=dtype)
+    if kind != "lstm":
+        return h
+    cshape = (layers, module.hidden_size) if unbatched else (layers, batch, module.hidden_size)
+    return (h, torch.randn(*cshape, dtype=dtype))
+
+
+def _flatten(out):
+    y, hidden = out
+    if isinstance(y, PackedSequence):
+        y = y.data
+    return [y, *(hidden if isinstance(hidden, tuple) else (hidden,))]
+
+
+def run_and_grads(module, x, hx):
+    """Outputs, then gradients of x, of every hx tensor and of every parameter."""
+    if isinstance(x, PackedSequence):
+        leaf = x.data.detach().requires_grad_()
+        x_in = PackedSequence(leaf, x.batch_sizes, x.sorted_indices, x.unsorted_indices)
+    else:
+        leaf = x_in = x.detach().requires_grad_()
+    hx_leaves = None
+    if hx is not None:
+        hx_leaves = tuple(h.detach().requires_grad_() for h in hx) if isinstance(hx, tuple) \
+            else hx.detach().requires_grad_()
+    module.zero_grad()
+    outs = _flatten(module(x_in, hx_leaves))
+    gen = torch.Generator().manual_seed(7)
+    loss = sum((o * torch.rand(o.shape, generator=gen, dtype=o.dtype)).sum() for o in outs)
+    loss.backward()
+    hx_grads = [] if hx is None else [h.grad for h in (hx_leaves if isinstance(hx, tuple) else (hx_leaves,))]
+    return outs, [leaf.grad, *hx_grads] + [p.grad for p in module.parameters()]
+
+
+def check_parity(ref, fused, x, hx=None, dtype=torch.float32):
+    ref_out, ref_grads = run_and_grads(ref, x, hx)
+    fused_out, fused_grads = run_and_grads(fused, x, hx)
+    for i, (a, b) in enumerate(zip(fused_out, ref_out, strict=True)):
+        assert_close(a, b, dtype, what=f"output {i}")
+    for i, (a, b) in enumerate(zip(fused_grads, ref_grads, strict=True)):
+        assert_close(a, b, dtype, what=f"grad {i}")
+
+
+GRID = list(itertools.product(KINDS, [1, 2, 3], [False, True], [False, True], [True, False],
+                              [False, True]))
+
+
+@pytest.mark.parametrize("kind,layers,bidirectional,batch_first,bias,with_hx", GRID)
+def test_parity_grid(kind, layers, bidirectional, batch_first, bias, with_hx):
+    ref, fused = make_pair(kind, num_layers=layers, bidirectional=bidirectional,
+                           batch_first=batch_first, bias=bias)
+    T, B = 4, 3
+    x = torch.randn(B, T, 5) if batch_first else torch.randn(T, B, 5)
+    hx = initial_state(kind, ref, B, torch.float32) if with_hx else None
+    check_parity(ref, fused, x, hx)
+
+
+@pytest.mark.parametrize("layers,bidirectional", [(1, False), (2, True), (3, False)])
+@pytest.mark.parametrize("with_hx", [False, True])
+def test_lstm_proj_size(layers, bidirectional, with_hx):
+    ref, fused = make_pair("lstm", hidden_size=8, proj_size=3, num_layers=layers,
+                           bidirectional=bidirectional)
+    x = torch.randn(5, 2, 5)
+    hx = initial_state("lstm", ref, 2, torch.float32) if with_hx else None
+    check_parity(ref, fused, x, hx)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_unbatched_input(kind, batch_first):
+    ref, fused = make_pair(kind, num_layers=2, bidirectional=True, batch_first=batch_first)
+    x = torch.randn(4, 5)
+    check_parity(ref, fused, x, None)
+    check_parity(ref, fused, x, initial_state(kind, ref, 1, torch.float32, unbatched=True))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("with_hx", [False, True])
+def test_packed_unsorted(kind, bidirectional, with_hx):
+    ref, fused = make_pair(kind, num_layers=2, bidirectional=bidirectional, batch_first=True)
+    lengths = torch.tensor([3, 7, 1, 5, 7])
+    x = torch.randn(5, 7, 5)
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    hx = initial_state(kind, ref, 5, torch.float32) if with_hx else None
+    check_parity(ref, fused, packed, hx)
+    y, _ = fused(packed, hx)
+    padded, out_lengths = pad_packed_sequence(y, batch_first=True)
+    assert torch.equal(out_lengths, lengths)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("T,B", [(1, 3), (5, 1), (1, 1)])
+def test_single_step_and_single_sequence(kind, T, B):
+    ref, fused = make_pair(kind, num_layers=2, bidirectional=True)
+    check_parity(ref, fused, torch.randn(T, B, 5), initial_state(kind, ref, B, torch.float32))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_float64_is_tight(kind):
+    ref, fused = make_pair(kind, num_layers=2, bidirectional=True, dtype=torch.float64)
+    lengths = torch.tensor([6, 2, 4])
+    packed = pack_padded_sequence(torch.randn(6, 3, 5, dtype=torch.float64), lengths,
+                                  enforce_sorted=False)
+    check_parity(ref, fused, packed, initial_state(kind, ref, 3, torch.float64), torch.float64)
+    check_parity(ref, fused, torch.randn(6, 3, 5, dtype=torch.float64), None, torch.float64)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_dropout_between_layers_only_in_training(kind):
+    _, fused = make_pair(kind, num_layers=3, dropout=0.5)
+    x = torch.randn(4, 2, 5)
+    fused.eval()
+    ref = fused.to_torch().eval()
+    check_parity(ref, fused, x)  # eval: no dropout, exact parity
+    fused.train()
+    a, _ = fused(x)
+    b, _ = fused(x)
+    assert not torch.allclose(a, b), "training mode must apply dropout between layers"
+    torch.manual_seed(1)
+    c, _ = fused(x)
+    torch.manual_seed(1)
+    d, _ = fused(x)
+    assert torch.equal(c, d), "dropout masks come from torch's RNG"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_non_contiguous_inputs(kind):
+    ref, fused = make_pair(kind, num_layers=2)
+    x = torch.randn(3, 6, 10)[:, ::2, ::2].transpose(0, 1)  # [3, 3, 5], strided
+    assert not x.is_contiguous()
+    hx = initial_state(kind, ref, 3, torch.float32)
+    hx = tuple(h.transpose(1, 2).contiguous().transpose(1, 2) for h in hx) if isinstance(hx, tuple) \
+        else hx.transpose(1, 2).contiguous().transpose(1, 2)
+    check_parity(ref, fused, x, hx)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_forward_and_backward_bit_identical_across_runs(kind):
+    _, fused = make_pair(kind, input_size=16, hidden_size=32, num_layers=2, bidirectional=True)
+    x = torch.randn(20, 8, 16)
+    out1, grads1 = run_and_grads(fused, x, None)
+    out2, grads2 = run_and_grads(fused, x, None)
+    for a, b in zip(out1 + grads1, out2 + grads2, strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_state_dict_round_trip(kind):
+    ref, _ = make_pair(kind, num_layers=2, bidirectional=True)
+    torch_cls, fused_cls, extra = KINDS[kind]
+    fused = fused_cls(5, 6, num_layers=2, bidirectional=True, **extra)
+    fused.load_state_dict(ref.state_dict())
+    back = torch_cls(5, 6, num_layers=2, bidirectional=True, **extra)
+    back.load_state_dict(fused.state_dict())
+    for (n1, p1), (n2, p2) in zip(ref.named_parameters(), back.named_parameters(), strict=True):
+        assert n1 == n2 and torch.equal(p1, p2)
+    assert list(fused.state_dict()) == list(ref.state_dict())
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_from_torch_and_to_torch(kind):
+    torch_cls, fused_cls, extra = KINDS[kind]
+    ref = torch_cls(5, 6, num_layers=2, batch_first=True, bidirectional=True, dropout=0.25,
+                    bias=False, **extra)
+    fused = fused_cls.from_torch(ref)
+    assert isinstance(fused, fused_cls) and isinstance(fused, torch_cls)
+    assert repr(fused).split("(", 1)[1] == repr(ref).split("(", 1)[1]
+    back = fused.to_torch()
+    assert type(back) is torch_cls
+    x = torch.randn(2, 4, 5)
+    ref.eval(), fused.eval(), back.eval()
+    assert_close(fused(x)[0], ref(x)[0])
+    assert torch.equal(back(x)[0], ref(x)[0])
+
+
+def test_parameters_match_torch_names_shapes_and_init():
+    torch.manual_seed(5)
+    ref = nn.LSTM(5, 6, num_layers=2, bidirectional=True, proj_size=3)
+    torch.manual_seed(5)
+    fused = fusedrnn.LSTM(5, 6, num_layers=2, bidirectional=True, proj_size=3)
+    for (n1, p1), (n2, p2) in zip(ref.named_parameters(), fused.named_parameters(), strict=True):
+        assert n1 == n2 and torch.equal(p1, p2)
+    assert len(fused.all_weights) == len(ref.all_weights)
+    fused.flatten_parameters()  # a no-op on the CPU, but must exist and not break forward
+    assert fused(torch.randn(3, 2, 5))[0].shape == (3, 2, 6)
+
+
+def test_model_written_for_torch_runs_unchanged_after_swap():
+    class Tagger(nn.Module):
+        def __init__(self, rnn_cls):
+            super().__init__()
+            self.embed = nn.Embedding(20, 8)
+            self.rnn = rnn_cls(8, 16, num_layers=2, batch_first=True, bidirectional=True)
+            self.head = nn.Linear(32, 4)
+
+        def forward(self, tokens):
+            y, _ = self.rnn(self.embed(tokens))
+            return self.head(y)
+
+    torch.manual_seed(0)
+    ref = Tagger(nn.LSTM)
+    torch.manual_seed(0)
+    fused = Tagger(fusedrnn.LSTM)
+    tokens = torch.randint(0, 20, (4, 9))
+    assert_close(fused(tokens), ref(tokens))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_empty_batch_like_torch(kind):
+    ref, fused = make_pair(kind)
+    x = torch.randn(4, 0, 5)
+    try:
+        expected = ref(x)
+    except RuntimeError as err:
+        with pytest.raises(RuntimeError):
+            fused(x)
+        pytest.skip(f"torch.nn rejects an empty batch too: {err}")
+    got = fused(x)
+    assert _flatten(got)[0].shape == _flatten(expected)[0].shape
+    for a, b in zip(_flatten(got), _flatten(expected), strict=True):
+        assert a.shape == b.shape
