@@ -198,7 +198,8 @@ def test_from_torch_and_to_torch(kind):
     ref = torch_cls(5, 6, num_layers=2, batch_first=True, bidirectional=True, dropout=0.25,
                     bias=False, **extra)
     fused = fused_cls.from_torch(ref)
-    assert isinstance(fused, fused_cls) and isinstance(fused, torch_cls)
+    # an RNNBase like torch's classes, but not an nn.LSTM instance: Dynamo refuses to trace those
+    assert isinstance(fused, fused_cls) and isinstance(fused, nn.RNNBase)
     assert repr(fused).split("(", 1)[1] == repr(ref).split("(", 1)[1]
     back = fused.to_torch()
     assert type(back) is torch_cls

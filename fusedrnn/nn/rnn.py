@@ -1,9 +1,12 @@
 """fusedrnn.LSTM, GRU and RNN: torch.nn's modules with the recurrence run by the fused ops.
 
-Each subclasses its torch.nn counterpart, so the constructor, parameter names and shapes,
-initialisation, state_dict, flatten_parameters, all_weights and repr are torch.nn's own; only
-forward changes. The argument handling follows torch.nn's forward step for step so that errors
-and edge cases match, and the stack itself (layers, directions, dropout) lives in _stack below.
+Each subclasses torch.nn.RNNBase, as torch's own classes do, so the constructor, parameter names
+and shapes, initialisation, state_dict, flatten_parameters, all_weights and repr are torch.nn's;
+torch.nn.LSTM's argument checks are borrowed as they are. They deliberately do not subclass
+nn.LSTM/GRU/RNN themselves: torch.compile refuses to trace instances of those classes.
+
+The argument handling follows torch.nn's forward step for step so that errors and edge cases
+match; the stack itself (layers, directions, dropout) lives in _stack below.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from .. import ops
 from ._fallback import fused_supported, warn_fallback
 
 _LAYER_OP = {"LSTM": "lstm_layer", "GRU": "gru_layer", "RNN_TANH": "rnn_layer", "RNN_RELU": "rnn_layer"}
+_TORCH_CLASS = {"LSTM": nn.LSTM, "GRU": nn.GRU, "RNN_TANH": nn.RNN, "RNN_RELU": nn.RNN}
 
 
 class _FusedStack:
@@ -45,7 +49,7 @@ class _FusedStack:
 
     def to_torch(self) -> nn.RNNBase:
         """The equivalent torch.nn module, with these weights."""
-        base = next(c for c in type(self).__mro__ if c.__module__.startswith("torch.nn"))
+        base = _TORCH_CLASS[self.mode]
         w = self.weight_ih_l0
         kwargs = {}
         if self.mode.startswith("RNN_"):
@@ -100,7 +104,7 @@ class _FusedStack:
         data = input.data if isinstance(input, PackedSequence) else input
         if not fused_supported(_LAYER_OP[self.mode], data):
             warn_fallback(type(self).__name__, data)
-            return super().forward(input, hx)
+            return _TORCH_CLASS[self.mode].forward(self, input, hx)
         is_lstm = self.mode == "LSTM"
         directions = 2 if self.bidirectional else 1
         real_hidden = self.proj_size if self.proj_size > 0 else self.hidden_size
@@ -155,13 +159,40 @@ class _FusedStack:
         return y, hidden
 
 
-class LSTM(_FusedStack, nn.LSTM):
+class LSTM(_FusedStack, nn.RNNBase):
     """Drop-in torch.nn.LSTM (proj_size included) running fused kernels."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__("LSTM", *args, **kwargs)
 
-class GRU(_FusedStack, nn.GRU):
+    # torch.nn.LSTM's own checks and hidden-state permutation (they use only RNNBase state)
+    get_expected_cell_size = nn.LSTM.get_expected_cell_size
+    check_forward_args = nn.LSTM.check_forward_args
+    permute_hidden = nn.LSTM.permute_hidden
+
+
+class GRU(_FusedStack, nn.RNNBase):
     """Drop-in torch.nn.GRU running fused kernels."""
 
+    def __init__(self, *args, **kwargs):
+        if "proj_size" in kwargs:
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+        super().__init__("GRU", *args, **kwargs)
 
-class RNN(_FusedStack, nn.RNN):
+
+class RNN(_FusedStack, nn.RNNBase):
     """Drop-in torch.nn.RNN (tanh or relu) running fused kernels."""
+
+    def __init__(self, *args, **kwargs):
+        if "proj_size" in kwargs:
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+        # nonlinearity is nn.RNN's 4th positional argument, which RNNBase does not take
+        if len(args) > 3:
+            nonlinearity, args = args[3], args[:3] + args[4:]
+        else:
+            nonlinearity = kwargs.pop("nonlinearity", "tanh")
+        modes = {"tanh": "RNN_TANH", "relu": "RNN_RELU"}
+        if nonlinearity not in modes:
+            raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
+        self.nonlinearity = nonlinearity
+        super().__init__(modes[nonlinearity], *args, **kwargs)
