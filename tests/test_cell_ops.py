@@ -47,8 +47,8 @@ def test_cell_matches_reference(cell, bias):
         assert_close(a, b)
     gen = torch.Generator().manual_seed(3)
     probes = [torch.rand(o.shape, generator=gen) for o in fused]
-    ga = torch.autograd.grad(sum((o * p).sum() for o, p in zip(fused, probes)), inputs)
-    gb = torch.autograd.grad(sum((o * p).sum() for o, p in zip(expected, probes)), inputs)
+    ga = torch.autograd.grad(sum((o * p).sum() for o, p in zip(fused, probes, strict=True)), inputs)
+    gb = torch.autograd.grad(sum((o * p).sum() for o, p in zip(expected, probes, strict=True)), inputs)
     for i, (a, b) in enumerate(zip(ga, gb, strict=True)):
         assert_close(a, b, what=f"grad {i}")
 

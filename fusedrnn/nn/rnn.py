@@ -144,6 +144,8 @@ class _FusedStack:
 
         if self.batch_first and batch_sizes is None:
             x = x.transpose(0, 1)
+        if x.size(0) == 0:
+            raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
         h0, c0 = hx if is_lstm else (hx, None)
         y, h_n, c_n = self._stack(x, h0, c0, batch_sizes)
         if self.batch_first and batch_sizes is None:
