@@ -42,7 +42,7 @@ def sources(pattern: str) -> list[str]:
 
 def extension():
     # no-trapping-math lets GCC if-convert the clamps in csrc/cells/activations.h and vectorise
-    cxx = ["-O3", "-fopenmp", "-std=c++17", "-fno-math-errno", "-fno-trapping-math"]
+    cxx = ["-O3", "-fopenmp", "-fno-math-errno", "-fno-trapping-math"]
     if os.environ.get("FUSEDRNN_NATIVE", "1") != "0":
         cxx += ["-march=native", "-mprefer-vector-width=512"]
     link = ["-fopenmp"]
@@ -52,7 +52,9 @@ def extension():
     if want_cuda():
         arch = os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0+PTX")
         print(f"fusedrnn: building CUDA kernels for {arch}")
-        nvcc = ["-O3", "--use_fast_math", "-std=c++17", "-lineinfo"]
+        # the C++ standard is torch's choice (C++20 from torch 2.14); relaxed constexpr lets
+        # kernels call the cells' constexpr layout functions
+        nvcc = ["-O3", "-lineinfo", "--expt-relaxed-constexpr"]
         return cpp_extension.CUDAExtension(
             "fusedrnn._C",
             cpu_sources + sources("cuda/*.cu") + sources("cuda/*.cpp"),

@@ -234,7 +234,7 @@ class Budget:
 
 
 FULL = Budget(warmup=2, seconds=3.0, min_reps=5, max_reps=200)
-QUICK = Budget(warmup=1, seconds=0.8, min_reps=3, max_reps=50)
+QUICK = Budget(warmup=1, seconds=1.5, min_reps=5, max_reps=100)
 
 
 def _time_once(step: Step) -> float:
@@ -423,7 +423,8 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     cases = select_cases(args.quick, args.filter)
     if not cases:
-        print("fusedrnn bench: no case matches the filter", file=sys.stderr)
+        scope = " in the --quick subset" if args.quick else ""
+        print(f"fusedrnn bench: no case matches the filter{scope} (see --list)", file=sys.stderr)
         return 2
     if args.list:
         print("\n".join(c.name for c in cases))

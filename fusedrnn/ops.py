@@ -44,7 +44,9 @@ def _layer_rows(x: Tensor, batch_sizes: Tensor | None) -> int:
 
 
 def _fake_workspace(x: Tensor, rows: int, cols: int, train: bool) -> Tensor:
-    return x.new_empty((rows, cols) if train else (0,))
+    # float16/bfloat16 layers keep an fp32 workspace (Driver::workspace_dtype in csrc/)
+    reduced = x.dtype in (torch.float16, torch.bfloat16)
+    return x.new_empty((rows, cols) if train else (0,), dtype=torch.float32 if reduced else x.dtype)
 
 
 def _bias_grad_fake(x: Tensor, gates_hidden: int, has_bias: bool) -> Tensor:

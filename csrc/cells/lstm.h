@@ -19,7 +19,6 @@ struct LstmCell {
   template <typename T>
   FUSEDRNN_HOST_DEVICE static void forward(const ForwardRow<T>& r, int64_t H, int64_t j) {
     T pre[4];
-#pragma unroll
     for (int k = 0; k < 4; ++k) {
       const int64_t q = k * H + j;
       pre[k] = r.ws[q] + r.gh[q] + r.b_ih[q] + r.b_hh[q];

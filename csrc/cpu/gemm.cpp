@@ -90,14 +90,15 @@ void gemm<double>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alph
 
 template <typename T>
 FixedRightOperand<T>::FixedRightOperand(bool trans_b, int64_t max_m, int64_t n, int64_t k,
-                                        const T* b, int64_t ldb)
+                                        const T* b, int64_t ldb, int64_t uses)
     : trans_b_(trans_b), max_m_(max_m), n_(n), k_(k), ldb_(ldb), b_(b) {
+  constexpr int64_t kMinUsesToPack = 4;
   if constexpr (std::is_same_v<T, float>) {
-    if (blas().spack_size && max_m > 0 && n > 0 && k > 0) {
+    if (blas().spack_size && uses >= kMinUsesToPack && max_m > 0 && n > 0 && k > 0) {
       const size_t bytes = blas().spack_size(kBMatrix, max_m, n, k);
-      packed_.resize(bytes / sizeof(float) + 1);
+      packed_.reset(new float[bytes / sizeof(float) + 1]);
       blas().spack(kRowMajor, kBMatrix, trans_b ? kTrans : kNoTrans, max_m, n, k, 1.0f, b, ldb,
-                   packed_.data());
+                   packed_.get());
     }
   }
 }
@@ -108,8 +109,8 @@ void FixedRightOperand<T>::multiply(int64_t m, const T* a, int64_t lda, T beta, 
   TORCH_INTERNAL_ASSERT(m <= max_m_);
   if (m == 0 || n_ == 0) return;
   if constexpr (std::is_same_v<T, float>) {
-    if (!packed_.empty() && k_ > 0) {
-      blas().scompute(kRowMajor, kNoTrans, kPacked, m, n_, k_, a, lda, packed_.data(), ldb_, beta,
+    if (packed_ && k_ > 0) {
+      blas().scompute(kRowMajor, kNoTrans, kPacked, m, n_, k_, a, lda, packed_.get(), ldb_, beta,
                       c, ldc);
       return;
     }

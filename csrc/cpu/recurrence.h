@@ -3,8 +3,6 @@
 //   forward:  one GEMM X·W_ihᵀ for all steps; per step one GEMM h·W_hhᵀ and one fused pass
 //   backward: per step one fused pass and one GEMM dG·W_hh; then whole-sequence GEMMs for dX,
 //             dW_ih, dW_hh (and dW_hr) and a deterministic column sum for the biases.
-// Rows of step t are the first batch_sizes[t] rows of the batch (PackedSequence order), starting
-// at row offset[t] of the packed [N, ·] matrices; an unpacked batch is the case of equal sizes.
 #pragma once
 
 #include <ATen/Parallel.h>
@@ -13,7 +11,7 @@
 #include <cstring>
 #include <vector>
 
-#include "../cells/rows.h"
+#include "../driver_common.h"
 #include "gemm.h"
 
 // Units j of a row are independent, but a cell reads and writes the same workspace row at offsets
@@ -30,27 +28,6 @@
 namespace fusedrnn {
 namespace cpu {
 
-struct Schedule {
-  std::vector<int64_t> batch_sizes;  // rows active at each step, non-increasing
-  std::vector<int64_t> offsets;      // first packed row of each step
-  int64_t rows_total = 0;            // N
-  int64_t batch = 0;                 // B = batch_sizes[0]
-  bool uniform = true;               // every step has all B rows
-
-  explicit Schedule(std::vector<int64_t> sizes) : batch_sizes(std::move(sizes)) {
-    offsets.resize(batch_sizes.size());
-    for (size_t t = 0; t < batch_sizes.size(); ++t) {
-      offsets[t] = rows_total;
-      rows_total += batch_sizes[t];
-      uniform = uniform && batch_sizes[t] == batch_sizes[0];
-    }
-    batch = batch_sizes.empty() ? 0 : batch_sizes[0];
-  }
-  int64_t steps() const { return static_cast<int64_t>(batch_sizes.size()); }
-  // time index of the s-th step processed by the forward pass
-  int64_t time_at(int64_t s, bool reverse) const { return reverse ? steps() - 1 - s : s; }
-};
-
 template <typename T>
 struct LayerWeights {
   const T* w_ih;  // [G·H, I]
@@ -66,11 +43,6 @@ struct LayerWeights {
 inline int64_t row_grain(int64_t elements_per_row) {
   constexpr int64_t kMinElementsPerChunk = 8192;
   return std::max<int64_t>(1, kMinElementsPerChunk / std::max<int64_t>(1, elements_per_row));
-}
-
-template <typename Cell>
-constexpr int64_t raw_hidden_col(int64_t H) {  // workspace column of o·tanh(c) under projection
-  return Cell::workspace_cols(H);
 }
 
 template <typename Cell, typename T>
@@ -92,23 +64,18 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
   gemm<T>(false, true, s.rows_total, GH, I, T(1), x, I, w.w_ih, I, T(0), out.ws, W);
 
   std::vector<T> gh(static_cast<size_t>(B * GH));
-  const FixedRightOperand<T> recurrent(true, B, GH, P, w.w_hh, P);
+  const FixedRightOperand<T> recurrent(true, B, GH, P, w.w_hh, P, s.steps());
   std::unique_ptr<FixedRightOperand<T>> projection;
-  if (proj) projection = std::make_unique<FixedRightOperand<T>>(true, B, P, H, w.w_hr, H);
+  if (proj) projection = std::make_unique<FixedRightOperand<T>>(true, B, P, H, w.w_hr, H, s.steps());
 
   for (int64_t step = 0; step < s.steps(); ++step) {
     const int64_t t = s.time_at(step, reverse), rows = s.batch_sizes[t], off = s.offsets[t];
     recurrent.multiply(rows, out.h, P, T(0), gh.data(), GH);
+    const ForwardStep<T> fs{out.ws, gh.data(), w.b_ih, w.b_hh, out.h, out.c, out.y,
+                            off,    W,         H,      P,      proj};
     at::parallel_for(0, rows, row_grain(GH), [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) {
-        ForwardRow<T> r;
-        r.ws = out.ws + (off + b) * W;
-        r.gh = gh.data() + b * GH;
-        r.b_ih = w.b_ih;
-        r.b_hh = w.b_hh;
-        r.h_prev = out.h + b * P;
-        r.c = Cell::kHasCellState ? out.c + b * H : nullptr;
-        r.h_out = proj ? r.ws + raw_hidden_col<Cell>(H) : out.y + (off + b) * P;
+        const ForwardRow<T> r = forward_row<Cell>(fs, b);
         FUSEDRNN_INDEPENDENT_ITERATIONS
         for (int64_t j = 0; j < H; ++j) Cell::forward(r, H, j);
       }
@@ -144,20 +111,6 @@ struct BackwardOutputs {
   T* dw_hr;  // [P, H] or nullptr
 };
 
-// Column ranges of a cell's gradient row that form the x-side gradient, matched to W_ih rows.
-struct GradBlock {
-  int64_t grad_col, weight_row, width;
-};
-
-template <typename Cell>
-std::vector<GradBlock> input_grad_blocks(int64_t H) {
-  if constexpr (Cell::kDirectHiddenGrad) {  // GRU: r, z shared; n from its own column
-    return {{0, 0, 2 * H}, {3 * H, 2 * H, H}};
-  } else {
-    return {{0, 0, Cell::kGates * H}};
-  }
-}
-
 // out[c] = Σ_rows g[row, col0 + c]; each column summed in row order, so results do not depend on
 // the thread count.
 template <typename T>
@@ -185,16 +138,30 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
   if (proj) {
     dh_total.resize(static_cast<size_t>(N * P));
     dh_raw.resize(static_cast<size_t>(B * H));
-    projection = std::make_unique<FixedRightOperand<T>>(false, B, H, P, w.w_hr, H);
+    projection = std::make_unique<FixedRightOperand<T>>(false, B, H, P, w.w_hr, H, s.steps());
   }
-  const FixedRightOperand<T> recurrent(false, B, P, GH, w.w_hh, P);
+  const FixedRightOperand<T> recurrent(false, B, P, GH, w.w_hh, P, s.steps());
 
   for (int64_t step = s.steps() - 1; step >= 0; --step) {
     const int64_t t = s.time_at(step, reverse), rows = s.batch_sizes[t], off = s.offsets[t];
-    // the step that ran just before t in the forward pass, and how many rows it had
-    const int64_t tp = reverse ? t + 1 : t - 1;
-    const int64_t prev_rows = (tp >= 0 && tp < s.steps()) ? s.batch_sizes[tp] : 0;
-    const int64_t prev_off = prev_rows ? s.offsets[tp] : 0;
+    const int64_t tp = s.previous(t, reverse);
+    const BackwardStep<T> bs{in.ws,
+                             in.y,
+                             in.h0,
+                             in.c0,
+                             proj ? dh_raw.data() : in.dy,
+                             zeros.data(),
+                             out.dh,
+                             out.dc,
+                             dg.data(),
+                             off,
+                             tp >= 0 ? s.offsets[tp] : 0,
+                             tp >= 0 ? s.batch_sizes[tp] : 0,
+                             W,
+                             GC,
+                             H,
+                             P,
+                             proj};
     if (proj) {
       T* total = dh_total.data() + off * P;
       const T* dy = in.dy + off * P;
@@ -203,19 +170,7 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
     }
     at::parallel_for(0, rows, row_grain(GH), [&](int64_t begin, int64_t end) {
       for (int64_t b = begin; b < end; ++b) {
-        const bool carried = b < prev_rows;  // else this row started the sequence from h0/c0
-        BackwardRow<T> r;
-        r.ws = in.ws + (off + b) * W;
-        r.h_prev = carried ? in.y + (prev_off + b) * P : in.h0 + b * P;
-        r.c_prev = nullptr;
-        if constexpr (Cell::kHasCellState) {
-          r.c_prev = carried ? in.ws + (prev_off + b) * W + Cell::saved_cell_col(H) : in.c0 + b * H;
-        }
-        r.h = in.y + (off + b) * P;
-        r.dy = proj ? dh_raw.data() + b * H : in.dy + (off + b) * P;
-        r.dh = proj ? zeros.data() : out.dh + b * P;
-        r.dc = Cell::kHasCellState ? out.dc + b * H : nullptr;
-        r.dg = dg.data() + (off + b) * GC;
+        const BackwardRow<T> r = backward_row<Cell>(bs, b);
         FUSEDRNN_INDEPENDENT_ITERATIONS
         for (int64_t j = 0; j < H; ++j) Cell::backward(r, H, j);
       }
@@ -249,9 +204,8 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
   } else {
     std::vector<T> h_prev(static_cast<size_t>(N * P));
     for (int64_t t = 0; t < s.steps(); ++t) {
-      const int64_t tp = reverse ? t + 1 : t - 1;
-      const int64_t prev_rows = (tp >= 0 && tp < s.steps()) ? s.batch_sizes[tp] : 0;
-      const int64_t carried = std::min(prev_rows, s.batch_sizes[t]);
+      const int64_t tp = s.previous(t, reverse);
+      const int64_t carried = tp >= 0 ? std::min(s.batch_sizes[tp], s.batch_sizes[t]) : 0;
       T* dst = h_prev.data() + s.offsets[t] * P;
       if (carried) std::memcpy(dst, in.y + s.offsets[tp] * P, sizeof(T) * carried * P);
       std::memcpy(dst + carried * P, in.h0 + carried * P,

@@ -1,0 +1,237 @@
+// CUDA kernels of every op: the device-independent glue of layer_ops.h around a CUDA recurrence
+// driver. GEMMs go through ATen (cuBLAS on the current stream); each step's pointwise work is ONE
+// kernel over rows×hidden that calls the same cell functions (csrc/cells/*.h) as the CPU driver,
+// with rows located by the same host/device code (csrc/driver_common.h).
+//
+// float16 and bfloat16 run the float32 driver on converted copies: fp32 accumulation, fp32 cell
+// state and an fp32 workspace (see Driver::workspace_dtype).
+#include <ATen/Dispatch.h>
+#include <ATen/ops/add.h>
+#include <ATen/ops/addmm.h>
+#include <ATen/ops/mm.h>
+#include <ATen/ops/sum.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+
+#include "../driver_common.h"
+#include "../layer_ops.h"
+
+namespace fusedrnn {
+namespace cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+int64_t blocks_for(int64_t n) { return (n + kThreads - 1) / kThreads; }
+
+template <typename Cell, typename T>
+__global__ void forward_step_kernel(ForwardStep<T> step, int64_t rows) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t H = step.hidden;
+  if (idx >= rows * H) return;
+  const int64_t b = idx / H;
+  Cell::forward(forward_row<Cell>(step, b), H, idx - b * H);
+}
+
+template <typename Cell, typename T>
+__global__ void backward_step_kernel(BackwardStep<T> step, int64_t rows) {
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t H = step.hidden;
+  if (idx >= rows * H) return;
+  const int64_t b = idx / H;
+  Cell::backward(backward_row<Cell>(step, b), H, idx - b * H);
+}
+
+template <typename T>
+const T* ptr(const Tensor& t) {
+  return t.defined() && t.numel() ? t.data_ptr<T>() : nullptr;
+}
+
+template <typename T>
+T* mut_ptr(const Tensor& t) {
+  return t.defined() && t.numel() ? t.data_ptr<T>() : nullptr;
+}
+
+Tensor rows_of(const Tensor& m, int64_t first, int64_t count) { return m.narrow(0, first, count); }
+
+// ATen's out= functions take the output as an lvalue; these accept the views built inline.
+void mm_into(Tensor out, const Tensor& a, const Tensor& b) { at::mm_out(out, a, b); }
+void add_into(Tensor out, const Tensor& a, const Tensor& b) { at::add_out(out, a, b); }
+void column_sum_into(Tensor out, const Tensor& m) { at::sum_out(out, m, {0}); }
+
+template <typename Cell, typename T>
+void forward_impl(const Schedule& s, const Tensor& x, const LayerParams& p, bool reverse,
+                  const Tensor& y, const Tensor& h, const Tensor& c, const Tensor& ws) {
+  const int64_t H = p.w_ih.size(0) / Cell::kGates, GH = Cell::kGates * H;
+  const int64_t P = h.size(1), N = s.rows_total, W = ws.size(1);
+  const bool proj = p.w_hr.defined();
+  const Tensor x2 = x.reshape({N, x.size(-1)}), y2 = y.view({N, P});
+  mm_into(ws.narrow(1, 0, GH), x2, p.w_ih.t());  // input projection of every step at once
+  const Tensor gh = at::empty({s.batch, GH}, x.options());
+  const auto stream = c10::cuda::getCurrentCUDAStream();
+  for (int64_t step = 0; step < s.steps(); ++step) {
+    const int64_t t = s.time_at(step, reverse), rows = s.batch_sizes[t], off = s.offsets[t];
+    mm_into(rows_of(gh, 0, rows), rows_of(h, 0, rows), p.w_hh.t());
+    const ForwardStep<T> fs{ws.data_ptr<T>(), gh.data_ptr<T>(), ptr<T>(p.b_ih), ptr<T>(p.b_hh),
+                            h.data_ptr<T>(),  mut_ptr<T>(c),    y.data_ptr<T>(), off,
+                            W,                H,                P,               proj};
+    forward_step_kernel<Cell, T><<<blocks_for(rows * H), kThreads, 0, stream>>>(fs, rows);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    if (proj) {
+      mm_into(rows_of(y2, off, rows),
+                 rows_of(ws, off, rows).narrow(1, raw_hidden_col<Cell>(H), H), p.w_hr.t());
+    }
+    rows_of(h, 0, rows).copy_(rows_of(y2, off, rows));
+  }
+}
+
+template <typename Cell, typename T>
+void backward_impl(const Schedule& s, const LayerParams& p, bool reverse, const SavedLayer& in,
+                   const LayerGrads& g) {
+  const int64_t H = p.w_ih.size(0) / Cell::kGates, GH = Cell::kGates * H;
+  const int64_t GC = Cell::grad_cols(H), P = in.h0.size(1), N = s.rows_total;
+  const int64_t W = in.workspace.size(1);
+  const bool proj = p.w_hr.defined();
+  const auto opts = in.x.options();
+  const Tensor x2 = in.x.reshape({N, in.x.size(-1)}), y2 = in.y.view({N, P});
+  const Tensor dy2 = in.grad_y.view({N, P}), dx2 = g.x.view({N, in.x.size(-1)});
+  const Tensor dg = at::empty({N, GC}, opts), zeros = at::zeros({std::max(H, P)}, opts);
+  Tensor dh_total, dh_raw;
+  if (proj) {
+    dh_total = at::empty({N, P}, opts);
+    dh_raw = at::empty({s.batch, H}, opts);
+  }
+  const auto stream = c10::cuda::getCurrentCUDAStream();
+  for (int64_t step = s.steps() - 1; step >= 0; --step) {
+    const int64_t t = s.time_at(step, reverse), rows = s.batch_sizes[t], off = s.offsets[t];
+    const int64_t tp = s.previous(t, reverse);
+    if (proj) {
+      add_into(rows_of(dh_total, off, rows), rows_of(dy2, off, rows), rows_of(g.h0, 0, rows));
+      mm_into(rows_of(dh_raw, 0, rows), rows_of(dh_total, off, rows), p.w_hr);
+    }
+    const BackwardStep<T> bs{in.workspace.data_ptr<T>(),
+                             in.y.data_ptr<T>(),
+                             in.h0.data_ptr<T>(),
+                             ptr<T>(in.c0),
+                             proj ? dh_raw.data_ptr<T>() : in.grad_y.data_ptr<T>(),
+                             zeros.data_ptr<T>(),
+                             g.h0.data_ptr<T>(),
+                             mut_ptr<T>(g.c0),
+                             dg.data_ptr<T>(),
+                             off,
+                             tp >= 0 ? s.offsets[tp] : 0,
+                             tp >= 0 ? s.batch_sizes[tp] : 0,
+                             W,
+                             GC,
+                             H,
+                             P,
+                             proj};
+    backward_step_kernel<Cell, T><<<blocks_for(rows * H), kThreads, 0, stream>>>(bs, rows);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    const Tensor dg_h = rows_of(dg, off, rows).narrow(1, 0, GH);
+    Tensor dh_rows = rows_of(g.h0, 0, rows);
+    if (Cell::kDirectHiddenGrad) {
+      dh_rows.addmm_(dg_h, p.w_hh);  // the cell left its direct term in dh
+    } else {
+      mm_into(dh_rows, dg_h, p.w_hh);
+    }
+  }
+
+  bool first = true;
+  for (const GradBlock& blk : input_grad_blocks<Cell>(H)) {
+    const Tensor dg_x = dg.narrow(1, blk.grad_col, blk.width);
+    const Tensor w_block = p.w_ih.narrow(0, blk.weight_row, blk.width);
+    if (first) {
+      mm_into(dx2, dg_x, w_block);
+    } else {
+      dx2.addmm_(dg_x, w_block);
+    }
+    mm_into(g.w_ih.narrow(0, blk.weight_row, blk.width), dg_x.t(), x2);
+    if (g.b_ih.numel()) column_sum_into(g.b_ih.narrow(0, blk.weight_row, blk.width), dg_x);
+    first = false;
+  }
+  if (g.b_hh.numel()) column_sum_into(g.b_hh, dg.narrow(1, 0, GH));
+
+  // dW_hh = Σ_t dG_tᵀ·h_{t-1}: gather h_{t-1} (y of the previous step, or h0) row block by block
+  const Tensor h_prev = at::empty({N, P}, opts);
+  for (int64_t t = 0; t < s.steps(); ++t) {
+    const int64_t tp = s.previous(t, reverse), rows = s.batch_sizes[t];
+    const int64_t carried = tp >= 0 ? std::min(s.batch_sizes[tp], rows) : 0;
+    if (carried) rows_of(h_prev, s.offsets[t], carried).copy_(rows_of(y2, s.offsets[tp], carried));
+    if (rows > carried) {
+      rows_of(h_prev, s.offsets[t] + carried, rows - carried)
+          .copy_(rows_of(in.h0, carried, rows - carried));
+    }
+  }
+  mm_into(g.w_hh, dg.narrow(1, 0, GH).t(), h_prev);
+  if (proj) mm_into(g.w_hr, dh_total.t(), in.workspace.narrow(1, raw_hidden_col<Cell>(H), H));
+}
+
+bool reduced(const Tensor& t) {
+  return t.scalar_type() == at::kHalf || t.scalar_type() == at::kBFloat16;
+}
+
+Tensor as_float(const Tensor& t) { return t.defined() && t.numel() ? t.to(at::kFloat) : t; }
+
+LayerParams as_float(const LayerParams& p) {
+  return {as_float(p.w_ih), as_float(p.w_hh), as_float(p.b_ih), as_float(p.b_hh), as_float(p.w_hr)};
+}
+
+struct CudaDriver {
+  static void check_device(const char* op, const Tensor& x) {
+    TORCH_CHECK(x.is_cuda(), op, ": expected CUDA tensors, got x on ", x.device());
+  }
+
+  static at::ScalarType workspace_dtype(at::ScalarType input) {
+    return input == at::kHalf || input == at::kBFloat16 ? at::kFloat : input;
+  }
+
+  template <typename Cell>
+  static void forward(const LayerShape& shape, const Tensor& x, const LayerParams& p, bool reverse,
+                      Tensor& y, Tensor& h, Tensor& c, Tensor& ws) {
+    const c10::cuda::CUDAGuard guard(x.device());
+    const Schedule s(shape.batch_sizes);
+    if (reduced(x)) {
+      const Tensor yf = y.to(at::kFloat), hf = h.to(at::kFloat), cf = as_float(c);
+      forward_impl<Cell, float>(s, x.to(at::kFloat), as_float(p), reverse, yf, hf, cf, ws);
+      y.copy_(yf);
+      h.copy_(hf);
+      if (c.numel()) c.copy_(cf);
+      return;
+    }
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fusedrnn_layer_forward_cuda", [&] {
+      forward_impl<Cell, scalar_t>(s, x, p, reverse, y, h, c, ws);
+    });
+  }
+
+  template <typename Cell>
+  static void backward(const LayerShape& shape, const LayerParams& p, bool reverse,
+                       const SavedLayer& in, LayerGrads& g) {
+    const c10::cuda::CUDAGuard guard(in.x.device());
+    const Schedule s(shape.batch_sizes);
+    if (reduced(in.x)) {
+      const SavedLayer inf{as_float(in.x), as_float(in.h0), as_float(in.c0), as_float(in.y),
+                           in.workspace, as_float(in.grad_y)};
+      LayerGrads gf{as_float(g.x),    as_float(g.h0),   as_float(g.c0),   as_float(g.w_ih),
+                    as_float(g.w_hh), as_float(g.b_ih), as_float(g.b_hh), as_float(g.w_hr)};
+      backward_impl<Cell, float>(s, as_float(p), reverse, inf, gf);
+      for (auto [dst, src] : {std::pair{&g.x, &gf.x}, {&g.h0, &gf.h0}, {&g.c0, &gf.c0},
+                              {&g.w_ih, &gf.w_ih}, {&g.w_hh, &gf.w_hh}, {&g.b_ih, &gf.b_ih},
+                              {&g.b_hh, &gf.b_hh}, {&g.w_hr, &gf.w_hr}}) {
+        if (dst->numel()) dst->copy_(*src);
+      }
+      return;
+    }
+    AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "fusedrnn_layer_backward_cuda", [&] {
+      backward_impl<Cell, scalar_t>(s, p, reverse, in, g);
+    });
+  }
+};
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(fusedrnn, CUDA, m) { register_layer_ops<CudaDriver>(m); }
+
+}  // namespace cuda
+}  // namespace fusedrnn

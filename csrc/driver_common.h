@@ -1,0 +1,125 @@
+// What the CPU and CUDA recurrence drivers share: the step schedule, how a (step, row) maps onto
+// the row views a cell works on, and which gradient columns form the input-side gradient. Row
+// construction is host/device code, so both drivers index memory identically.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "cells/rows.h"
+
+namespace fusedrnn {
+
+// Rows of step t are the first batch_sizes[t] rows of the batch (PackedSequence order), starting
+// at row offsets[t] of the packed [N, ·] matrices; an unpacked batch is the case of equal sizes.
+struct Schedule {
+  std::vector<int64_t> batch_sizes;  // rows active at each step, non-increasing
+  std::vector<int64_t> offsets;      // first packed row of each step
+  int64_t rows_total = 0;            // N
+  int64_t batch = 0;                 // B = batch_sizes[0]
+  bool uniform = true;               // every step has all B rows
+
+  explicit Schedule(std::vector<int64_t> sizes) : batch_sizes(std::move(sizes)) {
+    offsets.resize(batch_sizes.size());
+    for (size_t t = 0; t < batch_sizes.size(); ++t) {
+      offsets[t] = rows_total;
+      rows_total += batch_sizes[t];
+      uniform = uniform && batch_sizes[t] == batch_sizes[0];
+    }
+    batch = batch_sizes.empty() ? 0 : batch_sizes[0];
+  }
+  int64_t steps() const { return static_cast<int64_t>(batch_sizes.size()); }
+  // time index of the s-th step processed by the forward pass
+  int64_t time_at(int64_t s, bool reverse) const { return reverse ? steps() - 1 - s : s; }
+  // the step that ran just before t in the forward pass, or -1
+  int64_t previous(int64_t t, bool reverse) const {
+    const int64_t tp = reverse ? t + 1 : t - 1;
+    return (tp >= 0 && tp < steps()) ? tp : -1;
+  }
+};
+
+// workspace column of o·tanh(c) when an LSTM projects its output
+template <typename Cell>
+constexpr int64_t raw_hidden_col(int64_t H) {
+  return Cell::workspace_cols(H);
+}
+
+// Everything that locates one forward step's rows; b indexes the step's rows.
+template <typename T>
+struct ForwardStep {
+  T* ws;            // [N, ws_cols]
+  const T* gh;      // [rows, G·H]
+  const T* b_ih;
+  const T* b_hh;
+  const T* h;       // [B, P] state before the step
+  T* c;             // [B, H] cell state
+  T* y;             // [N, P]
+  int64_t offset, ws_cols, hidden, proj_size;
+  bool projected;
+};
+
+template <typename Cell, typename T>
+FUSEDRNN_HOST_DEVICE ForwardRow<T> forward_row(const ForwardStep<T>& s, int64_t b) {
+  const int64_t H = s.hidden;
+  ForwardRow<T> r;
+  r.ws = s.ws + (s.offset + b) * s.ws_cols;
+  r.gh = s.gh + b * Cell::kGates * H;
+  r.b_ih = s.b_ih;
+  r.b_hh = s.b_hh;
+  r.h_prev = s.h + b * s.proj_size;
+  r.c = Cell::kHasCellState ? s.c + b * H : nullptr;
+  r.h_out = s.projected ? r.ws + raw_hidden_col<Cell>(H) : s.y + (s.offset + b) * s.proj_size;
+  return r;
+}
+
+// Everything that locates one backward step's rows.
+template <typename T>
+struct BackwardStep {
+  const T* ws;       // [N, ws_cols]
+  const T* y;        // [N, P]
+  const T* h0;       // [B, P]
+  const T* c0;       // [B, H]
+  const T* dy;       // [N, P], or [rows, H] gradient through the projection when projected
+  const T* zeros;    // at least H zeros
+  T* dh;             // [B, P]
+  T* dc;             // [B, H]
+  T* dg;             // [N, grad_cols]
+  int64_t offset, prev_offset, prev_rows, ws_cols, grad_cols, hidden, proj_size;
+  bool projected;
+};
+
+template <typename Cell, typename T>
+FUSEDRNN_HOST_DEVICE BackwardRow<T> backward_row(const BackwardStep<T>& s, int64_t b) {
+  const int64_t H = s.hidden, P = s.proj_size;
+  const bool carried = b < s.prev_rows;  // else this row started its sequence from h0/c0
+  BackwardRow<T> r;
+  r.ws = s.ws + (s.offset + b) * s.ws_cols;
+  r.h_prev = carried ? s.y + (s.prev_offset + b) * P : s.h0 + b * P;
+  r.c_prev = nullptr;
+  if constexpr (Cell::kHasCellState) {
+    r.c_prev = carried ? s.ws + (s.prev_offset + b) * s.ws_cols + Cell::saved_cell_col(H)
+                       : s.c0 + b * H;
+  }
+  r.h = s.y + (s.offset + b) * P;
+  r.dy = s.projected ? s.dy + b * H : s.dy + (s.offset + b) * P;
+  r.dh = s.projected ? const_cast<T*>(s.zeros) : s.dh + b * P;  // read-only when projected
+  r.dc = Cell::kHasCellState ? s.dc + b * H : nullptr;
+  r.dg = s.dg + (s.offset + b) * s.grad_cols;
+  return r;
+}
+
+// Column ranges of a cell's gradient row that form the x-side gradient, matched to W_ih rows.
+struct GradBlock {
+  int64_t grad_col, weight_row, width;
+};
+
+template <typename Cell>
+std::vector<GradBlock> input_grad_blocks(int64_t H) {
+  if constexpr (Cell::kDirectHiddenGrad) {  // GRU: r, z shared; n from its own column
+    return {{0, 0, 2 * H}, {3 * H, 2 * H, H}};
+  } else {
+    return {{0, 0, Cell::kGates * H}};
+  }
+}
+
+}  // namespace fusedrnn

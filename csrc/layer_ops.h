@@ -1,0 +1,292 @@
+// The device-independent half of every layer and cell op: argument checks, allocation and the
+// schema-shaped entry points. A device supplies a Driver (csrc/cpu/driver.h, csrc/cuda/...):
+//
+//   struct Driver {
+//     static void check_device(const char* op, const Tensor& x);
+//     static at::ScalarType workspace_dtype(at::ScalarType input);
+//     template <typename Cell> static void forward(const LayerShape&, const Tensor& x,
+//         const LayerParams&, bool reverse, Tensor& y, Tensor& h, Tensor& c, Tensor& workspace);
+//     template <typename Cell> static void backward(const LayerShape&, const LayerParams&,
+//         bool reverse, const SavedLayer&, LayerGrads&);
+//   };
+//
+// and registers the ops with register_layer_ops<Driver>(m). Cell ops are one-step layers.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros.h>
+#include <ATen/ops/zeros_like.h>
+#include <torch/library.h>
+
+#include "cells/gru.h"
+#include "cells/lstm.h"
+#include "cells/rnn.h"
+#include "layer_checks.h"
+
+namespace fusedrnn {
+
+using at::Tensor;
+using OptTensor = std::optional<Tensor>;
+
+// Contiguous weights of one layer; biases are zeros when absent in forward and undefined in
+// backward; w_hr is undefined without projection.
+struct LayerParams {
+  Tensor w_ih, w_hh, b_ih, b_hh, w_hr;
+};
+
+// What backward reads, all contiguous; c0 is undefined for cells without a cell state.
+struct SavedLayer {
+  Tensor x, h0, c0, y, workspace, grad_y;
+};
+
+struct LayerResult {
+  Tensor y, h_n, c_n, workspace;
+};
+
+struct LayerGrads {
+  Tensor x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr;
+};
+
+template <typename Cell>
+int64_t workspace_cols(const LayerShape& s, bool proj) {
+  return Cell::workspace_cols(s.hidden) + (proj ? s.hidden : 0);
+}
+
+inline Tensor bias_or_zeros(const OptTensor& b, const Tensor& like, int64_t n) {
+  return b.has_value() ? b->contiguous() : at::zeros({n}, like.options());
+}
+
+template <typename Cell, typename Driver>
+LayerResult layer_forward(const char* op, const Tensor& x_in, const Tensor& h0, const Tensor* c0,
+                          const Tensor& w_ih_in, const Tensor& w_hh_in, const OptTensor& b_ih,
+                          const OptTensor& b_hh, const Tensor* w_hr_in,
+                          const OptTensor& batch_sizes, bool reverse, bool train) {
+  Driver::check_device(op, x_in);
+  const LayerShape s =
+      check_layer(op, Cell::kGates, x_in, h0, c0, w_ih_in, w_hh_in, b_ih, b_hh, w_hr_in, batch_sizes);
+  const int64_t GH = Cell::kGates * s.hidden;
+  const Tensor x = x_in.contiguous(), w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
+  const Tensor w_hr = w_hr_in ? w_hr_in->contiguous() : Tensor();
+  const Tensor bi = bias_or_zeros(b_ih, x, GH), bh = bias_or_zeros(b_hh, x, GH);
+  const int64_t wcols = workspace_cols<Cell>(s, w_hr_in != nullptr);
+
+  LayerResult r;
+  r.y = s.packed ? at::empty({s.rows, s.proj}, x.options())
+                 : at::empty({s.steps, s.batch, s.proj}, x.options());
+  r.h_n = h0.contiguous().clone();
+  r.c_n = c0 ? c0->contiguous().clone() : at::empty({0}, x.options());
+  // reduced-precision inputs keep an fp32 workspace (the saved cell state among it)
+  Tensor ws = at::empty({s.rows, wcols}, x.options().dtype(Driver::workspace_dtype(x.scalar_type())));
+  Driver::template forward<Cell>(s, x, LayerParams{w_ih, w_hh, bi, bh, w_hr}, reverse, r.y,
+                                 r.h_n, r.c_n, ws);
+  r.workspace = train ? ws : at::empty({0}, x.options());
+  return r;
+}
+
+template <typename Cell, typename Driver>
+LayerGrads layer_backward(const char* op, const Tensor& grad_y, const Tensor& grad_h_n,
+                          const Tensor* grad_c_n, const Tensor& x_in, const Tensor& h0_in,
+                          const Tensor* c0_in, const Tensor& w_ih_in, const Tensor& w_hh_in,
+                          const Tensor* w_hr_in, const OptTensor& batch_sizes, const Tensor& y_in,
+                          const Tensor& ws_in, bool reverse, bool has_bias) {
+  Driver::check_device(op, x_in);
+  const LayerShape s = check_layer(op, Cell::kGates, x_in, h0_in, c0_in, w_ih_in, w_hh_in,
+                                   std::nullopt, std::nullopt, w_hr_in, batch_sizes);
+  const int64_t GH = Cell::kGates * s.hidden;
+  const int64_t wcols = workspace_cols<Cell>(s, w_hr_in != nullptr);
+  check_shape(op, ws_in, "workspace", {s.rows, wcols},
+              "saved by the forward op called with train=True");
+  check_shape(op, grad_y, "grad_y", y_in.sizes().vec(), "like y");
+  check_shape(op, grad_h_n, "grad_h_n", h0_in.sizes().vec(), "like h0");
+  const Tensor x = x_in.contiguous(), h0 = h0_in.contiguous(), y = y_in.contiguous();
+  const Tensor ws = ws_in.contiguous(), dy = grad_y.contiguous();
+  const Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
+  const Tensor w_hr = w_hr_in ? w_hr_in->contiguous() : Tensor();
+  const Tensor c0 = c0_in ? c0_in->contiguous() : Tensor();
+
+  LayerGrads g;
+  g.x = at::empty_like(x);
+  g.h0 = grad_h_n.contiguous().clone();
+  g.c0 = grad_c_n ? grad_c_n->contiguous().clone() : at::empty({0}, x.options());
+  g.w_ih = at::empty_like(w_ih);
+  g.w_hh = at::empty_like(w_hh);
+  g.b_ih = at::empty({has_bias ? GH : 0}, x.options());
+  g.b_hh = at::empty({has_bias ? GH : 0}, x.options());
+  g.w_hr = w_hr.defined() ? at::empty_like(w_hr) : at::empty({0}, x.options());
+  Driver::template backward<Cell>(s, LayerParams{w_ih, w_hh, Tensor(), Tensor(), w_hr},
+                                  reverse, SavedLayer{x, h0, c0, y, ws, dy}, g);
+  return g;
+}
+
+// ---- schema-shaped entry points ------------------------------------------------------------
+
+template <typename Driver>
+std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_layer(
+    const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
+    const OptTensor& b_ih, const OptTensor& b_hh, const OptTensor& w_hr,
+    const OptTensor& batch_sizes, bool reverse, bool train) {
+  auto r = layer_forward<LstmCell, Driver>("fusedrnn::lstm_layer", x, h0, &c0, w_ih, w_hh, b_ih, b_hh,
+                                   w_hr ? &*w_hr : nullptr, batch_sizes, reverse, train);
+  return {r.y, r.h_n, r.c_n, r.workspace};
+}
+
+template <typename Driver>
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_layer_backward(
+    const Tensor& grad_y, const Tensor& grad_h_n, const Tensor& grad_c_n, const Tensor& x,
+    const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
+    const OptTensor& w_hr, const OptTensor& batch_sizes, const Tensor& y, const Tensor& ws,
+    bool reverse, bool has_bias) {
+  auto g = layer_backward<LstmCell, Driver>("fusedrnn::lstm_layer_backward", grad_y, grad_h_n, &grad_c_n,
+                                    x, h0, &c0, w_ih, w_hh, w_hr ? &*w_hr : nullptr, batch_sizes,
+                                    y, ws, reverse, has_bias);
+  return {g.x, g.h0, g.c0, g.w_ih, g.w_hh, g.b_ih, g.b_hh, g.w_hr};
+}
+
+template <typename Driver>
+std::tuple<Tensor, Tensor, Tensor> gru_layer(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
+                                             const Tensor& w_hh, const OptTensor& b_ih,
+                                             const OptTensor& b_hh, const OptTensor& batch_sizes,
+                                             bool reverse, bool train) {
+  auto r = layer_forward<GruCell, Driver>("fusedrnn::gru_layer", x, h0, nullptr, w_ih, w_hh, b_ih, b_hh,
+                                  nullptr, batch_sizes, reverse, train);
+  return {r.y, r.h_n, r.workspace};
+}
+
+using GradTuple6 = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
+
+template <typename Driver>
+GradTuple6 gru_layer_backward(const Tensor& grad_y, const Tensor& grad_h_n, const Tensor& x,
+                              const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                              const OptTensor& batch_sizes, const Tensor& y, const Tensor& ws,
+                              bool reverse, bool has_bias) {
+  auto g = layer_backward<GruCell, Driver>("fusedrnn::gru_layer_backward", grad_y, grad_h_n, nullptr, x,
+                                   h0, nullptr, w_ih, w_hh, nullptr, batch_sizes, y, ws, reverse,
+                                   has_bias);
+  return {g.x, g.h0, g.w_ih, g.w_hh, g.b_ih, g.b_hh};
+}
+
+template <typename Driver>
+std::tuple<Tensor, Tensor, Tensor> rnn_layer(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
+                                             const Tensor& w_hh, const OptTensor& b_ih,
+                                             const OptTensor& b_hh, const OptTensor& batch_sizes,
+                                             bool reverse, bool relu, bool train) {
+  auto run = relu ? layer_forward<RnnCell<true>, Driver> : layer_forward<RnnCell<false>, Driver>;
+  auto r = run("fusedrnn::rnn_layer", x, h0, nullptr, w_ih, w_hh, b_ih, b_hh, nullptr,
+               batch_sizes, reverse, train);
+  return {r.y, r.h_n, r.workspace};
+}
+
+template <typename Driver>
+GradTuple6 rnn_layer_backward(const Tensor& grad_y, const Tensor& grad_h_n, const Tensor& x,
+                              const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                              const OptTensor& batch_sizes, const Tensor& y, const Tensor& ws,
+                              bool reverse, bool relu, bool has_bias) {
+  auto run = relu ? layer_backward<RnnCell<true>, Driver> : layer_backward<RnnCell<false>, Driver>;
+  auto g = run("fusedrnn::rnn_layer_backward", grad_y, grad_h_n, nullptr, x, h0, nullptr, w_ih,
+               w_hh, nullptr, batch_sizes, y, ws, reverse, has_bias);
+  return {g.x, g.h0, g.w_ih, g.w_hh, g.b_ih, g.b_hh};
+}
+
+// ---- single-step cells: a one-step layer on [B, I] ------------------------------------------
+
+inline void check_cell_input(const char* op, const Tensor& x) {
+  TORCH_CHECK(x.dim() == 2, op, ": x must be [batch, input_size] (2-D), got ", shape_str(x));
+}
+
+template <typename Driver>
+std::tuple<Tensor, Tensor, Tensor> lstm_cell(const Tensor& x, const Tensor& hx, const Tensor& cx,
+                                             const Tensor& w_ih, const Tensor& w_hh,
+                                             const OptTensor& b_ih, const OptTensor& b_hh,
+                                             bool train) {
+  check_cell_input("fusedrnn::lstm_cell", x);
+  auto r = layer_forward<LstmCell, Driver>("fusedrnn::lstm_cell", x.unsqueeze(0), hx, &cx, w_ih, w_hh,
+                                   b_ih, b_hh, nullptr, std::nullopt, false, train);
+  return {r.y.squeeze(0), r.c_n, r.workspace};
+}
+
+template <typename Driver>
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_cell_backward(
+    const Tensor& grad_hy, const Tensor& grad_cy, const Tensor& x, const Tensor& hx,
+    const Tensor& cx, const Tensor& w_ih, const Tensor& w_hh, const Tensor& hy, const Tensor& ws,
+    bool has_bias) {
+  check_cell_input("fusedrnn::lstm_cell_backward", x);
+  auto g = layer_backward<LstmCell, Driver>("fusedrnn::lstm_cell_backward", grad_hy.unsqueeze(0),
+                                    at::zeros_like(hx), &grad_cy, x.unsqueeze(0), hx, &cx, w_ih,
+                                    w_hh, nullptr, std::nullopt, hy.unsqueeze(0), ws, false,
+                                    has_bias);
+  return {g.x.squeeze(0), g.h0, g.c0, g.w_ih, g.w_hh, g.b_ih, g.b_hh};
+}
+
+template <typename Cell, typename Driver>
+std::tuple<Tensor, Tensor> hidden_only_cell(const char* op, const Tensor& x, const Tensor& hx,
+                                            const Tensor& w_ih, const Tensor& w_hh,
+                                            const OptTensor& b_ih, const OptTensor& b_hh,
+                                            bool train) {
+  check_cell_input(op, x);
+  auto r = layer_forward<Cell, Driver>(op, x.unsqueeze(0), hx, nullptr, w_ih, w_hh, b_ih, b_hh, nullptr,
+                               std::nullopt, false, train);
+  return {r.y.squeeze(0), r.workspace};
+}
+
+template <typename Cell, typename Driver>
+GradTuple6 hidden_only_cell_backward(const char* op, const Tensor& grad_hy, const Tensor& x,
+                                     const Tensor& hx, const Tensor& w_ih, const Tensor& w_hh,
+                                     const Tensor& hy, const Tensor& ws, bool has_bias) {
+  check_cell_input(op, x);
+  auto g = layer_backward<Cell, Driver>(op, grad_hy.unsqueeze(0), at::zeros_like(hx), nullptr,
+                                x.unsqueeze(0), hx, nullptr, w_ih, w_hh, nullptr, std::nullopt,
+                                hy.unsqueeze(0), ws, false, has_bias);
+  return {g.x.squeeze(0), g.h0, g.w_ih, g.w_hh, g.b_ih, g.b_hh};
+}
+
+template <typename Driver>
+std::tuple<Tensor, Tensor> gru_cell(const Tensor& x, const Tensor& hx, const Tensor& w_ih,
+                                    const Tensor& w_hh, const OptTensor& b_ih,
+                                    const OptTensor& b_hh, bool train) {
+  return hidden_only_cell<GruCell, Driver>("fusedrnn::gru_cell", x, hx, w_ih, w_hh, b_ih, b_hh, train);
+}
+
+template <typename Driver>
+GradTuple6 gru_cell_backward(const Tensor& grad_hy, const Tensor& x, const Tensor& hx,
+                             const Tensor& w_ih, const Tensor& w_hh, const Tensor& hy,
+                             const Tensor& ws, bool has_bias) {
+  return hidden_only_cell_backward<GruCell, Driver>("fusedrnn::gru_cell_backward", grad_hy, x, hx, w_ih,
+                                            w_hh, hy, ws, has_bias);
+}
+
+template <typename Driver>
+std::tuple<Tensor, Tensor> rnn_cell(const Tensor& x, const Tensor& hx, const Tensor& w_ih,
+                                    const Tensor& w_hh, const OptTensor& b_ih,
+                                    const OptTensor& b_hh, bool relu, bool train) {
+  auto run = relu ? hidden_only_cell<RnnCell<true>, Driver> : hidden_only_cell<RnnCell<false>, Driver>;
+  return run("fusedrnn::rnn_cell", x, hx, w_ih, w_hh, b_ih, b_hh, train);
+}
+
+template <typename Driver>
+GradTuple6 rnn_cell_backward(const Tensor& grad_hy, const Tensor& x, const Tensor& hx,
+                             const Tensor& w_ih, const Tensor& w_hh, const Tensor& hy,
+                             const Tensor& ws, bool relu, bool has_bias) {
+  auto run = relu ? hidden_only_cell_backward<RnnCell<true>, Driver>
+                  : hidden_only_cell_backward<RnnCell<false>, Driver>;
+  return run("fusedrnn::rnn_cell_backward", grad_hy, x, hx, w_ih, w_hh, hy, ws, has_bias);
+}
+
+template <typename Driver>
+void register_layer_ops(torch::Library& m) {
+  m.impl("lstm_layer", &lstm_layer<Driver>);
+  m.impl("lstm_layer_backward", &lstm_layer_backward<Driver>);
+  m.impl("gru_layer", &gru_layer<Driver>);
+  m.impl("gru_layer_backward", &gru_layer_backward<Driver>);
+  m.impl("rnn_layer", &rnn_layer<Driver>);
+  m.impl("rnn_layer_backward", &rnn_layer_backward<Driver>);
+  m.impl("lstm_cell", &lstm_cell<Driver>);
+  m.impl("lstm_cell_backward", &lstm_cell_backward<Driver>);
+  m.impl("gru_cell", &gru_cell<Driver>);
+  m.impl("gru_cell_backward", &gru_cell_backward<Driver>);
+  m.impl("rnn_cell", &rnn_cell<Driver>);
+  m.impl("rnn_cell_backward", &rnn_cell_backward<Driver>);
+}
+
+}  // namespace fusedrnn

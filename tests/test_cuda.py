@@ -1,0 +1,77 @@
+"""GPU parity: the fused CUDA kernels against torch.nn (cuDNN) in float32, and float16/bfloat16
+against a float32 reference. Skipped where no GPU is present; `pytest tests/test_cuda.py`."""
+
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from .cases import layer_case
+from .test_modules import KINDS, check_parity, initial_state, make_pair
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+
+# fp16/bf16 outputs against an fp32 reference: about 3 and 2 significant digits.
+REDUCED_TOL = {torch.float16: {"atol": 5e-3, "rtol": 5e-3}, torch.bfloat16: {"atol": 3e-2, "rtol": 3e-2}}
+
+
+def _cuda(obj):
+    if isinstance(obj, tuple):
+        return tuple(t.cuda() for t in obj)
+    return obj.cuda() if obj is not None else None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("layers,bidirectional", [(1, False), (2, True)])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_cuda_parity_float32(kind, layers, bidirectional, batch_first):
+    ref, fused = make_pair(kind, num_layers=layers, bidirectional=bidirectional,
+                           batch_first=batch_first)
+    ref, fused = ref.cuda(), fused.cuda()
+    x = torch.randn(3, 7, 5) if batch_first else torch.randn(7, 3, 5)
+    check_parity(ref, fused, x.cuda(), _cuda(initial_state(kind, ref, 3, torch.float32)))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_cuda_packed_parity(kind):
+    ref, fused = make_pair(kind, num_layers=2, bidirectional=True)
+    ref, fused = ref.cuda(), fused.cuda()
+    packed = pack_padded_sequence(torch.randn(6, 4, 5), torch.tensor([6, 2, 5, 1]),
+                                  enforce_sorted=False).to("cuda")
+    check_parity(ref, fused, packed, None)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh", "rnn_relu"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cuda_reduced_precision_against_float32(cell, dtype):
+    case = layer_case(cell, T=6, B=4, I=8, H=16, packed=True, requires_grad=False)
+    expected = case.reference()
+    case.x = case.x.cuda().to(dtype)
+    case.states = [s.cuda().to(dtype) for s in case.states]
+    case.weights = {k: (v.cuda().to(dtype) if v is not None else None) for k, v in case.weights.items()}
+    case.batch_sizes = case.batch_sizes  # stays on the CPU, as PackedSequence keeps it
+    for got, want in zip(case.fused(), expected, strict=True):
+        assert got.dtype == dtype
+        torch.testing.assert_close(got.float().cpu(), want, **REDUCED_TOL[dtype])
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_cuda_gradcheck_float64(cell):
+    case = layer_case(cell, T=3, B=2, I=3, H=4, dtype=torch.float64, requires_grad=False)
+    inputs = [t.cuda().requires_grad_() for t in case.inputs()]
+    n = len(case.states)
+
+    def run(x, *rest):
+        case.x, case.states = x, list(rest[:n])
+        for key, value in zip(["w_ih", "w_hh", "b_ih", "b_hh"], rest[n:], strict=True):
+            case.weights[key] = value
+        return case.fused()
+
+    assert torch.autograd.gradcheck(run, inputs)
+
+
+def test_cuda_opcheck():
+    case = layer_case("lstm", T=4, B=3, packed=True, requires_grad=True)
+    w = case.weights
+    args = (case.x.cuda(), *[s.cuda() for s in case.states], w["w_ih"].cuda(), w["w_hh"].cuda(),
+            w["b_ih"].cuda(), w["b_hh"].cuda(), None, case.batch_sizes, False, True)
+    torch.library.opcheck(torch.ops.fusedrnn.lstm_layer.default, args)
