@@ -149,3 +149,22 @@ def test_activation_math_matches_torch_over_full_range():
     c = torch.ops.fusedrnn.lstm_layer(x, zeros, zeros, w_ih, torch.zeros(4, 1), b_ih, None, None,
                                       None, False, False)[2]
     torch.testing.assert_close(c, torch.sigmoid(x[0]), atol=3e-7, rtol=3e-7)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+@pytest.mark.parametrize("proj", [0, 5], ids=["noproj", "proj"])
+def test_large_batch_split_across_threads(cell, reverse, proj):
+    # 40 rows: each thread takes a block of rows and runs its own GEMMs (csrc/cpu/recurrence.h
+    # split_rows); packed sizes shrink below the split threshold in the last steps.
+    if proj and cell != "lstm":
+        pytest.skip("projection is an LSTM option")
+    lengths = [6] * 20 + [4] * 12 + [1] * 8
+    case = layer_case(cell, T=6, B=40, H=12, packed=True, reverse=reverse, proj=proj,
+                      lengths=lengths)
+    fused, expected = case.fused(), case.reference()
+    for i, (a, b) in enumerate(zip(fused, expected, strict=True)):
+        assert_close(a, b, what=f"output {i}")
+    inputs = case.inputs()
+    for i, (a, b) in enumerate(zip(_grads(fused, inputs), _grads(expected, inputs), strict=True)):
+        assert_close(a, b, what=f"grad of input {i}")

@@ -45,6 +45,22 @@ inline int64_t row_grain(int64_t elements_per_row) {
   return std::max<int64_t>(1, kMinElementsPerChunk / std::max<int64_t>(1, elements_per_row));
 }
 
+// Runs step(b0, b1) over one step's rows. With enough rows each thread takes a block of rows and
+// does that block's GEMMs and pointwise work itself: one fork/join per step instead of two, and a
+// thread's gate rows stay in its own cache. (Rows are independent within a step; BLAS runs
+// single-threaded inside a parallel region.) Otherwise one call sees every row, and the BLAS's
+// threads and a parallel pointwise pass share the work.
+template <typename F>
+void split_rows(int64_t rows, const F& step) {
+  constexpr int64_t kMinRowsPerThread = 8;
+  const int64_t threads = at::get_num_threads();
+  if (threads > 1 && rows >= kMinRowsPerThread * threads && !at::in_parallel_region()) {
+    at::parallel_for(0, rows, (rows + threads - 1) / threads, step);
+  } else {
+    step(0, rows);
+  }
+}
+
 template <typename Cell, typename T>
 struct ForwardBuffers {
   T* y;        // [N, P] out
@@ -70,21 +86,24 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
 
   for (int64_t step = 0; step < s.steps(); ++step) {
     const int64_t t = s.time_at(step, reverse), rows = s.batch_sizes[t], off = s.offsets[t];
-    recurrent.multiply(rows, out.h, P, T(0), gh.data(), GH);
     const ForwardStep<T> fs{out.ws, gh.data(), w.b_ih, w.b_hh, out.h, out.c, out.y,
                             off,    W,         H,      P,      proj};
-    at::parallel_for(0, rows, row_grain(GH), [&](int64_t begin, int64_t end) {
-      for (int64_t b = begin; b < end; ++b) {
-        const ForwardRow<T> r = forward_row<Cell>(fs, b);
-        FUSEDRNN_INDEPENDENT_ITERATIONS
-        for (int64_t j = 0; j < H; ++j) Cell::forward(r, H, j);
+    split_rows(rows, [&](int64_t b0, int64_t b1) {
+      recurrent.multiply(b1 - b0, out.h + b0 * P, P, T(0), gh.data() + b0 * GH, GH);
+      at::parallel_for(b0, b1, row_grain(GH), [&](int64_t begin, int64_t end) {
+        for (int64_t b = begin; b < end; ++b) {
+          const ForwardRow<T> r = forward_row<Cell>(fs, b);
+          FUSEDRNN_INDEPENDENT_ITERATIONS
+          for (int64_t j = 0; j < H; ++j) Cell::forward(r, H, j);
+        }
+      });
+      T* y_rows = out.y + (off + b0) * P;
+      if (proj) {
+        projection->multiply(b1 - b0, out.ws + (off + b0) * W + raw_hidden_col<Cell>(H), W,
+                             T(0), y_rows, P);
       }
+      std::memcpy(out.h + b0 * P, y_rows, sizeof(T) * (b1 - b0) * P);
     });
-    if (proj) {
-      projection->multiply(rows, out.ws + off * W + raw_hidden_col<Cell>(H), W, T(0),
-                           out.y + off * P, P);
-    }
-    std::memcpy(out.h, out.y + off * P, sizeof(T) * rows * P);
   }
 }
 
@@ -162,21 +181,24 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
                              H,
                              P,
                              proj};
-    if (proj) {
-      T* total = dh_total.data() + off * P;
-      const T* dy = in.dy + off * P;
-      for (int64_t k = 0; k < rows * P; ++k) total[k] = dy[k] + out.dh[k];
-      projection->multiply(rows, total, P, T(0), dh_raw.data(), H);
-    }
-    at::parallel_for(0, rows, row_grain(GH), [&](int64_t begin, int64_t end) {
-      for (int64_t b = begin; b < end; ++b) {
-        const BackwardRow<T> r = backward_row<Cell>(bs, b);
-        FUSEDRNN_INDEPENDENT_ITERATIONS
-        for (int64_t j = 0; j < H; ++j) Cell::backward(r, H, j);
+    split_rows(rows, [&](int64_t b0, int64_t b1) {
+      if (proj) {
+        T* total = dh_total.data() + (off + b0) * P;
+        const T* dy = in.dy + (off + b0) * P;
+        const T* carried = out.dh + b0 * P;
+        for (int64_t k = 0; k < (b1 - b0) * P; ++k) total[k] = dy[k] + carried[k];
+        projection->multiply(b1 - b0, total, P, T(0), dh_raw.data() + b0 * H, H);
       }
+      at::parallel_for(b0, b1, row_grain(GH), [&](int64_t begin, int64_t end) {
+        for (int64_t b = begin; b < end; ++b) {
+          const BackwardRow<T> r = backward_row<Cell>(bs, b);
+          FUSEDRNN_INDEPENDENT_ITERATIONS
+          for (int64_t j = 0; j < H; ++j) Cell::backward(r, H, j);
+        }
+      });
+      recurrent.multiply(b1 - b0, dg.data() + (off + b0) * GC, GC,
+                         Cell::kDirectHiddenGrad ? T(1) : T(0), out.dh + b0 * P, P);
     });
-    recurrent.multiply(rows, dg.data() + off * GC, GC, Cell::kDirectHiddenGrad ? T(1) : T(0),
-                       out.dh, P);
   }
 
   // whole-sequence gradients
