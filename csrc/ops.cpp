@@ -58,4 +58,17 @@ TORCH_LIBRARY(fusedrnn, m) {
       "rnn_cell_backward(Tensor grad_hy, Tensor x, Tensor hx, Tensor w_ih, Tensor w_hh, Tensor hy, "
       "Tensor workspace, bool relu, bool has_bias) -> (Tensor grad_x, Tensor grad_hx, "
       "Tensor grad_w_ih, Tensor grad_w_hh, Tensor grad_b_ih, Tensor grad_b_hh)");
+
+  // Conv1D on channels-last sequences, x [B, T, C] (batch_first) or [T, B, C], weight as
+  // nn.Conv1d's [C_out, C_in, K]; activation: 0 identity, 1 relu, 2 tanh, 3 sigmoid, 4 gelu,
+  // applied in the same pass. `preactivation` is kept only when train and the activation's
+  // derivative needs it (gelu); otherwise it is empty.
+  m.def(
+      "conv1d(Tensor x, Tensor weight, Tensor? bias, int stride, int dilation, int pad_left, "
+      "int pad_right, int activation, bool batch_first, bool train) "
+      "-> (Tensor y, Tensor preactivation)");
+  m.def(
+      "conv1d_backward(Tensor grad_y, Tensor x, Tensor weight, Tensor y, Tensor preactivation, "
+      "int stride, int dilation, int pad_left, int pad_right, int activation, bool batch_first, "
+      "bool has_bias) -> (Tensor grad_x, Tensor grad_weight, Tensor grad_bias)");
 }

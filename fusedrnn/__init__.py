@@ -4,7 +4,7 @@ from ._loader import load_library
 
 load_library()
 
-from . import ops  # noqa: E402  (registers fake kernels and autograd for the loaded ops)
+from . import conv_ops, ops  # noqa: E402  (registers fake kernels and autograd for the ops)
 from .nn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell  # noqa: E402
 
 __version__ = "0.1.0"

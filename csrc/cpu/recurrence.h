@@ -13,6 +13,7 @@
 
 #include "../driver_common.h"
 #include "gemm.h"
+#include "reductions.h"
 
 // Units j of a row are independent, but a cell reads and writes the same workspace row at offsets
 // k·H + j, which GCC cannot prove disjoint; without this it vectorises behind a run-time overlap
@@ -129,19 +130,6 @@ struct BackwardOutputs {
   T* db_hh;  // [G·H] or nullptr
   T* dw_hr;  // [P, H] or nullptr
 };
-
-// out[c] = Σ_rows g[row, col0 + c]; each column summed in row order, so results do not depend on
-// the thread count.
-template <typename T>
-void column_sum(const T* g, int64_t rows, int64_t ld, int64_t col0, int64_t width, T* out) {
-  at::parallel_for(0, width, 256, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) out[c] = T(0);
-    for (int64_t r = 0; r < rows; ++r) {
-      const T* row = g + r * ld + col0;
-      for (int64_t c = begin; c < end; ++c) out[c] += row[c];
-    }
-  });
-}
 
 template <typename Cell, typename T>
 void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool reverse,
