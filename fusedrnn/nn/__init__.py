@@ -1,6 +1,7 @@
 """Drop-in replacements for torch.nn recurrent modules."""
 
 from .cells import GRUCell, LSTMCell, RNNCell
+from .conv import Conv1d, WaveNet
 from .rnn import GRU, LSTM, RNN
 
-__all__ = ["GRU", "LSTM", "RNN", "GRUCell", "LSTMCell", "RNNCell"]
+__all__ = ["GRU", "LSTM", "RNN", "GRUCell", "LSTMCell", "RNNCell", "Conv1d", "WaveNet"]

@@ -1,0 +1,180 @@
+"""The fused Conv1D against permute -> nn.functional.conv1d -> activation -> permute: outputs and
+every gradient over paddings, strides, dilations, kernel sizes, activations, bias and layouts;
+gradcheck, opcheck, torch.compile, the modules, and bad input."""
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import fusedrnn
+from fusedrnn.conv_ops import conv1d, resolve_padding
+
+from .conftest import assert_close
+
+ACTS = {"identity": lambda a: a, "relu": torch.relu, "tanh": torch.tanh,
+        "sigmoid": torch.sigmoid, "gelu": F.gelu}
+
+
+def reference(x, weight, bias, stride, padding, dilation, activation, batch_first):
+    """What users write today: to [B, C, T], zero-pad, nn.Conv1d, activation, back."""
+    left, right = resolve_padding(padding, weight.shape[-1], dilation, stride)
+    xc = x.permute(0, 2, 1) if batch_first else x.permute(1, 2, 0)
+    y = F.conv1d(F.pad(xc, (left, right)), weight, bias, stride=stride, dilation=dilation)
+    y = ACTS[activation](y)
+    return y.permute(0, 2, 1) if batch_first else y.permute(2, 0, 1)
+
+
+def check(padding, stride, dilation, k, activation, bias, batch_first, c_in=3, c_out=4, T=60,
+          B=2, dtype=torch.float32):
+    shape = (B, T, c_in) if batch_first else (T, B, c_in)
+    x = torch.randn(shape, dtype=dtype, requires_grad=True)
+    w = (torch.randn(c_out, c_in, k, dtype=dtype) / (c_in * k) ** 0.5).requires_grad_()
+    b = torch.randn(c_out, dtype=dtype, requires_grad=True) if bias else None
+    args = (x, w, b, stride, padding, dilation, activation, batch_first)
+    got, want = conv1d(*args), reference(*args)
+    assert got.shape == want.shape
+    assert_close(got, want, dtype, what="output")
+    probe = torch.randn_like(want)
+    leaves = [t for t in (x, w, b) if t is not None]
+    g_got = torch.autograd.grad((got * probe).sum(), leaves)
+    g_want = torch.autograd.grad((want * probe).sum(), leaves)
+    for name, a, e in zip(["x", "weight", "bias"], g_got, g_want, strict=False):
+        assert_close(a, e, dtype, what=f"grad {name}")
+
+
+GEOMETRY = list(itertools.product(["valid", "same", "causal", 2], [1, 2, 3], [1, 2, 4, 8],
+                                  range(1, 8)))
+
+
+@pytest.mark.parametrize("padding,stride,dilation,k", GEOMETRY)
+def test_geometry_grid(padding, stride, dilation, k):
+    if padding == "same" and stride > 1:
+        pytest.skip("'same' padding is for stride 1, as in nn.Conv1d")
+    # every activation, bias and layout appear across the grid
+    i = GEOMETRY.index((padding, stride, dilation, k))
+    check(padding, stride, dilation, k, list(ACTS)[i % 5], bias=i % 2 == 0,
+          batch_first=i % 3 != 0)
+
+
+@pytest.mark.parametrize("activation", ACTS)
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_activations_bias_layouts(activation, bias, batch_first):
+    check("causal", 2, 2, 3, activation, bias, batch_first)
+
+
+@pytest.mark.parametrize("c_in,c_out", [(1, 32), (5, 8), (64, 16)])
+def test_channel_counts(c_in, c_out):
+    check("same", 1, 1, 5, "relu", True, True, c_in=c_in, c_out=c_out, T=40, B=3)
+
+
+@pytest.mark.parametrize("activation", ["identity", "tanh", "gelu"])
+def test_gradcheck_float64(activation):
+    x = torch.randn(2, 9, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 3, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(
+        lambda x, w, b: conv1d(x, w, b, stride=2, padding="causal", dilation=2,
+                               activation=activation), (x, w, b))
+
+
+@pytest.mark.parametrize("activation", [0, 4])
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_opcheck(activation, train, batch_first):
+    x = torch.randn(2, 11, 3, requires_grad=train)
+    w = torch.randn(5, 3, 3, requires_grad=train)
+    b = torch.randn(5, requires_grad=train)
+    torch.library.opcheck(torch.ops.fusedrnn.conv1d.default,
+                          (x, w, b, 2, 1, 2, 0, activation, batch_first, train))
+
+
+def test_backward_opcheck():
+    x, w, b = torch.randn(2, 11, 3), torch.randn(5, 3, 3), torch.randn(5)
+    y, pre = torch.ops.fusedrnn.conv1d(x, w, b, 1, 2, 4, 0, 4, True, True)
+    torch.library.opcheck(torch.ops.fusedrnn.conv1d_backward.default,
+                          (torch.randn_like(y), x, w, y, pre, 1, 2, 4, 0, 4, True, True))
+
+
+def test_compile_fullgraph_conv_then_gru():
+    model = nn.ModuleDict({"conv": fusedrnn.Conv1d(3, 8, 4, stride=2, activation="relu"),
+                           "gru": fusedrnn.GRU(8, 16, batch_first=True)})
+
+    def run(x):
+        y, _ = model["gru"](model["conv"](x))
+        return y[:, -1]
+
+    compiled = torch.compile(run, fullgraph=True, backend="aot_eager")
+    x = torch.randn(2, 30, 3)
+    eager = run(x)
+    eager.square().sum().backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    out = compiled(x)
+    out.square().sum().backward()
+    assert_close(out, eager)
+    for g, p in zip(grads, model.parameters(), strict=True):
+        assert_close(p.grad, g)
+
+
+def test_module_from_torch_and_state_dict():
+    conv = nn.Conv1d(5, 7, 3, stride=2, padding=1, dilation=2)
+    fused = fusedrnn.Conv1d.from_torch(conv, activation="tanh")
+    x = torch.randn(4, 20, 5)
+    want = torch.tanh(conv(x.transpose(1, 2))).transpose(1, 2)
+    assert_close(fused(x), want)
+    back = nn.Conv1d(5, 7, 3, stride=2, padding=1, dilation=2)
+    back.load_state_dict(fused.state_dict())
+    assert torch.equal(back.weight, conv.weight)
+
+
+def test_output_lengths_match_what_the_conv_produces():
+    conv = fusedrnn.Conv1d(2, 3, 4, stride=2, padding="causal", dilation=2)
+    lengths = torch.tensor([30, 17, 6, 1])
+    expected = [conv(torch.randn(1, int(n), 2)).shape[1] for n in lengths]
+    assert conv.output_lengths(lengths).tolist() == expected
+
+
+def test_wavenet_is_causal_and_matches_a_torch_stack():
+    net = fusedrnn.WaveNet(1, 8, kernel_size=2, dilations=(1, 2, 4, 8), repeats=2)
+    assert net.receptive_field == 31
+    x = torch.randn(2, 50, 1, requires_grad=True)
+    y = net(x)
+    assert y.shape == (2, 50, 8)
+    # output step 20 depends on inputs 0..20 only
+    (grad,) = torch.autograd.grad(y[:, 20].sum(), x)
+    assert grad[:, 21:].abs().max() == 0 and grad[:, :21].abs().max() > 0
+    # the same stack written with nn.functional
+    skips, h_in = 0, x
+    for conv in net.layers:
+        h = reference(h_in, conv.weight, conv.bias, 1, "causal", conv.dilation, "relu", True)
+        skips = skips + h
+        h_in = h_in + h if h_in.shape == h.shape else h
+    assert_close(y, skips)
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: conv1d(torch.randn(2, 10, 4), torch.randn(5, 3, 3)),
+     "x has 4 channels but weight expects in_channels=3"),
+    (lambda: conv1d(torch.randn(2, 4, 3), torch.randn(5, 3, 7), padding="valid"),
+     "the kernel spans 7 steps .* the padded input has only 4"),
+    (lambda: conv1d(torch.randn(2, 10, 3), torch.randn(5, 3, 3), stride=0),
+     "stride must be positive, got 0"),
+    (lambda: conv1d(torch.randn(10, 3), torch.randn(5, 3, 3)),
+     r"x must be \[batch, time, channels\] \(3-D\)"),
+    (lambda: conv1d(torch.randn(2, 10, 3), torch.randn(5, 3, 3), torch.randn(4)),
+     r"bias must have shape \[5\]"),
+    (lambda: conv1d(torch.randn(2, 10, 3), torch.randn(5, 3, 3), activation="swish"),
+     "activation must be one of"),
+])
+def test_bad_input(make, match):
+    with pytest.raises((RuntimeError, ValueError), match=match):
+        make()
+
+
+def test_module_rejects_zero_stride():
+    with pytest.raises(ValueError, match="stride must be positive"):
+        fusedrnn.Conv1d(3, 4, 3, stride=0)
