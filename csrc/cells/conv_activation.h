@@ -31,26 +31,41 @@ FUSEDRNN_HOST_DEVICE T gelu_derivative(T a) {
 
 }  // namespace math
 
-template <typename T>
-FUSEDRNN_HOST_DEVICE T activate(ConvActivation act, T a) {
-  switch (act) {
-    case ConvActivation::kRelu: return math::relu(a);
-    case ConvActivation::kTanh: return math::tanh(a);
-    case ConvActivation::kSigmoid: return math::sigmoid(a);
-    case ConvActivation::kGelu: return math::gelu(a);
-    default: return a;
-  }
+// The activation is a template parameter so that loops over elements have no branch on it and
+// vectorise; dispatch_activation turns the run-time code into that parameter once per call.
+template <ConvActivation kAct, typename T>
+FUSEDRNN_HOST_DEVICE T activate(T a) {
+  if constexpr (kAct == ConvActivation::kRelu) return math::relu(a);
+  if constexpr (kAct == ConvActivation::kTanh) return math::tanh(a);
+  if constexpr (kAct == ConvActivation::kSigmoid) return math::sigmoid(a);
+  if constexpr (kAct == ConvActivation::kGelu) return math::gelu(a);
+  return a;
 }
 
 // dL/da from dL/dy, the output y and (gelu only) the pre-activation a
-template <typename T>
-FUSEDRNN_HOST_DEVICE T activation_backward(ConvActivation act, T grad, T y, T a) {
+template <ConvActivation kAct, typename T>
+FUSEDRNN_HOST_DEVICE T activation_backward(T grad, T y, T a) {
+  if constexpr (kAct == ConvActivation::kRelu) return y > T(0) ? grad : T(0);
+  if constexpr (kAct == ConvActivation::kTanh) return grad * (T(1) - y * y);
+  if constexpr (kAct == ConvActivation::kSigmoid) return grad * y * (T(1) - y);
+  if constexpr (kAct == ConvActivation::kGelu) return grad * math::gelu_derivative(a);
+  return grad;
+}
+
+template <ConvActivation kAct>
+struct ActivationTag {
+  static constexpr ConvActivation value = kAct;
+};
+
+// f(ActivationTag<act>{}) with act known at compile time inside f
+template <typename F>
+auto dispatch_activation(ConvActivation act, const F& f) {
   switch (act) {
-    case ConvActivation::kRelu: return y > T(0) ? grad : T(0);
-    case ConvActivation::kTanh: return grad * (T(1) - y * y);
-    case ConvActivation::kSigmoid: return grad * y * (T(1) - y);
-    case ConvActivation::kGelu: return grad * math::gelu_derivative(a);
-    default: return grad;
+    case ConvActivation::kRelu: return f(ActivationTag<ConvActivation::kRelu>{});
+    case ConvActivation::kTanh: return f(ActivationTag<ConvActivation::kTanh>{});
+    case ConvActivation::kSigmoid: return f(ActivationTag<ConvActivation::kSigmoid>{});
+    case ConvActivation::kGelu: return f(ActivationTag<ConvActivation::kGelu>{});
+    default: return f(ActivationTag<ConvActivation::kIdentity>{});
   }
 }
 

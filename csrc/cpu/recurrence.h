@@ -14,17 +14,8 @@
 #include "../driver_common.h"
 #include "gemm.h"
 #include "reductions.h"
+#include "vectorize.h"
 
-// Units j of a row are independent, but a cell reads and writes the same workspace row at offsets
-// k·H + j, which GCC cannot prove disjoint; without this it vectorises behind a run-time overlap
-// check that always fails and runs the scalar loop.
-#if defined(__clang__)
-#define FUSEDRNN_INDEPENDENT_ITERATIONS _Pragma("clang loop vectorize(assume_safety)")
-#elif defined(__GNUC__)
-#define FUSEDRNN_INDEPENDENT_ITERATIONS _Pragma("GCC ivdep")
-#else
-#define FUSEDRNN_INDEPENDENT_ITERATIONS
-#endif
 
 namespace fusedrnn {
 namespace cpu {
