@@ -66,10 +66,13 @@ void gather_windows(const Conv1dGeometry& g, const T* x, int64_t n, int64_t t0, 
     T* dst = windows + r * KC;
     for (int64_t k = 0; k < g.kernel; ++k) {
       const int64_t s = g.input_step(t0 + r, k);
+      // plain loops: with one or a few channels a memcpy call costs more than the copy
+      T* out = dst + k * Ci;
       if (s >= 0 && s < g.steps) {
-        std::memcpy(dst + k * Ci, xs + s * g.x_step_stride(), sizeof(T) * Ci);
+        const T* in = xs + s * g.x_step_stride();
+        for (int64_t c = 0; c < Ci; ++c) out[c] = in[c];
       } else {
-        std::memset(dst + k * Ci, 0, sizeof(T) * Ci);
+        for (int64_t c = 0; c < Ci; ++c) out[c] = T(0);
       }
     }
   }
