@@ -75,3 +75,25 @@ def test_cuda_opcheck():
     args = (case.x.cuda(), *[s.cuda() for s in case.states], w["w_ih"].cuda(), w["w_hh"].cuda(),
             w["b_ih"].cuda(), w["b_hh"].cuda(), None, case.batch_sizes, False, True)
     torch.library.opcheck(torch.ops.fusedrnn.lstm_layer.default, args)
+
+
+@pytest.mark.parametrize("padding,stride,dilation,k", [("causal", 1, 2, 3), ("same", 1, 1, 5),
+                                                       ("valid", 2, 1, 4), (2, 3, 2, 2)])
+@pytest.mark.parametrize("activation", ["identity", "relu", "gelu"])
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_cuda_conv1d_parity(padding, stride, dilation, k, activation, batch_first):
+    from fusedrnn.conv_ops import conv1d
+
+    from .test_conv1d import reference
+
+    shape = (3, 40, 5) if batch_first else (40, 3, 5)
+    x = torch.randn(shape, device="cuda", requires_grad=True)
+    w = torch.randn(6, 5, k, device="cuda", requires_grad=True)
+    b = torch.randn(6, device="cuda", requires_grad=True)
+    args = (x, w, b, stride, padding, dilation, activation, batch_first)
+    got, want = conv1d(*args), reference(*args)
+    torch.testing.assert_close(got, want, atol=2e-5, rtol=1e-4)
+    probe = torch.randn_like(want)
+    for a, e in zip(torch.autograd.grad((got * probe).sum(), (x, w, b)),
+                    torch.autograd.grad((want * probe).sum(), (x, w, b)), strict=True):
+        torch.testing.assert_close(a, e, atol=1e-4, rtol=1e-4)
