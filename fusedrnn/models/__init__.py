@@ -1,0 +1,1 @@
+"""Sequence models built on the fused layers: forecasting, seq2seq (grapheme-to-phoneme), ..."""
