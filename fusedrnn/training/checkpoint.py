@@ -1,0 +1,59 @@
+"""Atomic checkpoint files: a crash while writing never leaves a truncated checkpoint behind."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:  # make the rename itself durable; not every platform lets a directory be opened
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict) -> None:
+    """torch.save(payload) to path atomically.
+
+    The payload is written to a temporary file in the same directory, flushed and fsynced, then
+    renamed over path with os.replace: readers see either the old file or the complete new one.
+    On any error the temporary file is removed and the old file is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """Load a checkpoint written by save_checkpoint.
+
+    Checkpoints hold more than tensors (generator states, history), so this unpickles them in
+    full (weights_only=False): load only checkpoints you or your own runs wrote.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return torch.load(path, map_location=map_location, weights_only=False)
