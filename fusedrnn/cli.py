@@ -1,4 +1,11 @@
-"""The `fusedrnn` command: `fusedrnn bench [options]` and `fusedrnn demo`."""
+"""The `fusedrnn` command: `fusedrnn bench [options]`, `fusedrnn demo`, and the tasks:
+`fusedrnn train TASK [options]` and `fusedrnn predict TASK [options]` (TASK: forecast, g2p).
+
+Each task lives in fusedrnn/tasks/<name>.py and exposes add_train_arguments(parser),
+train(args) -> int, add_predict_arguments(parser) and predict(args) -> int. A task module is
+imported only when the parser is built, and a task whose module is missing or fails to import is
+reported when it is asked for instead of breaking the other commands.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +27,37 @@ def _demo(_args: argparse.Namespace) -> int:
     return result if isinstance(result, int) else 0
 
 
+TASKS = {
+    "forecast": "forecast CTA rail ridership for the next 7 days",
+    "g2p": "grapheme-to-phoneme transduction on CMUdict (seq2seq)",
+}
+
+
+def _unavailable(name: str, error: BaseException):
+    def run(_args: argparse.Namespace) -> int:
+        print(f"fusedrnn: task {name!r} is not available: {type(error).__name__}: {error}",
+              file=sys.stderr)
+        return 1
+
+    return run
+
+
+def _add_task_commands(commands, verb: str) -> None:
+    """`fusedrnn train|predict TASK` for each task module that this installation has."""
+    for name, summary in TASKS.items():
+        module_name = f"fusedrnn.tasks.{name}"
+        if importlib.util.find_spec(module_name) is None:
+            continue
+        parser = commands.add_parser(name, help=summary, description=f"{verb} {name}: {summary}",
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        try:
+            module = importlib.import_module(module_name)
+            getattr(module, f"add_{verb}_arguments")(parser)
+            parser.set_defaults(func=getattr(module, verb))
+        except Exception as e:  # a broken or half-written task must not break the other commands
+            parser.set_defaults(func=_unavailable(name, e))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fusedrnn", description="Fused LSTM, GRU and RNN kernels for PyTorch."
@@ -35,6 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo_parser = commands.add_parser("demo", help="a short demonstration of fusedrnn")
     demo_parser.set_defaults(func=_demo)
+
+    for verb, summary in (("train", "train a model on one of the example tasks"),
+                          ("predict", "predict with a trained task checkpoint")):
+        verb_parser = commands.add_parser(verb, help=summary, description=summary)
+        tasks = verb_parser.add_subparsers(dest="task", required=True, metavar="TASK")
+        _add_task_commands(tasks, verb)
     return parser
 
 

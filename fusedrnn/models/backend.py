@@ -6,7 +6,8 @@ difference and that accuracy does not depend on the backend.
 
 from __future__ import annotations
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 BACKENDS = ("fused", "torch")
 
@@ -42,3 +43,45 @@ def recurrent_cell(kind: str, *args, backend: str = "fused", **kwargs) -> nn.Mod
     import fusedrnn
 
     return getattr(fusedrnn, name)(*args, **kwargs)
+
+
+class TorchConv1d(nn.Conv1d):
+    """fusedrnn.Conv1d's contract on torch.nn: activation(conv(x)) on [B, T, C] (batch_first) or
+    [T, B, C] input, padded as fusedrnn.Conv1d pads ('valid', 'same', 'causal', int, (left,
+    right)), by permuting around nn.functional.conv1d. Parameters are nn.Conv1d's -- the same
+    names and shapes as fusedrnn.Conv1d's, so state_dicts load either way.
+    """
+
+    _ACTIVATIONS = {"identity": lambda x: x, "relu": torch.relu, "tanh": torch.tanh,
+                    "sigmoid": torch.sigmoid, "gelu": nn.functional.gelu}
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 padding: str | int | tuple[int, int] = 0, dilation: int = 1, bias: bool = True,
+                 activation: str = "identity", batch_first: bool = True, device=None, dtype=None):
+        from ..conv_ops import resolve_padding
+
+        if activation not in self._ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(self._ACTIVATIONS)}, got {activation!r}")
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0,
+                         dilation=dilation, bias=bias, device=device, dtype=dtype)
+        self.pad = resolve_padding(padding, kernel_size, dilation, stride)
+        self.activation, self.batch_first = activation, batch_first
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.permute(0, 2, 1) if self.batch_first else x.permute(1, 2, 0)  # -> [B, C, T]
+        if any(self.pad):
+            x = nn.functional.pad(x, self.pad)
+        y = self._ACTIVATIONS[self.activation](super().forward(x))
+        return y.permute(0, 2, 1) if self.batch_first else y.permute(2, 0, 1)
+
+
+def conv1d_layer(in_channels: int, out_channels: int, kernel_size: int, *, backend: str = "fused",
+                 **kwargs) -> nn.Module:
+    """A Conv1D layer with fusedrnn.Conv1d's signature (stride, padding, dilation, bias,
+    activation, batch_first) from the chosen backend: fusedrnn.Conv1d or TorchConv1d."""
+    _check(backend)
+    if backend == "torch":
+        return TorchConv1d(in_channels, out_channels, kernel_size, **kwargs)
+    import fusedrnn
+
+    return fusedrnn.Conv1d(in_channels, out_channels, kernel_size, **kwargs)
