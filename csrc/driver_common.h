@@ -56,6 +56,8 @@ struct ForwardStep {
   T* y;             // [N, P]
   int64_t offset, ws_cols, hidden, proj_size;
   bool projected;
+  const T* ln = nullptr;  // LayerNorm cells only
+  T eps = T(0);
 };
 
 template <typename Cell, typename T>
@@ -69,6 +71,8 @@ FUSEDRNN_HOST_DEVICE ForwardRow<T> forward_row(const ForwardStep<T>& s, int64_t 
   r.h_prev = s.h + b * s.proj_size;
   r.c = Cell::kHasCellState ? s.c + b * H : nullptr;
   r.h_out = s.projected ? r.ws + raw_hidden_col<Cell>(H) : s.y + (s.offset + b) * s.proj_size;
+  r.ln = s.ln;
+  r.eps = s.eps;
   return r;
 }
 
@@ -86,6 +90,7 @@ struct BackwardStep {
   T* dg;             // [N, grad_cols]
   int64_t offset, prev_offset, prev_rows, ws_cols, grad_cols, hidden, proj_size;
   bool projected;
+  const T* ln = nullptr;  // LayerNorm cells only
 };
 
 template <typename Cell, typename T>
@@ -105,6 +110,7 @@ FUSEDRNN_HOST_DEVICE BackwardRow<T> backward_row(const BackwardStep<T>& s, int64
   r.dh = s.projected ? const_cast<T*>(s.zeros) : s.dh + b * P;  // read-only when projected
   r.dc = Cell::kHasCellState ? s.dc + b * H : nullptr;
   r.dg = s.dg + (s.offset + b) * s.grad_cols;
+  r.ln = s.ln;
   return r;
 }
 
@@ -115,7 +121,9 @@ struct GradBlock {
 
 template <typename Cell>
 std::vector<GradBlock> input_grad_blocks(int64_t H) {
-  if constexpr (Cell::kDirectHiddenGrad) {  // GRU: r, z shared; n from its own column
+  if constexpr (Cell::kLayerNorm) {  // the x side's pre-LN gradient has its own columns
+    return {{Cell::kGates * H, 0, Cell::kGates * H}};
+  } else if constexpr (Cell::kDirectHiddenGrad) {  // GRU: r, z shared; n from its own column
     return {{0, 0, 2 * H}, {3 * H, 2 * H, H}};
   } else {
     return {{0, 0, Cell::kGates * H}};

@@ -21,6 +21,8 @@
 #include <torch/library.h>
 
 #include "cells/gru.h"
+#include "cells/ln_gru.h"
+#include "cells/ln_lstm.h"
 #include "cells/lstm.h"
 #include "cells/rnn.h"
 #include "layer_checks.h"
@@ -34,6 +36,8 @@ using OptTensor = std::optional<Tensor>;
 // backward; w_hr is undefined without projection.
 struct LayerParams {
   Tensor w_ih, w_hh, b_ih, b_hh, w_hr;
+  Tensor ln;          // LayerNorm cells: packed LN gains and biases, else undefined
+  double eps = 0.0;   // LayerNorm cells: the variance epsilon
 };
 
 // What backward reads, all contiguous; c0 is undefined for cells without a cell state.
@@ -47,7 +51,25 @@ struct LayerResult {
 
 struct LayerGrads {
   Tensor x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr;
+  Tensor ln;  // LayerNorm cells only
 };
+
+// A LayerNorm cell's packed LN parameters: 1-D, Cell::ln_params(H) long, like x.
+template <typename Cell>
+Tensor checked_ln(const char* op, const Tensor* ln, const Tensor& x, const LayerShape& s) {
+  if constexpr (!Cell::kLayerNorm) {
+    return Tensor();
+  } else {
+    TORCH_CHECK(ln != nullptr && ln->defined(), op, ": ln (the packed LayerNorm parameters) is required");
+    check_shape(op, *ln, "ln", {Cell::ln_params(s.hidden)},
+                "the LayerNorm gains and biases packed in one vector");
+    TORCH_CHECK(ln->scalar_type() == x.scalar_type(), op, ": ln must have x's dtype ",
+                x.scalar_type(), ", got ", ln->scalar_type());
+    TORCH_CHECK(ln->device() == x.device(), op, ": ln must be on x's device ", x.device(), ", got ",
+                ln->device());
+    return ln->contiguous();
+  }
+}
 
 template <typename Cell>
 int64_t workspace_cols(const LayerShape& s, bool proj) {
@@ -62,7 +84,8 @@ template <typename Cell, typename Driver>
 LayerResult layer_forward(const char* op, const Tensor& x_in, const Tensor& h0, const Tensor* c0,
                           const Tensor& w_ih_in, const Tensor& w_hh_in, const OptTensor& b_ih,
                           const OptTensor& b_hh, const Tensor* w_hr_in,
-                          const OptTensor& batch_sizes, bool reverse, bool train) {
+                          const OptTensor& batch_sizes, bool reverse, bool train,
+                          const Tensor* ln_in = nullptr, double eps = 0.0) {
   Driver::check_device(op, x_in);
   const LayerShape s =
       check_layer(op, Cell::kGates, x_in, h0, c0, w_ih_in, w_hh_in, b_ih, b_hh, w_hr_in, batch_sizes);
@@ -71,6 +94,8 @@ LayerResult layer_forward(const char* op, const Tensor& x_in, const Tensor& h0, 
   const Tensor w_hr = w_hr_in ? w_hr_in->contiguous() : Tensor();
   const Tensor bi = bias_or_zeros(b_ih, x, GH), bh = bias_or_zeros(b_hh, x, GH);
   const int64_t wcols = workspace_cols<Cell>(s, w_hr_in != nullptr);
+  const Tensor ln = checked_ln<Cell>(op, ln_in, x, s);
+  if constexpr (Cell::kLayerNorm) TORCH_CHECK(eps > 0.0, op, ": eps must be positive, got ", eps);
 
   LayerResult r;
   r.y = s.packed ? at::empty({s.rows, s.proj}, x.options())
@@ -79,8 +104,8 @@ LayerResult layer_forward(const char* op, const Tensor& x_in, const Tensor& h0, 
   r.c_n = c0 ? c0->contiguous().clone() : at::empty({0}, x.options());
   // reduced-precision inputs keep an fp32 workspace (the saved cell state among it)
   Tensor ws = at::empty({s.rows, wcols}, x.options().dtype(Driver::workspace_dtype(x.scalar_type())));
-  Driver::template forward<Cell>(s, x, LayerParams{w_ih, w_hh, bi, bh, w_hr}, reverse, r.y,
-                                 r.h_n, r.c_n, ws);
+  Driver::template forward<Cell>(s, x, LayerParams{w_ih, w_hh, bi, bh, w_hr, ln, eps}, reverse,
+                                 r.y, r.h_n, r.c_n, ws);
   r.workspace = train ? ws : at::empty({0}, x.options());
   return r;
 }
@@ -90,7 +115,8 @@ LayerGrads layer_backward(const char* op, const Tensor& grad_y, const Tensor& gr
                           const Tensor* grad_c_n, const Tensor& x_in, const Tensor& h0_in,
                           const Tensor* c0_in, const Tensor& w_ih_in, const Tensor& w_hh_in,
                           const Tensor* w_hr_in, const OptTensor& batch_sizes, const Tensor& y_in,
-                          const Tensor& ws_in, bool reverse, bool has_bias) {
+                          const Tensor& ws_in, bool reverse, bool has_bias,
+                          const Tensor* ln_in = nullptr) {
   Driver::check_device(op, x_in);
   const LayerShape s = check_layer(op, Cell::kGates, x_in, h0_in, c0_in, w_ih_in, w_hh_in,
                                    std::nullopt, std::nullopt, w_hr_in, batch_sizes);
@@ -105,6 +131,7 @@ LayerGrads layer_backward(const char* op, const Tensor& grad_y, const Tensor& gr
   const Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
   const Tensor w_hr = w_hr_in ? w_hr_in->contiguous() : Tensor();
   const Tensor c0 = c0_in ? c0_in->contiguous() : Tensor();
+  const Tensor ln = checked_ln<Cell>(op, ln_in, x, s);
 
   LayerGrads g;
   g.x = at::empty_like(x);
@@ -115,7 +142,8 @@ LayerGrads layer_backward(const char* op, const Tensor& grad_y, const Tensor& gr
   g.b_ih = at::empty({has_bias ? GH : 0}, x.options());
   g.b_hh = at::empty({has_bias ? GH : 0}, x.options());
   g.w_hr = w_hr.defined() ? at::empty_like(w_hr) : at::empty({0}, x.options());
-  Driver::template backward<Cell>(s, LayerParams{w_ih, w_hh, Tensor(), Tensor(), w_hr},
+  g.ln = ln.defined() ? at::empty_like(ln) : at::empty({0}, x.options());
+  Driver::template backward<Cell>(s, LayerParams{w_ih, w_hh, Tensor(), Tensor(), w_hr, ln},
                                   reverse, SavedLayer{x, h0, c0, y, ws, dy}, g);
   return g;
 }
@@ -174,7 +202,7 @@ std::tuple<Tensor, Tensor, Tensor> rnn_layer(const Tensor& x, const Tensor& h0, 
                                              bool reverse, bool relu, bool train) {
   auto run = relu ? layer_forward<RnnCell<true>, Driver> : layer_forward<RnnCell<false>, Driver>;
   auto r = run("fusedrnn::rnn_layer", x, h0, nullptr, w_ih, w_hh, b_ih, b_hh, nullptr,
-               batch_sizes, reverse, train);
+               batch_sizes, reverse, train, nullptr, 0.0);  // (a pointer has no default arguments)
   return {r.y, r.h_n, r.workspace};
 }
 
@@ -185,8 +213,57 @@ GradTuple6 rnn_layer_backward(const Tensor& grad_y, const Tensor& grad_h_n, cons
                               bool reverse, bool relu, bool has_bias) {
   auto run = relu ? layer_backward<RnnCell<true>, Driver> : layer_backward<RnnCell<false>, Driver>;
   auto g = run("fusedrnn::rnn_layer_backward", grad_y, grad_h_n, nullptr, x, h0, nullptr, w_ih,
-               w_hh, nullptr, batch_sizes, y, ws, reverse, has_bias);
+               w_hh, nullptr, batch_sizes, y, ws, reverse, has_bias, nullptr);
   return {g.x, g.h0, g.w_ih, g.w_hh, g.b_ih, g.b_hh};
+}
+
+// ---- LayerNorm layers: the same driver with row-wise cells and packed LN parameters ----------
+
+using GradTuple7 = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>;
+
+template <typename Driver>
+std::tuple<Tensor, Tensor, Tensor, Tensor> ln_lstm_layer(
+    const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
+    const OptTensor& b_ih, const OptTensor& b_hh, const Tensor& ln, const OptTensor& batch_sizes,
+    bool reverse, double eps, bool train) {
+  auto r = layer_forward<LnLstmCell, Driver>("fusedrnn::ln_lstm_layer", x, h0, &c0, w_ih, w_hh,
+                                             b_ih, b_hh, nullptr, batch_sizes, reverse, train, &ln,
+                                             eps);
+  return {r.y, r.h_n, r.c_n, r.workspace};
+}
+
+template <typename Driver>
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> ln_lstm_layer_backward(
+    const Tensor& grad_y, const Tensor& grad_h_n, const Tensor& grad_c_n, const Tensor& x,
+    const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh, const Tensor& ln,
+    const OptTensor& batch_sizes, const Tensor& y, const Tensor& ws, bool reverse, bool has_bias) {
+  auto g = layer_backward<LnLstmCell, Driver>("fusedrnn::ln_lstm_layer_backward", grad_y, grad_h_n,
+                                              &grad_c_n, x, h0, &c0, w_ih, w_hh, nullptr,
+                                              batch_sizes, y, ws, reverse, has_bias, &ln);
+  return {g.x, g.h0, g.c0, g.w_ih, g.w_hh, g.b_ih, g.b_hh, g.ln};
+}
+
+template <typename Driver>
+std::tuple<Tensor, Tensor, Tensor> ln_gru_layer(const Tensor& x, const Tensor& h0,
+                                                const Tensor& w_ih, const Tensor& w_hh,
+                                                const OptTensor& b_ih, const OptTensor& b_hh,
+                                                const Tensor& ln, const OptTensor& batch_sizes,
+                                                bool reverse, double eps, bool train) {
+  auto r = layer_forward<LnGruCell, Driver>("fusedrnn::ln_gru_layer", x, h0, nullptr, w_ih, w_hh,
+                                            b_ih, b_hh, nullptr, batch_sizes, reverse, train, &ln,
+                                            eps);
+  return {r.y, r.h_n, r.workspace};
+}
+
+template <typename Driver>
+GradTuple7 ln_gru_layer_backward(const Tensor& grad_y, const Tensor& grad_h_n, const Tensor& x,
+                                 const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
+                                 const Tensor& ln, const OptTensor& batch_sizes, const Tensor& y,
+                                 const Tensor& ws, bool reverse, bool has_bias) {
+  auto g = layer_backward<LnGruCell, Driver>("fusedrnn::ln_gru_layer_backward", grad_y, grad_h_n,
+                                             nullptr, x, h0, nullptr, w_ih, w_hh, nullptr,
+                                             batch_sizes, y, ws, reverse, has_bias, &ln);
+  return {g.x, g.h0, g.w_ih, g.w_hh, g.b_ih, g.b_hh, g.ln};
 }
 
 // ---- single-step cells: a one-step layer on [B, I] ------------------------------------------
@@ -281,6 +358,10 @@ void register_layer_ops(torch::Library& m) {
   m.impl("gru_layer_backward", &gru_layer_backward<Driver>);
   m.impl("rnn_layer", &rnn_layer<Driver>);
   m.impl("rnn_layer_backward", &rnn_layer_backward<Driver>);
+  m.impl("ln_lstm_layer", &ln_lstm_layer<Driver>);
+  m.impl("ln_lstm_layer_backward", &ln_lstm_layer_backward<Driver>);
+  m.impl("ln_gru_layer", &ln_gru_layer<Driver>);
+  m.impl("ln_gru_layer_backward", &ln_gru_layer_backward<Driver>);
   m.impl("lstm_cell", &lstm_cell<Driver>);
   m.impl("lstm_cell_backward", &lstm_cell_backward<Driver>);
   m.impl("gru_cell", &gru_cell<Driver>);

@@ -36,6 +36,28 @@ TORCH_LIBRARY(fusedrnn, m) {
       "bool has_bias) -> (Tensor grad_x, Tensor grad_h0, Tensor grad_w_ih, Tensor grad_w_hh, "
       "Tensor grad_b_ih, Tensor grad_b_hh)");
 
+  // LayerNorm layers (csrc/cells/ln_lstm.h, ln_gru.h): `ln` packs the LayerNorm gains and biases,
+  // LSTM: γ_ih, β_ih, γ_hh, β_hh (4H each), γ_c, β_c (H each); GRU: γ_ih, β_ih, γ_hh, β_hh (3H).
+  m.def(
+      "ln_lstm_layer(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
+      "Tensor? b_hh, Tensor ln, Tensor? batch_sizes, bool reverse, float eps, bool train) "
+      "-> (Tensor y, Tensor h_n, Tensor c_n, Tensor workspace)");
+  m.def(
+      "ln_lstm_layer_backward(Tensor grad_y, Tensor grad_h_n, Tensor grad_c_n, Tensor x, "
+      "Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor ln, Tensor? batch_sizes, Tensor y, "
+      "Tensor workspace, bool reverse, bool has_bias) -> (Tensor grad_x, Tensor grad_h0, "
+      "Tensor grad_c0, Tensor grad_w_ih, Tensor grad_w_hh, Tensor grad_b_ih, Tensor grad_b_hh, "
+      "Tensor grad_ln)");
+  m.def(
+      "ln_gru_layer(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
+      "Tensor ln, Tensor? batch_sizes, bool reverse, float eps, bool train) "
+      "-> (Tensor y, Tensor h_n, Tensor workspace)");
+  m.def(
+      "ln_gru_layer_backward(Tensor grad_y, Tensor grad_h_n, Tensor x, Tensor h0, Tensor w_ih, "
+      "Tensor w_hh, Tensor ln, Tensor? batch_sizes, Tensor y, Tensor workspace, bool reverse, "
+      "bool has_bias) -> (Tensor grad_x, Tensor grad_h0, Tensor grad_w_ih, Tensor grad_w_hh, "
+      "Tensor grad_b_ih, Tensor grad_b_hh, Tensor grad_ln)");
+
   m.def(
       "lstm_cell(Tensor x, Tensor hx, Tensor cx, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
       "Tensor? b_hh, bool train) -> (Tensor hy, Tensor cy, Tensor workspace)");

@@ -10,6 +10,8 @@ struct RnnCell {
   static constexpr int kGates = 1;
   static constexpr bool kHasCellState = false;
   static constexpr bool kDirectHiddenGrad = false;
+  static constexpr bool kRowWise = false;  // math per element j of a row
+  static constexpr bool kLayerNorm = false;
   // backward reads h_t (the output), so nothing beyond the pre-activation scratch is saved
   static constexpr int64_t workspace_cols(int64_t H) { return H; }
   static constexpr int64_t grad_cols(int64_t H) { return H; }

@@ -17,6 +17,8 @@ struct ForwardRow {
   const T* h_prev;  // h_{t-1} (cells whose math reads it)
   T* c;             // cell state: read as c_{t-1}, overwritten with c_t (cells with a cell state)
   T* h_out;         // out: the new hidden state (before any projection)
+  const T* ln = nullptr;  // LayerNorm cells: their packed LN gains and biases
+  T eps = T(0);           // LayerNorm cells: the variance epsilon
 };
 
 template <typename T>
@@ -30,6 +32,15 @@ struct BackwardRow {
                     // part of dL/dh_{t-1} that bypasses W_hh
   T* dc;            // in: dL/dc_t from step t+1; out: dL/dc_{t-1}
   T* dg;            // out: gradient columns (Cell::grad_cols), see the cell for their layout
+  const T* ln = nullptr;  // LayerNorm cells: their packed LN gains and biases
+};
+
+// A gradient a row-wise cell leaves to the driver as a column reduction over all rows:
+//   out[offset + c] = Σ_rows grad[row, grad_col + c] · (ws[row, ws_col + c], or 1 when ws_col < 0)
+struct ColumnReduction {
+  enum Target { kBiasIh, kBiasHh, kLayerNorm };
+  Target target;
+  int64_t out_offset, grad_col, ws_col, width;
 };
 
 }  // namespace fusedrnn

@@ -22,7 +22,8 @@ T* mut_ptr_or_null(Tensor& t) {
 template <typename T>
 LayerWeights<T> weights(const LayerShape& s, const LayerParams& p) {
   return {p.w_ih.data_ptr<T>(), p.w_hh.data_ptr<T>(), ptr_or_null<T>(p.b_ih),
-          ptr_or_null<T>(p.b_hh), ptr_or_null<T>(p.w_hr), s.input, s.hidden, s.proj};
+          ptr_or_null<T>(p.b_hh), ptr_or_null<T>(p.w_hr), s.input, s.hidden, s.proj,
+          ptr_or_null<T>(p.ln),   static_cast<T>(p.eps)};
 }
 
 struct CpuDriver {
@@ -56,7 +57,8 @@ struct CpuDriver {
           g.x.data_ptr<scalar_t>(),          g.h0.data_ptr<scalar_t>(),
           mut_ptr_or_null<scalar_t>(g.c0),   g.w_ih.data_ptr<scalar_t>(),
           g.w_hh.data_ptr<scalar_t>(),       mut_ptr_or_null<scalar_t>(g.b_ih),
-          mut_ptr_or_null<scalar_t>(g.b_hh), mut_ptr_or_null<scalar_t>(g.w_hr)};
+          mut_ptr_or_null<scalar_t>(g.b_hh), mut_ptr_or_null<scalar_t>(g.w_hr),
+          mut_ptr_or_null<scalar_t>(g.ln)};
       recurrence_backward<Cell, scalar_t>(Schedule(s.batch_sizes), weights<scalar_t>(s, p),
                                           reverse, saved, out);
     });

@@ -28,6 +28,8 @@ struct LayerWeights {
   const T* b_hh;
   const T* w_hr;  // [P, H] or nullptr
   int64_t input_size, hidden_size, proj_size;  // proj_size == hidden_size without projection
+  const T* ln = nullptr;  // LayerNorm cells: packed LN gains and biases (Cell::ln_params)
+  T eps = T(0);
 };
 
 // Pointwise passes are split over rows only when a chunk holds enough elements to pay for a
@@ -70,6 +72,11 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
   const bool proj = w.w_hr != nullptr;
   // input projection of every step at once, into the gate columns of the workspace
   gemm<T>(false, true, s.rows_total, GH, I, T(1), x, I, w.w_ih, I, T(0), out.ws, W);
+  if constexpr (Cell::kLayerNorm) {  // input-side LN statistics once for all steps
+    at::parallel_for(0, s.rows_total, row_grain(GH), [&](int64_t begin, int64_t end) {
+      for (int64_t row = begin; row < end; ++row) Cell::normalize_input(out.ws + row * W, H, w.eps);
+    });
+  }
 
   std::vector<T> gh(static_cast<size_t>(B * GH));
   const FixedRightOperand<T> recurrent(true, B, GH, P, w.w_hh, P, s.steps());
@@ -79,14 +86,18 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
   for (int64_t step = 0; step < s.steps(); ++step) {
     const int64_t t = s.time_at(step, reverse), rows = s.batch_sizes[t], off = s.offsets[t];
     const ForwardStep<T> fs{out.ws, gh.data(), w.b_ih, w.b_hh, out.h, out.c, out.y,
-                            off,    W,         H,      P,      proj};
+                            off,    W,         H,      P,      proj,  w.ln,  w.eps};
     split_rows(rows, [&](int64_t b0, int64_t b1) {
       recurrent.multiply(b1 - b0, out.h + b0 * P, P, T(0), gh.data() + b0 * GH, GH);
       at::parallel_for(b0, b1, row_grain(GH), [&](int64_t begin, int64_t end) {
         for (int64_t b = begin; b < end; ++b) {
           const ForwardRow<T> r = forward_row<Cell>(fs, b);
-          FUSEDRNN_INDEPENDENT_ITERATIONS
-          for (int64_t j = 0; j < H; ++j) Cell::forward(r, H, j);
+          if constexpr (Cell::kRowWise) {
+            Cell::forward_row(r, H);
+          } else {
+            FUSEDRNN_INDEPENDENT_ITERATIONS
+            for (int64_t j = 0; j < H; ++j) Cell::forward(r, H, j);
+          }
         }
       });
       T* y_rows = out.y + (off + b0) * P;
@@ -120,6 +131,7 @@ struct BackwardOutputs {
   T* db_ih;  // [G·H] or nullptr
   T* db_hh;  // [G·H] or nullptr
   T* dw_hr;  // [P, H] or nullptr
+  T* dln = nullptr;  // LayerNorm cells: [Cell::ln_params]
 };
 
 template <typename Cell, typename T>
@@ -159,7 +171,8 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
                              GC,
                              H,
                              P,
-                             proj};
+                             proj,
+                             w.ln};
     split_rows(rows, [&](int64_t b0, int64_t b1) {
       if (proj) {
         T* total = dh_total.data() + (off + b0) * P;
@@ -171,8 +184,12 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
       at::parallel_for(b0, b1, row_grain(GH), [&](int64_t begin, int64_t end) {
         for (int64_t b = begin; b < end; ++b) {
           const BackwardRow<T> r = backward_row<Cell>(bs, b);
-          FUSEDRNN_INDEPENDENT_ITERATIONS
-          for (int64_t j = 0; j < H; ++j) Cell::backward(r, H, j);
+          if constexpr (Cell::kRowWise) {
+            Cell::backward_row(r, H);
+          } else {
+            FUSEDRNN_INDEPENDENT_ITERATIONS
+            for (int64_t j = 0; j < H; ++j) Cell::backward(r, H, j);
+          }
         }
       });
       recurrent.multiply(b1 - b0, dg.data() + (off + b0) * GC, GC,
@@ -187,10 +204,23 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
             w.w_ih + blk.weight_row * I, I, first ? T(0) : T(1), out.dx, I);
     gemm<T>(true, false, blk.width, I, N, T(1), dg.data() + blk.grad_col, GC, in.x, I, T(0),
             out.dw_ih + blk.weight_row * I, I);
-    if (out.db_ih) column_sum(dg.data(), N, GC, blk.grad_col, blk.width, out.db_ih + blk.weight_row);
+    if constexpr (!Cell::kLayerNorm) {
+      if (out.db_ih) column_sum(dg.data(), N, GC, blk.grad_col, blk.width, out.db_ih + blk.weight_row);
+    }
     first = false;
   }
-  if (out.db_hh) column_sum(dg.data(), N, GC, 0, GH, out.db_hh);
+  if constexpr (Cell::kLayerNorm) {
+    for (const ColumnReduction& red : Cell::reductions(H)) {
+      T* dst = red.target == ColumnReduction::kBiasIh   ? out.db_ih
+               : red.target == ColumnReduction::kBiasHh ? out.db_hh
+                                                        : out.dln;
+      if (!dst) continue;
+      const T* ws_cols = red.ws_col >= 0 ? in.ws + red.ws_col : nullptr;
+      column_dot(dg.data(), N, GC, red.grad_col, ws_cols, W, red.width, dst + red.out_offset);
+    }
+  } else if (out.db_hh) {
+    column_sum(dg.data(), N, GC, 0, GH, out.db_hh);
+  }
 
   // dW_hh = Σ_t dG_tᵀ·h_{t-1}. Unpacked: h_{t-1} is y shifted by one step, plus h0 for the first
   // step, so two GEMMs on views. Packed: gather h_{t-1} rows into one matrix first.

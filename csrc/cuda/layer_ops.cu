@@ -25,22 +25,47 @@ constexpr int kThreads = 256;
 
 int64_t blocks_for(int64_t n) { return (n + kThreads - 1) / kThreads; }
 
+// Element-wise cells: one thread per (row, hidden unit). Row-wise (LayerNorm) cells: one thread
+// per row, which runs the row's reductions and pointwise math serially: simple and exact, but it
+// leaves most of the GPU idle at small batch (a block-per-row reduction is the faster design).
+template <typename Cell>
+int64_t step_threads(int64_t rows, int64_t H) {
+  return Cell::kRowWise ? rows : rows * H;
+}
+
 template <typename Cell, typename T>
 __global__ void forward_step_kernel(ForwardStep<T> step, int64_t rows) {
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t H = step.hidden;
-  if (idx >= rows * H) return;
-  const int64_t b = idx / H;
-  Cell::forward(forward_row<Cell>(step, b), H, idx - b * H);
+  if constexpr (Cell::kRowWise) {
+    if (idx < rows) Cell::forward_row(forward_row<Cell>(step, idx), H);
+  } else {
+    if (idx >= rows * H) return;
+    const int64_t b = idx / H;
+    Cell::forward(forward_row<Cell>(step, b), H, idx - b * H);
+  }
 }
 
 template <typename Cell, typename T>
 __global__ void backward_step_kernel(BackwardStep<T> step, int64_t rows) {
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t H = step.hidden;
-  if (idx >= rows * H) return;
-  const int64_t b = idx / H;
-  Cell::backward(backward_row<Cell>(step, b), H, idx - b * H);
+  if constexpr (Cell::kRowWise) {
+    if (idx < rows) Cell::backward_row(backward_row<Cell>(step, idx), H);
+  } else {
+    if (idx >= rows * H) return;
+    const int64_t b = idx / H;
+    Cell::backward(backward_row<Cell>(step, b), H, idx - b * H);
+  }
+}
+
+// LayerNorm cells: input-side statistics for every step at once, one thread per row.
+template <typename Cell, typename T>
+__global__ void normalize_inputs_kernel(T* ws, int64_t rows, int64_t ws_cols, int64_t H, T eps) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if constexpr (Cell::kLayerNorm) {
+    if (row < rows) Cell::normalize_input(ws + row * ws_cols, H, eps);
+  }
 }
 
 template <typename T>
@@ -70,13 +95,20 @@ void forward_impl(const Schedule& s, const Tensor& x, const LayerParams& p, bool
   mm_into(ws.narrow(1, 0, GH), x2, p.w_ih.t());  // input projection of every step at once
   const Tensor gh = at::empty({s.batch, GH}, x.options());
   const auto stream = c10::cuda::getCurrentCUDAStream();
+  if constexpr (Cell::kLayerNorm) {
+    normalize_inputs_kernel<Cell, T><<<blocks_for(N), kThreads, 0, stream>>>(
+        ws.data_ptr<T>(), N, W, H, static_cast<T>(p.eps));
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
   for (int64_t step = 0; step < s.steps(); ++step) {
     const int64_t t = s.time_at(step, reverse), rows = s.batch_sizes[t], off = s.offsets[t];
     mm_into(rows_of(gh, 0, rows), rows_of(h, 0, rows), p.w_hh.t());
     const ForwardStep<T> fs{ws.data_ptr<T>(), gh.data_ptr<T>(), ptr<T>(p.b_ih), ptr<T>(p.b_hh),
                             h.data_ptr<T>(),  mut_ptr<T>(c),    y.data_ptr<T>(), off,
-                            W,                H,                P,               proj};
-    forward_step_kernel<Cell, T><<<blocks_for(rows * H), kThreads, 0, stream>>>(fs, rows);
+                            W,                H,                P,               proj,
+                            ptr<T>(p.ln),     static_cast<T>(p.eps)};
+    forward_step_kernel<Cell, T>
+        <<<blocks_for(step_threads<Cell>(rows, H)), kThreads, 0, stream>>>(fs, rows);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     if (proj) {
       mm_into(rows_of(y2, off, rows),
@@ -126,8 +158,10 @@ void backward_impl(const Schedule& s, const LayerParams& p, bool reverse, const 
                              GC,
                              H,
                              P,
-                             proj};
-    backward_step_kernel<Cell, T><<<blocks_for(rows * H), kThreads, 0, stream>>>(bs, rows);
+                             proj,
+                             ptr<T>(p.ln)};
+    backward_step_kernel<Cell, T>
+        <<<blocks_for(step_threads<Cell>(rows, H)), kThreads, 0, stream>>>(bs, rows);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     const Tensor dg_h = rows_of(dg, off, rows).narrow(1, 0, GH);
     Tensor dh_rows = rows_of(g.h0, 0, rows);
@@ -148,10 +182,24 @@ void backward_impl(const Schedule& s, const LayerParams& p, bool reverse, const 
       dx2.addmm_(dg_x, w_block);
     }
     mm_into(g.w_ih.narrow(0, blk.weight_row, blk.width), dg_x.t(), x2);
-    if (g.b_ih.numel()) column_sum_into(g.b_ih.narrow(0, blk.weight_row, blk.width), dg_x);
+    if (!Cell::kLayerNorm && g.b_ih.numel()) {
+      column_sum_into(g.b_ih.narrow(0, blk.weight_row, blk.width), dg_x);
+    }
     first = false;
   }
-  if (g.b_hh.numel()) column_sum_into(g.b_hh, dg.narrow(1, 0, GH));
+  if constexpr (Cell::kLayerNorm) {
+    for (const ColumnReduction& red : Cell::reductions(H)) {
+      const Tensor& dst = red.target == ColumnReduction::kBiasIh   ? g.b_ih
+                          : red.target == ColumnReduction::kBiasHh ? g.b_hh
+                                                                   : g.ln;
+      if (!dst.numel()) continue;
+      const Tensor cols = dg.narrow(1, red.grad_col, red.width);
+      column_sum_into(dst.narrow(0, red.out_offset, red.width),
+                      red.ws_col >= 0 ? cols * in.workspace.narrow(1, red.ws_col, red.width) : cols);
+    }
+  } else if (g.b_hh.numel()) {
+    column_sum_into(g.b_hh, dg.narrow(1, 0, GH));
+  }
 
   // dW_hh = Σ_t dG_tᵀ·h_{t-1}: gather h_{t-1} (y of the previous step, or h0) row block by block
   const Tensor h_prev = at::empty({N, P}, opts);
@@ -175,7 +223,8 @@ bool reduced(const Tensor& t) {
 Tensor as_float(const Tensor& t) { return t.defined() && t.numel() ? t.to(at::kFloat) : t; }
 
 LayerParams as_float(const LayerParams& p) {
-  return {as_float(p.w_ih), as_float(p.w_hh), as_float(p.b_ih), as_float(p.b_hh), as_float(p.w_hr)};
+  return {as_float(p.w_ih), as_float(p.w_hh), as_float(p.b_ih), as_float(p.b_hh),
+          as_float(p.w_hr), as_float(p.ln),   p.eps};
 }
 
 struct CudaDriver {
@@ -214,11 +263,12 @@ struct CudaDriver {
       const SavedLayer inf{as_float(in.x), as_float(in.h0), as_float(in.c0), as_float(in.y),
                            in.workspace, as_float(in.grad_y)};
       LayerGrads gf{as_float(g.x),    as_float(g.h0),   as_float(g.c0),   as_float(g.w_ih),
-                    as_float(g.w_hh), as_float(g.b_ih), as_float(g.b_hh), as_float(g.w_hr)};
+                    as_float(g.w_hh), as_float(g.b_ih), as_float(g.b_hh), as_float(g.w_hr),
+                    as_float(g.ln)};
       backward_impl<Cell, float>(s, as_float(p), reverse, inf, gf);
       for (auto [dst, src] : {std::pair{&g.x, &gf.x}, {&g.h0, &gf.h0}, {&g.c0, &gf.c0},
                               {&g.w_ih, &gf.w_ih}, {&g.w_hh, &gf.w_hh}, {&g.b_ih, &gf.b_ih},
-                              {&g.b_hh, &gf.b_hh}, {&g.w_hr, &gf.w_hr}}) {
+                              {&g.b_hh, &gf.b_hh}, {&g.w_hr, &gf.w_hr}, {&g.ln, &gf.ln}}) {
         if (dst->numel()) dst->copy_(*src);
       }
       return;

@@ -65,12 +65,20 @@ class _FusedStack:
         module.train(self.training)
         return module
 
+    def _layer_op_name(self) -> str:
+        return _LAYER_OP[self.mode]
+
+    def _unfused_forward(self, input, hx, data: Tensor):
+        """Inputs with no fused kernel run torch.nn's implementation, after a one-time warning."""
+        warn_fallback(type(self).__name__, data)
+        return _TORCH_CLASS[self.mode].forward(self, input, hx)
+
     def _layer_weights(self, layer: int, direction: int) -> list[Tensor | None]:
         sfx = f"_l{layer}" + ("_reverse" if direction else "")
         get = lambda name: getattr(self, name + sfx) if hasattr(self, name + sfx) else None  # noqa: E731
         return [get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), get("weight_hr")]
 
-    def _run_layer(self, x, h0, c0, weights, batch_sizes, reverse):
+    def _run_layer(self, x, h0, c0, weights, batch_sizes, reverse, layer=0, direction=0):
         w_ih, w_hh, b_ih, b_hh, w_hr = weights
         if self.mode == "LSTM":
             return ops.lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse)
@@ -90,6 +98,7 @@ class _FusedStack:
                 y, h, c = self._run_layer(
                     x, h0[idx], c0[idx] if c0 is not None else None,
                     self._layer_weights(layer, direction), batch_sizes, direction == 1,
+                    layer, direction,
                 )
                 outputs.append(y)
                 h_out.append(h)
@@ -102,9 +111,8 @@ class _FusedStack:
 
     def forward(self, input, hx=None):  # noqa: C901  (mirrors torch.nn's forward)
         data = input.data if isinstance(input, PackedSequence) else input
-        if not fused_supported(_LAYER_OP[self.mode], data):
-            warn_fallback(type(self).__name__, data)
-            return _TORCH_CLASS[self.mode].forward(self, input, hx)
+        if not fused_supported(self._layer_op_name(), data):
+            return self._unfused_forward(input, hx, data)
         is_lstm = self.mode == "LSTM"
         directions = 2 if self.bidirectional else 1
         real_hidden = self.proj_size if self.proj_size > 0 else self.hidden_size

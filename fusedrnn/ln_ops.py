@@ -1,0 +1,141 @@
+"""Typed wrappers, fake kernels and autograd for the LayerNorm layer ops (ln_lstm_layer, ln_gru_layer).
+
+`ln` packs a layer's LayerNorm gains and biases in one vector, in the order of the cell headers
+(csrc/cells/ln_lstm.h, ln_gru.h): LSTM γ_ih, β_ih, γ_hh, β_hh (4H each), γ_c, β_c (H each); GRU
+γ_ih, β_ih, γ_hh, β_hh (3H each). The modules build it with torch.cat, so autograd splits its
+gradient back onto their separate parameters.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .ops import _bias_grad_fake, _check_workspace, _fake_workspace, _layer_rows, _needs_grad, _or_zeros
+
+_ops = torch.ops.fusedrnn
+
+
+def ln_params(cell: str, hidden: int) -> int:
+    """Length of the packed LN vector, mirroring Cell::ln_params."""
+    return {"lstm": 18, "gru": 12}[cell] * hidden
+
+
+def ln_workspace_cols(cell: str, hidden: int) -> int:
+    """Workspace columns, mirroring Cell::workspace_cols of the LayerNorm cells."""
+    return {"lstm": 14 * hidden + 3, "gru": 10 * hidden + 2}[cell]
+
+
+# ---- LayerNorm LSTM ------------------------------------------------------------------------
+
+
+@torch.library.register_fake("fusedrnn::ln_lstm_layer")
+def _ln_lstm_fake(x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse, eps, train):
+    hidden = w_hh.shape[0] // 4
+    return (
+        x.new_empty((*x.shape[:-1], hidden)),
+        h0.new_empty(h0.shape),
+        c0.new_empty(c0.shape),
+        _fake_workspace(x, _layer_rows(x, batch_sizes), ln_workspace_cols("lstm", hidden), train),
+    )
+
+
+@torch.library.register_fake("fusedrnn::ln_lstm_layer_backward")
+def _ln_lstm_backward_fake(grad_y, grad_h_n, grad_c_n, x, h0, c0, w_ih, w_hh, ln, batch_sizes, y,
+                           workspace, reverse, has_bias):
+    return (
+        x.new_empty(x.shape), h0.new_empty(h0.shape), c0.new_empty(c0.shape),
+        w_ih.new_empty(w_ih.shape), w_hh.new_empty(w_hh.shape),
+        _bias_grad_fake(x, w_ih.shape[0], has_bias), _bias_grad_fake(x, w_ih.shape[0], has_bias),
+        ln.new_empty(ln.shape),
+    )
+
+
+def _ln_lstm_setup(ctx, inputs, output):
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse, _eps, _train = inputs
+    ctx.reverse = reverse
+    ctx.has_bias = (b_ih is not None, b_hh is not None)
+    ctx.save_for_backward(x, h0, c0, w_ih, w_hh, ln, batch_sizes, output[0], output[3])
+
+
+def _ln_lstm_backward(ctx, grad_y, grad_h_n, grad_c_n, _grad_workspace):
+    x, h0, c0, w_ih, w_hh, ln, batch_sizes, y, workspace = ctx.saved_tensors
+    _check_workspace(workspace, "ln_lstm_layer")
+    g = _ops.ln_lstm_layer_backward(
+        _or_zeros(grad_y, y), _or_zeros(grad_h_n, h0), _or_zeros(grad_c_n, c0), x, h0, c0, w_ih,
+        w_hh, ln, batch_sizes, y, workspace, ctx.reverse, any(ctx.has_bias),
+    )
+    has_b_ih, has_b_hh = ctx.has_bias
+    return (g[0], g[1], g[2], g[3], g[4], g[5] if has_b_ih else None, g[6] if has_b_hh else None,
+            g[7], None, None, None, None)
+
+
+torch.library.register_autograd("fusedrnn::ln_lstm_layer", _ln_lstm_backward, setup_context=_ln_lstm_setup)
+
+
+def ln_lstm_layer(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
+                  b_hh: Tensor | None, ln: Tensor, batch_sizes: Tensor | None = None,
+                  reverse: bool = False, eps: float = 1e-5) -> tuple[Tensor, Tensor, Tensor]:
+    """One layer-normalised LSTM layer in one direction. x: [T, B, I] or packed [N, I].
+
+    Returns (y, h_n, c_n).
+    """
+    train = _needs_grad(x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln)
+    y, h_n, c_n, _ = _ops.ln_lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse,
+                                        eps, train)
+    return y, h_n, c_n
+
+
+# ---- LayerNorm GRU -------------------------------------------------------------------------
+
+
+@torch.library.register_fake("fusedrnn::ln_gru_layer")
+def _ln_gru_fake(x, h0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse, eps, train):
+    hidden = w_hh.shape[0] // 3
+    return (
+        x.new_empty((*x.shape[:-1], hidden)),
+        h0.new_empty(h0.shape),
+        _fake_workspace(x, _layer_rows(x, batch_sizes), ln_workspace_cols("gru", hidden), train),
+    )
+
+
+@torch.library.register_fake("fusedrnn::ln_gru_layer_backward")
+def _ln_gru_backward_fake(grad_y, grad_h_n, x, h0, w_ih, w_hh, ln, batch_sizes, y, workspace,
+                          reverse, has_bias):
+    return (
+        x.new_empty(x.shape), h0.new_empty(h0.shape),
+        w_ih.new_empty(w_ih.shape), w_hh.new_empty(w_hh.shape),
+        _bias_grad_fake(x, w_ih.shape[0], has_bias), _bias_grad_fake(x, w_ih.shape[0], has_bias),
+        ln.new_empty(ln.shape),
+    )
+
+
+def _ln_gru_setup(ctx, inputs, output):
+    x, h0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse, _eps, _train = inputs
+    ctx.reverse = reverse
+    ctx.has_bias = (b_ih is not None, b_hh is not None)
+    ctx.save_for_backward(x, h0, w_ih, w_hh, ln, batch_sizes, output[0], output[2])
+
+
+def _ln_gru_backward(ctx, grad_y, grad_h_n, _grad_workspace):
+    x, h0, w_ih, w_hh, ln, batch_sizes, y, workspace = ctx.saved_tensors
+    _check_workspace(workspace, "ln_gru_layer")
+    g = _ops.ln_gru_layer_backward(
+        _or_zeros(grad_y, y), _or_zeros(grad_h_n, h0), x, h0, w_ih, w_hh, ln, batch_sizes, y,
+        workspace, ctx.reverse, any(ctx.has_bias),
+    )
+    has_b_ih, has_b_hh = ctx.has_bias
+    return (g[0], g[1], g[2], g[3], g[4] if has_b_ih else None, g[5] if has_b_hh else None, g[6],
+            None, None, None, None)
+
+
+torch.library.register_autograd("fusedrnn::ln_gru_layer", _ln_gru_backward, setup_context=_ln_gru_setup)
+
+
+def ln_gru_layer(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
+                 b_hh: Tensor | None, ln: Tensor, batch_sizes: Tensor | None = None,
+                 reverse: bool = False, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
+    """One layer-normalised GRU layer in one direction. Returns (y, h_n)."""
+    train = _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh, ln)
+    y, h_n, _ = _ops.ln_gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse, eps, train)
+    return y, h_n
