@@ -40,6 +40,7 @@ struct LnGruCell {
     T* hh = r.ws + G;
     T* act = r.ws + 2 * G;
     r.ws[10 * H + 1] = ln::normalize(r.gh, G, r.eps, hh);
+    FUSEDRNN_ROW_LOOP
     for (int64_t j = 0; j < H; ++j) {
       T a[3], b[3];
       for (int k = 0; k < 3; ++k) {
@@ -71,6 +72,7 @@ struct LnGruCell {
     T* d_xpre = r.dg + G;
     T* da = r.dg + 2 * G;
     T* db = r.dg + 3 * G;
+    FUSEDRNN_ROW_LOOP
     for (int64_t j = 0; j < H; ++j) {
       const T rg = act[j], z = act[H + j], n = act[2 * H + j], b_n = act[3 * H + j];
       const T dh = r.dy[j] + r.dh[j];

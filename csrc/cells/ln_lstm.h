@@ -49,6 +49,7 @@ struct LnLstmCell {
     T* c_new = r.ws + 3 * G;
     T* c_hat = c_new + H;
     r.ws[14 * H + 1] = ln::normalize(r.gh, G, r.eps, hh);
+    FUSEDRNN_ROW_LOOP
     for (int64_t j = 0; j < H; ++j) {
       T pre[4];
       for (int k = 0; k < 4; ++k) {
@@ -68,6 +69,7 @@ struct LnLstmCell {
       r.c[j] = c;
     }
     r.ws[14 * H + 2] = ln::normalize(c_new, H, r.eps, c_hat);
+    FUSEDRNN_ROW_LOOP
     for (int64_t j = 0; j < H; ++j) r.h_out[j] = act[3 * H + j] * math::tanh(g_c[j] * c_hat[j] + b_c[j]);
   }
 
@@ -87,6 +89,7 @@ struct LnLstmCell {
     T* d_xpre = r.dg + G;
     T* d_gates = r.dg + 2 * G;
     T* d_chat = r.dg + 3 * G;  // dL/d(ĉ·γ_c + β_c)
+    FUSEDRNN_ROW_LOOP
     for (int64_t j = 0; j < H; ++j) {
       const T o = act[3 * H + j];
       const T th = math::tanh(g_c[j] * c_hat[j] + b_c[j]);
@@ -96,6 +99,7 @@ struct LnLstmCell {
     }
     // dL/dc_t through LN_c, written to the i column for now (overwritten just below)
     ln::normalize_backward(d_chat, g_c, c_hat, rstd_c, H, d_gates);
+    FUSEDRNN_ROW_LOOP
     for (int64_t j = 0; j < H; ++j) {
       const T i = act[j], f = act[H + j], g = act[2 * H + j];
       const T dc = d_gates[j] + r.dc[j];

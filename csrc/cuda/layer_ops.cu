@@ -9,6 +9,7 @@
 #include <ATen/ops/add.h>
 #include <ATen/ops/addmm.h>
 #include <ATen/ops/mm.h>
+#include <ATen/ops/mul.h>
 #include <ATen/ops/sum.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -195,7 +196,7 @@ void backward_impl(const Schedule& s, const LayerParams& p, bool reverse, const 
       if (!dst.numel()) continue;
       const Tensor cols = dg.narrow(1, red.grad_col, red.width);
       column_sum_into(dst.narrow(0, red.out_offset, red.width),
-                      red.ws_col >= 0 ? cols * in.workspace.narrow(1, red.ws_col, red.width) : cols);
+                      red.ws_col >= 0 ? at::mul(cols, in.workspace.narrow(1, red.ws_col, red.width)) : cols);
     }
   } else if (g.b_hh.numel()) {
     column_sum_into(g.b_hh, dg.narrow(1, 0, GH));
