@@ -1,0 +1,182 @@
+"""An attention encoder-decoder on the fused layers (used for grapheme-to-phoneme conversion).
+
+Encoder: embedded source symbols, packed by length, through a bidirectional LSTM or GRU.
+Decoder: one LSTMCell or GRUCell stepped over the target with attention over the encoder
+states, padded source positions masked out of the softmax. Two attention flavours:
+
+* ``luong``: the cell runs first; its new state h_t scores the memory with a bilinear form
+  (Luong et al.'s "general" score), and the attentional vector tanh(W_c [h_t; context]) both
+  predicts the next symbol and is fed back into the next step's input ("input feeding").
+* ``bahdanau``: the previous state h_{t-1} scores the memory additively
+  (v^T tanh(W_m m + W_q h)); the context is part of the cell's input for this step.
+
+`backend="torch"` builds the same network on torch.nn's layers and cells (same parameters, same
+results up to rounding), so the fused speed-up can be measured on the real model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from .backend import recurrent_cell, recurrent_layer
+
+CELLS = ("lstm", "gru")
+ATTENTIONS = ("luong", "bahdanau")
+
+
+class Attention(nn.Module):
+    """Scores a memory (B, S, M) against a query (B, Q); masked softmax; returns the context.
+
+    The memory-side projection does not depend on the step, so `keys` computes it once per
+    source batch and every step reuses it.
+    """
+
+    def __init__(self, kind: str, query_size: int, memory_size: int, attn_size: int | None = None):
+        super().__init__()
+        if kind not in ATTENTIONS:
+            raise ValueError(f"attention must be one of {ATTENTIONS}, got {kind!r}")
+        self.kind = kind
+        if kind == "luong":  # score = m^T W q, computed as (W^T m) . q
+            self.memory_proj = nn.Linear(memory_size, query_size, bias=False)
+        else:  # score = v^T tanh(W_m m + W_q q)
+            attn_size = attn_size or query_size
+            self.memory_proj = nn.Linear(memory_size, attn_size, bias=True)
+            self.query_proj = nn.Linear(query_size, attn_size, bias=False)
+            self.v = nn.Linear(attn_size, 1, bias=False)
+
+    def keys(self, memory: Tensor) -> Tensor:
+        return self.memory_proj(memory)
+
+    def forward(self, query: Tensor, keys: Tensor, memory: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """context (B, M) and weights (B, S); mask (B, S) is True at real source positions."""
+        if self.kind == "luong":
+            scores = torch.bmm(keys, query.unsqueeze(2)).squeeze(2)
+        else:
+            scores = self.v(torch.tanh(keys + self.query_proj(query).unsqueeze(1))).squeeze(2)
+        scores = scores.masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores, dim=1)
+        context = torch.bmm(weights.unsqueeze(1), memory).squeeze(1)
+        return context, weights
+
+
+@dataclass
+class Encoded:
+    """What the decoder needs from the encoder, for a batch of B sources."""
+
+    memory: Tensor  # (B, S, 2*enc_hidden), zeros at padded positions
+    keys: Tensor  # attention's memory projection (B, S, K)
+    mask: Tensor  # (B, S) bool, True at real positions
+    state: tuple[Tensor, ...]  # the decoder's initial state
+
+    def index_select(self, index: Tensor) -> Encoded:
+        """The rows `index` (e.g. each source repeated beam times, for beam search)."""
+        return Encoded(self.memory.index_select(0, index), self.keys.index_select(0, index),
+                       self.mask.index_select(0, index), reorder_state(self.state, index))
+
+
+def reorder_state(state: tuple[Tensor, ...], index: Tensor) -> tuple[Tensor, ...]:
+    """The decoder state's rows picked (and possibly repeated) by index."""
+    return tuple(s.index_select(0, index) for s in state)
+
+
+class Seq2Seq(nn.Module):
+    """Attention encoder-decoder; see the module docstring.
+
+    src (B, S) and tgt (B, T) are padded id tensors (pad id `pad`); src_lengths (B,) holds each
+    source's true length. The target given to `forward` starts with <s> (teacher forcing).
+    """
+
+    def __init__(self, src_vocab: int, tgt_vocab: int, *, emb: int = 128, enc_hidden: int = 256,
+                 dec_hidden: int = 256, enc_layers: int = 1, cell: str = "gru",
+                 attention: str = "luong", dropout: float = 0.1, backend: str = "fused",
+                 pad: int = 0, bos: int = 1, eos: int = 2):
+        super().__init__()
+        if cell not in CELLS:
+            raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
+        self.cell_kind, self.attention_kind = cell, attention
+        self.pad, self.bos, self.eos = pad, bos, eos
+        self.dec_hidden = dec_hidden
+        memory_size = 2 * enc_hidden
+
+        self.src_embed = nn.Embedding(src_vocab, emb, padding_idx=pad)
+        self.tgt_embed = nn.Embedding(tgt_vocab, emb, padding_idx=pad)
+        self.encoder = recurrent_layer(cell, emb, enc_hidden, num_layers=enc_layers, batch_first=True,
+                                       bidirectional=True, dropout=dropout if enc_layers > 1 else 0.0,
+                                       backend=backend)
+        # the encoder's final states (both directions) -> the decoder's initial state
+        self.bridge_h = nn.Linear(memory_size, dec_hidden)
+        self.bridge_c = nn.Linear(memory_size, dec_hidden) if cell == "lstm" else None
+        self.attention = Attention(attention, dec_hidden, memory_size)
+        feed_size = dec_hidden if attention == "luong" else memory_size
+        self.cell = recurrent_cell(cell, emb + feed_size, dec_hidden, backend=backend)
+        self.combine = nn.Linear(dec_hidden + memory_size, dec_hidden, bias=False)
+        self.out = nn.Linear(dec_hidden, tgt_vocab)
+        self.drop = nn.Dropout(dropout)
+
+    # -- encoder -------------------------------------------------------------------------------
+
+    def encode(self, src: Tensor, src_lengths: Tensor) -> Encoded:
+        lengths = src_lengths.detach().to("cpu", torch.int64)
+        x = self.drop(self.src_embed(src))
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, hn = self.encoder(packed)
+        memory, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
+        mask = torch.arange(src.size(1), device=src.device)[None, :] < src_lengths.to(src.device)[:, None]
+        if self.cell_kind == "lstm":
+            hn, cn = hn
+        final_h = torch.cat([hn[-2], hn[-1]], dim=1)  # the last layer's forward and backward
+        h0 = torch.tanh(self.bridge_h(final_h))
+        if self.cell_kind == "lstm":
+            c0 = self.bridge_c(torch.cat([cn[-2], cn[-1]], dim=1))
+            state: tuple[Tensor, ...] = (h0, c0)
+        else:
+            state = (h0,)
+        if self.attention_kind == "luong":  # the fed-back attentional vector starts at zero
+            state = (*state, h0.new_zeros(h0.shape))
+        return Encoded(memory, self.attention.keys(memory), mask, state)
+
+    # -- decoder -------------------------------------------------------------------------------
+
+    def _cell(self, x: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        if self.cell_kind == "lstm":
+            return self.cell(x, (state[0], state[1]))
+        return (self.cell(x, state[0]),)
+
+    def _step(self, emb: Tensor, state: tuple[Tensor, ...], enc: Encoded) -> tuple[Tensor, tuple]:
+        """One decoder step from an embedded input: (attentional vector (B, H), new state)."""
+        if self.attention_kind == "luong":
+            *rec, feed = state
+            rec = self._cell(torch.cat([emb, feed], dim=1), tuple(rec))
+            context, _ = self.attention(rec[0], enc.keys, enc.memory, enc.mask)
+            attn_vec = torch.tanh(self.combine(torch.cat([rec[0], context], dim=1)))
+            return attn_vec, (*rec, attn_vec)
+        context, _ = self.attention(state[0], enc.keys, enc.memory, enc.mask)
+        rec = self._cell(torch.cat([emb, context], dim=1), state)
+        attn_vec = torch.tanh(self.combine(torch.cat([rec[0], context], dim=1)))
+        return attn_vec, rec
+
+    def step(self, tokens: Tensor, state: tuple[Tensor, ...], enc: Encoded) -> tuple[Tensor, tuple]:
+        """Logits (B, V) for the symbol after `tokens` (B,), and the new state."""
+        attn_vec, state = self._step(self.tgt_embed(tokens), state, enc)
+        return self.out(attn_vec), state
+
+    def forward(self, src: Tensor, src_lengths: Tensor, tgt_in: Tensor) -> Tensor:
+        """Teacher-forced logits (B, T, V) for the targets after each symbol of tgt_in (B, T)."""
+        enc = self.encode(src, src_lengths)
+        embs = self.drop(self.tgt_embed(tgt_in))
+        state, vecs = enc.state, []
+        for t in range(tgt_in.size(1)):
+            attn_vec, state = self._step(embs[:, t], state, enc)
+            vecs.append(attn_vec)
+        return self.out(self.drop(torch.stack(vecs, dim=1)))
+
+
+def sequence_loss(logits: Tensor, target: Tensor, pad: int = 0, label_smoothing: float = 0.0) -> Tensor:
+    """Cross-entropy averaged over the non-pad positions of target (B, T); logits (B, T, V)."""
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=pad,
+                           label_smoothing=label_smoothing)

@@ -1,0 +1,369 @@
+"""Grapheme-to-phoneme conversion on CMUdict: `fusedrnn train g2p` and `fusedrnn predict g2p`.
+
+An attention encoder-decoder (fusedrnn.models.seq2seq) learns to spell words out in ARPAbet
+phones. Stress digits are stripped (39 phones; see fusedrnn.datasets.cmudict), `--stress` keeps
+them. The distinct words are split 90/5/5 into train/valid/test with a fixed seed; every
+pronunciation of a training word is a training pair. Scores:
+
+* WER: the share of words whose predicted pronunciation matches none of the word's references.
+* PER: edit distance to the closest reference, summed over words, over the summed lengths of
+  those references.
+
+Each epoch ends with greedy decoding of a fixed subset of the validation words (the monitored
+valid_wer picks best.pt); after training, best.pt is scored on the full test (and valid) split
+with greedy decoding and with beam search, and the results land in OUT/results.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..datasets import cmudict
+from ..datasets.cmudict import Vocab
+from ..models.decoding import beam_search, greedy_decode
+from ..models.seq2seq import ATTENTIONS, CELLS, Seq2Seq, sequence_loss
+
+DEFAULT_OUT = "runs/g2p"
+
+# -- scoring -------------------------------------------------------------------------------------
+
+
+def edit_distance(a: Sequence, b: Sequence) -> int:
+    """Levenshtein distance (insertions, deletions, substitutions all cost 1)."""
+    if len(a) < len(b):
+        a, b = b, a
+    previous = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        current = [i]
+        for j, y in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x != y)))
+        previous = current
+    return previous[-1]
+
+
+def score(predictions: Sequence[Sequence[str]], references: Sequence[Sequence[Sequence[str]]]) -> dict:
+    """{'wer', 'per', 'words'}: a word is right if it equals ANY reference; PER uses the closest.
+
+    The closest reference is the one with the smallest edit distance (ties: the shorter one).
+    PER is corpus-level: total edits over the total length of the references used.
+    """
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions for {len(references)} reference sets")
+    if not predictions:
+        raise ValueError("nothing to score")
+    wrong, edits, length = 0, 0, 0
+    for pred, refs in zip(predictions, references, strict=True):
+        pred = tuple(pred)
+        if not refs:
+            raise ValueError("every word needs at least one reference pronunciation")
+        if any(pred == tuple(r) for r in refs):
+            length += min(len(r) for r in refs if tuple(r) == pred)
+            continue
+        wrong += 1
+        dist, ref_len = min((edit_distance(pred, r), len(r)) for r in refs)
+        edits += dist
+        length += ref_len
+    return {"wer": wrong / len(predictions), "per": edits / max(length, 1), "words": len(predictions)}
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class G2PData:
+    entries: dict[str, list[tuple[str, ...]]]
+    splits: dict[str, list[str]]
+    graphemes: Vocab
+    phonemes: Vocab
+
+
+def load_data(path: str | None = None, stress: bool = False, seed: int = 0,
+              max_words: int | None = None) -> G2PData:
+    """CMUdict, its word split (by split seed) and vocabularies; max_words keeps a random subset."""
+    entries = cmudict.load_cmudict(path, stress=stress)
+    if max_words is not None and max_words < len(entries):
+        keep = sorted(entries)
+        random.Random(seed).shuffle(keep)
+        entries = {w: entries[w] for w in sorted(keep[:max_words])}
+    graphemes, phonemes = cmudict.vocabularies(entries)
+    return G2PData(entries, cmudict.split_words(entries, seed=seed), graphemes, phonemes)
+
+
+def encode_words(words: Sequence[str], vocab: Vocab, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Padded character ids (B, S) and lengths (B,) for lower-cased words."""
+    ids = [vocab.encode(w.lower()) for w in words]
+    lengths = torch.tensor([len(x) for x in ids], dtype=torch.long)
+    src = torch.full((len(ids), int(lengths.max())), vocab.pad, dtype=torch.long)
+    for i, x in enumerate(ids):
+        src[i, :len(x)] = torch.tensor(x, dtype=torch.long)
+    return src.to(device), lengths.to(device)
+
+
+class PairBatches:
+    """Length-bucketed training batches: (src, src_lengths, tgt_in, tgt_out).
+
+    Each epoch the pairs are ordered by source length (random order within a length), cut into
+    batches of batch_size, and the batches are shuffled; torch's global generator drives both,
+    so a seeded (or resumed) run sees the same batches.
+    """
+
+    def __init__(self, pairs, graphemes: Vocab, phonemes: Vocab, batch_size: int, device):
+        self.src = [graphemes.encode(w) for w, _ in pairs]
+        self.tgt = [phonemes.encode(p) for _, p in pairs]
+        self.src_len = torch.tensor([len(s) for s in self.src])
+        self.pad, self.bos, self.eos = phonemes.pad, phonemes.bos, phonemes.eos
+        self.src_pad = graphemes.pad
+        self.batch_size, self.device = batch_size, device
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.src) / self.batch_size)
+
+    def _collate(self, idx: list[int]):
+        src_len = torch.tensor([len(self.src[i]) for i in idx])
+        tgt_len = max(len(self.tgt[i]) for i in idx) + 1
+        src = torch.full((len(idx), int(src_len.max())), self.src_pad, dtype=torch.long)
+        tgt_in = torch.full((len(idx), tgt_len), self.pad, dtype=torch.long)
+        tgt_out = torch.full((len(idx), tgt_len), self.pad, dtype=torch.long)
+        for row, i in enumerate(idx):
+            s, t = self.src[i], self.tgt[i]
+            src[row, :len(s)] = torch.tensor(s)
+            tgt_in[row, :len(t) + 1] = torch.tensor([self.bos, *t])
+            tgt_out[row, :len(t) + 1] = torch.tensor([*t, self.eos])
+        d = self.device
+        return src.to(d), src_len.to(d), tgt_in.to(d), tgt_out.to(d)
+
+    def __iter__(self):
+        noise = torch.rand(len(self.src))
+        order = sorted(range(len(self.src)), key=lambda i: (int(self.src_len[i]), float(noise[i])))
+        chunks = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        for j in torch.randperm(len(chunks)).tolist():
+            yield self._collate(chunks[j])
+
+
+# -- model building, decoding, evaluation ------------------------------------------------------
+
+
+def model_config(args: argparse.Namespace, data: G2PData) -> dict:
+    """Everything predict needs to rebuild the model and its vocabularies (JSON-able)."""
+    return {
+        "task": "g2p", "cell": args.cell, "attention": args.attention, "emb": args.emb,
+        "enc_hidden": args.enc_hidden, "dec_hidden": args.dec_hidden, "enc_layers": args.enc_layers,
+        "dropout": args.dropout, "backend": args.backend, "stress": args.stress,
+        "graphemes": data.graphemes.itos, "phonemes": data.phonemes.itos,
+    }
+
+
+def build_model(config: dict, backend: str | None = None) -> tuple[Seq2Seq, Vocab, Vocab]:
+    graphemes, phonemes = Vocab.from_list(config["graphemes"]), Vocab.from_list(config["phonemes"])
+    model = Seq2Seq(len(graphemes), len(phonemes), emb=config["emb"], enc_hidden=config["enc_hidden"],
+                    dec_hidden=config["dec_hidden"], enc_layers=config["enc_layers"], cell=config["cell"],
+                    attention=config["attention"], dropout=config["dropout"],
+                    backend=backend or config["backend"], pad=phonemes.pad, bos=phonemes.bos,
+                    eos=phonemes.eos)
+    return model, graphemes, phonemes
+
+
+@torch.no_grad()
+def transcribe(model: Seq2Seq, words: Sequence[str], graphemes: Vocab, phonemes: Vocab, beam: int = 1,
+               batch_size: int = 256, length_penalty: float = 1.0) -> list[list[str]]:
+    """Pronunciations (lists of phones) for words; beam=1 decodes greedily."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    order = sorted(range(len(words)), key=lambda i: len(words[i]))  # little padding per batch
+    out: list[list[str]] = [[] for _ in words]
+    step = max(1, batch_size // beam)
+    for start in range(0, len(order), step):
+        idx = order[start:start + step]
+        src, lengths = encode_words([words[i] for i in idx], graphemes, device)
+        if beam == 1:
+            decoded = greedy_decode(model, src, lengths)
+        else:
+            decoded = beam_search(model, src, lengths, beam=beam, length_penalty=length_penalty)
+        for i, seq in zip(idx, decoded.tokens, strict=True):
+            out[i] = phonemes.decode(seq)
+    model.train(was_training)
+    return out
+
+
+def evaluate_words(model: Seq2Seq, data: G2PData, words: Sequence[str], beam: int = 1,
+                   batch_size: int = 256) -> dict:
+    predictions = transcribe(model, words, data.graphemes, data.phonemes, beam=beam, batch_size=batch_size)
+    return score(predictions, [data.entries[w] for w in words])
+
+
+# -- the CLI task --------------------------------------------------------------------------------
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--epochs", type=int, default=12, help="training epochs (default 12)")
+    parser.add_argument("--backend", choices=("fused", "torch"), default="fused",
+                        help="recurrent layers from fusedrnn or torch.nn (default fused)")
+    parser.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for initialisation and batching")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the word split (default 0)")
+    parser.add_argument("--cell", choices=CELLS, default="gru", help="encoder and decoder cell")
+    parser.add_argument("--attention", choices=ATTENTIONS, default="luong")
+    parser.add_argument("--emb", type=int, default=128, help="embedding size")
+    parser.add_argument("--enc-hidden", type=int, default=256, help="encoder hidden size per direction")
+    parser.add_argument("--dec-hidden", type=int, default=320, help="decoder hidden size")
+    parser.add_argument("--enc-layers", type=int, default=1)
+    parser.add_argument("--dropout", type=float, default=0.2)
+    parser.add_argument("--label-smoothing", type=float, default=0.1)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--lr", type=float, default=3e-3, help="peak Adam learning rate")
+    parser.add_argument("--min-lr", type=float, default=5e-5, help="cosine decay's final learning rate")
+    parser.add_argument("--clip-norm", type=float, default=1.0)
+    parser.add_argument("--patience", type=int, default=None, help="early-stopping patience (epochs)")
+    parser.add_argument("--stress", action="store_true", help="keep stress digits (84 symbols)")
+    parser.add_argument("--max-words", type=int, default=None, help="use a random subset of the words")
+    parser.add_argument("--valid-words", type=int, default=1500,
+                        help="validation words decoded (greedy) after each epoch (default 1500)")
+    parser.add_argument("--beam", type=int, default=5, help="beam size for the final test scoring")
+    parser.add_argument("--data", default=None, help="a CMUdict file (default: the shipped copy)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _print(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def train(args: argparse.Namespace) -> int:
+    from ..training import fit, load_checkpoint, plot_curves, resolve_device, seed_everything
+
+    started = time.perf_counter()
+    seed_everything(args.seed)
+    device = resolve_device(args.device)
+    data = load_data(args.data, stress=args.stress, seed=args.split_seed, max_words=args.max_words)
+    train_pairs = cmudict.pairs(data.entries, data.splits["train"])
+    valid_subset = list(data.splits["valid"])
+    random.Random(args.split_seed).shuffle(valid_subset)
+    valid_subset = sorted(valid_subset[:args.valid_words])
+    _print(f"g2p: {len(data.entries)} words ({len(train_pairs)} training pairs from "
+           f"{len(data.splits['train'])} words, {len(data.splits['valid'])} valid, "
+           f"{len(data.splits['test'])} test), {len(data.graphemes)} graphemes, "
+           f"{len(data.phonemes)} phonemes (stress {'kept' if args.stress else 'stripped'}); "
+           f"backend {args.backend}, device {device}, {torch.get_num_threads()} threads")
+
+    config = model_config(args, data)
+    model, _, _ = build_model(config)
+    model.to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    _print(f"model: {args.cell} encoder {args.enc_hidden}x2, {args.attention} attention decoder "
+           f"{args.dec_hidden}, emb {args.emb}: {n_params / 1e6:.2f}M parameters")
+    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(args.epochs, 1),
+                                                           eta_min=args.min_lr)
+    batches = PairBatches(train_pairs, data.graphemes, data.phonemes, args.batch_size, device)
+    pad, smoothing = data.phonemes.pad, args.label_smoothing
+
+    def loss_fn(m, batch):
+        src, src_len, tgt_in, tgt_out = batch
+        return sequence_loss(m(src, src_len, tgt_in), tgt_out, pad=pad, label_smoothing=smoothing)
+
+    def evaluate(m):
+        result = evaluate_words(m, data, valid_subset, beam=1)
+        return {"valid_wer": result["wer"], "valid_per": result["per"]}
+
+    out = Path(args.out)
+    result = fit(model, optimizer, train_batches=lambda: batches, loss_fn=loss_fn, evaluate=evaluate,
+                 monitor="valid_wer", mode="min", epochs=args.epochs, out_dir=out, scheduler=scheduler,
+                 clip_norm=args.clip_norm, patience=args.patience, resume=args.resume,
+                 progress=not args.no_progress, desc=f"g2p[{args.backend}]", config=config)
+    train_seconds = result.seconds
+    if not result.history:
+        _print("g2p: nothing was trained (all epochs already done?)")
+    if len(result.history) > 0:
+        plot_curves(result.history, ["train_loss", "valid_wer", "valid_per", "lr"], out / "curves.png",
+                    title=f"g2p ({args.cell}, {args.attention}, {args.backend})")
+
+    best = result.best_path or result.last_path
+    model.load_state_dict(load_checkpoint(best, map_location=device)["model"])
+    t0 = time.perf_counter()
+    scores: dict[str, dict] = {}
+    for split in ("valid", "test"):
+        words = data.splits[split]
+        if not words:
+            continue
+        for beam in sorted({1, args.beam}):
+            name = "greedy" if beam == 1 else f"beam{beam}"
+            scores[f"{split}_{name}"] = evaluate_words(model, data, words, beam=beam)
+    eval_seconds = time.perf_counter() - t0
+    epoch_seconds = [row["seconds"] for row in result.history]
+    summary = {
+        "checkpoint": str(best), "best_epoch": result.best.get("epoch"), "epochs": len(result.history),
+        "scores": scores, "train_seconds_this_call": train_seconds, "final_eval_seconds": eval_seconds,
+        "total_seconds_this_call": time.perf_counter() - started,
+        "mean_epoch_seconds": sum(epoch_seconds) / len(epoch_seconds) if epoch_seconds else None,
+        "parameters": n_params, "threads": torch.get_num_threads(), "device": str(device),
+        "args": {k: v for k, v in vars(args).items() if k != "func"},
+    }
+    (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    for key, value in scores.items():
+        _print(f"{key:>14}: WER {100 * value['wer']:.2f}%  PER {100 * value['per']:.2f}%  "
+               f"({value['words']} words)")
+    _print(f"g2p: best epoch {summary['best_epoch']}, {best}; training {train_seconds / 60:.1f} min, "
+           f"final scoring {eval_seconds / 60:.1f} min, total {summary['total_seconds_this_call'] / 60:.1f} "
+           f"min; results in {out / 'results.json'}")
+    return 0
+
+
+def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("words", nargs="+", metavar="WORD", help="words to pronounce")
+    parser.add_argument("--checkpoint", default=f"{DEFAULT_OUT}/best.pt",
+                        help=f"a g2p checkpoint (default {DEFAULT_OUT}/best.pt)")
+    parser.add_argument("--beam", type=int, default=5, help="beam size (1: greedy)")
+    parser.add_argument("--device", default=None)
+
+
+def predict(args: argparse.Namespace) -> int:
+    from ..training import load_checkpoint, resolve_device
+
+    try:
+        state = load_checkpoint(args.checkpoint)
+    except FileNotFoundError:
+        print(f"fusedrnn predict g2p: no checkpoint at {args.checkpoint}; train one with "
+              "`fusedrnn train g2p` or pass --checkpoint", file=sys.stderr)
+        return 1
+    config = state.get("config") or {}
+    if config.get("task") != "g2p":
+        print(f"fusedrnn predict g2p: {args.checkpoint} is not a g2p checkpoint", file=sys.stderr)
+        return 1
+    device = resolve_device(args.device)
+    model, graphemes, phonemes = build_model(config)
+    model.load_state_dict(state["model"])
+    model.to(device).eval()
+    unknown = sorted({c for w in args.words for c in w.lower() if c not in graphemes.stoi})
+    if unknown:
+        print(f"fusedrnn predict g2p: characters never seen in training: {' '.join(unknown)}",
+              file=sys.stderr)
+    prons = transcribe(model, args.words, graphemes, phonemes, beam=args.beam)
+    for word, pron in zip(args.words, prons, strict=True):
+        print(f"{word}\t{' '.join(pron)}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m fusedrnn.tasks.g2p train|predict ...`, for use without the fusedrnn CLI."""
+    parser = argparse.ArgumentParser(prog="python -m fusedrnn.tasks.g2p")
+    commands = parser.add_subparsers(dest="command", required=True)
+    add_train_arguments(commands.add_parser("train"))
+    add_predict_arguments(commands.add_parser("predict"))
+    args = parser.parse_args(argv)
+    return train(args) if args.command == "train" else predict(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
