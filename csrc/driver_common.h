@@ -38,6 +38,23 @@ struct Schedule {
   }
 };
 
+// Optional regularisers of one layer call (null when off); see fusedrnn/nn/regularizers.py.
+//   rec_mask   [B, P]: variational dropout on h_{t-1} before W_hh, the same for every step
+//                      (scaled by 1/(1 − p) already);
+//   zoneout_h  [N, P]: h_t = h̃_t + m·(h_{t-1} − h̃_t), m ~ Bernoulli(p) per element in
+//                      training, m = p in evaluation (the expectation);
+//   zoneout_c  [N, H]: the same for an LSTM's cell state. The zoned c_t is saved in ws_cols
+//                      extra columns at zoned_cell_col, since the cell's own c̃_t stays where
+//                      its backward reads it.
+template <typename T>
+struct Regularizers {
+  const T* rec_mask = nullptr;
+  const T* zoneout_h = nullptr;
+  const T* zoneout_c = nullptr;
+  int64_t zoned_cell_col = -1;
+  bool any() const { return rec_mask || zoneout_h || zoneout_c; }
+};
+
 // workspace column of o·tanh(c) when an LSTM projects its output
 template <typename Cell>
 constexpr int64_t raw_hidden_col(int64_t H) {
@@ -90,7 +107,8 @@ struct BackwardStep {
   T* dg;             // [N, grad_cols]
   int64_t offset, prev_offset, prev_rows, ws_cols, grad_cols, hidden, proj_size;
   bool projected;
-  const T* ln = nullptr;  // LayerNorm cells only
+  const T* ln = nullptr;        // LayerNorm cells only
+  int64_t zoned_cell_col = -1;  // with zoneout on c: where c_{t-1} was saved
 };
 
 template <typename Cell, typename T>
@@ -102,10 +120,9 @@ FUSEDRNN_HOST_DEVICE BackwardRow<T> backward_row(const BackwardStep<T>& s, int64
   r.h_prev = carried ? s.y + (s.prev_offset + b) * P : s.h0 + b * P;
   r.c_prev = nullptr;
   if constexpr (Cell::kHasCellState) {
-    r.c_prev = carried ? s.ws + (s.prev_offset + b) * s.ws_cols + Cell::saved_cell_col(H)
-                       : s.c0 + b * H;
+    const int64_t c_col = s.zoned_cell_col >= 0 ? s.zoned_cell_col : Cell::saved_cell_col(H);
+    r.c_prev = carried ? s.ws + (s.prev_offset + b) * s.ws_cols + c_col : s.c0 + b * H;
   }
-  r.h = s.y + (s.offset + b) * P;
   r.dy = s.projected ? s.dy + b * H : s.dy + (s.offset + b) * P;
   r.dh = s.projected ? const_cast<T*>(s.zeros) : s.dh + b * P;  // read-only when projected
   r.dc = Cell::kHasCellState ? s.dc + b * H : nullptr;

@@ -38,7 +38,43 @@ struct LayerParams {
   Tensor w_ih, w_hh, b_ih, b_hh, w_hr;
   Tensor ln;          // LayerNorm cells: packed LN gains and biases, else undefined
   double eps = 0.0;   // LayerNorm cells: the variance epsilon
+  // optional regularisers (driver_common.h, Regularizers), undefined when off
+  Tensor rec_mask, zoneout_h, zoneout_c;
 };
+
+// The optional regulariser tensors of a layer op, as its schema passes them.
+struct MaskArgs {
+  OptTensor rec_mask, zoneout_h, zoneout_c;
+  bool any() const { return rec_mask.has_value() || zoneout_h.has_value() || zoneout_c.has_value(); }
+};
+
+// Checks the masks against the layer and stores contiguous copies in p.
+template <typename Cell>
+void attach_masks(const char* op, const MaskArgs& m, const LayerShape& s, const Tensor& x, bool proj,
+                  LayerParams& p) {
+  if (!m.any()) return;
+  TORCH_CHECK(!proj, op, ": recurrent dropout and zoneout do not support proj_size");
+  const auto checked = [&](const OptTensor& t, const char* name, std::vector<int64_t> shape,
+                           const char* what) {
+    if (!t.has_value()) return Tensor();
+    check_same_kind(op, x, *t, name);
+    check_shape(op, *t, name, shape, what);
+    return t->contiguous();
+  };
+  const std::vector<int64_t> rows =
+      s.packed ? std::vector<int64_t>{s.rows} : std::vector<int64_t>{s.steps, s.batch};
+  auto with = [&](int64_t cols) {
+    auto v = rows;
+    v.push_back(cols);
+    return v;
+  };
+  p.rec_mask = checked(m.rec_mask, "rec_mask", {s.batch, s.proj}, "batch, hidden_size");
+  p.zoneout_h = checked(m.zoneout_h, "zoneout_h", with(s.proj), "like y");
+  if (m.zoneout_c.has_value()) {
+    TORCH_CHECK(Cell::kHasCellState, op, ": zoneout_c needs a cell with a cell state (LSTM)");
+    p.zoneout_c = checked(m.zoneout_c, "zoneout_c", with(s.hidden), "like y, with hidden_size columns");
+  }
+}
 
 // What backward reads, all contiguous; c0 is undefined for cells without a cell state.
 struct SavedLayer {
@@ -71,9 +107,10 @@ Tensor checked_ln(const char* op, const Tensor* ln, const Tensor& x, const Layer
   }
 }
 
+// with zoneout on c, the zoned c_t is saved in H more columns after the cell's own
 template <typename Cell>
-int64_t workspace_cols(const LayerShape& s, bool proj) {
-  return Cell::workspace_cols(s.hidden) + (proj ? s.hidden : 0);
+int64_t workspace_cols(const LayerShape& s, bool proj, bool zoneout_c = false) {
+  return Cell::workspace_cols(s.hidden) + (proj ? s.hidden : 0) + (zoneout_c ? s.hidden : 0);
 }
 
 inline Tensor bias_or_zeros(const OptTensor& b, const Tensor& like, int64_t n) {
@@ -85,7 +122,8 @@ LayerResult layer_forward(const char* op, const Tensor& x_in, const Tensor& h0, 
                           const Tensor& w_ih_in, const Tensor& w_hh_in, const OptTensor& b_ih,
                           const OptTensor& b_hh, const Tensor* w_hr_in,
                           const OptTensor& batch_sizes, bool reverse, bool train,
-                          const Tensor* ln_in = nullptr, double eps = 0.0) {
+                          const Tensor* ln_in = nullptr, double eps = 0.0,
+                          const MaskArgs& masks = {}) {
   Driver::check_device(op, x_in);
   const LayerShape s =
       check_layer(op, Cell::kGates, x_in, h0, c0, w_ih_in, w_hh_in, b_ih, b_hh, w_hr_in, batch_sizes);
@@ -93,9 +131,11 @@ LayerResult layer_forward(const char* op, const Tensor& x_in, const Tensor& h0, 
   const Tensor x = x_in.contiguous(), w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
   const Tensor w_hr = w_hr_in ? w_hr_in->contiguous() : Tensor();
   const Tensor bi = bias_or_zeros(b_ih, x, GH), bh = bias_or_zeros(b_hh, x, GH);
-  const int64_t wcols = workspace_cols<Cell>(s, w_hr_in != nullptr);
+  const int64_t wcols = workspace_cols<Cell>(s, w_hr_in != nullptr, masks.zoneout_c.has_value());
   const Tensor ln = checked_ln<Cell>(op, ln_in, x, s);
   if constexpr (Cell::kLayerNorm) TORCH_CHECK(eps > 0.0, op, ": eps must be positive, got ", eps);
+  LayerParams params{w_ih, w_hh, bi, bh, w_hr, ln, eps};
+  attach_masks<Cell>(op, masks, s, x, w_hr_in != nullptr, params);
 
   LayerResult r;
   r.y = s.packed ? at::empty({s.rows, s.proj}, x.options())
@@ -104,8 +144,7 @@ LayerResult layer_forward(const char* op, const Tensor& x_in, const Tensor& h0, 
   r.c_n = c0 ? c0->contiguous().clone() : at::empty({0}, x.options());
   // reduced-precision inputs keep an fp32 workspace (the saved cell state among it)
   Tensor ws = at::empty({s.rows, wcols}, x.options().dtype(Driver::workspace_dtype(x.scalar_type())));
-  Driver::template forward<Cell>(s, x, LayerParams{w_ih, w_hh, bi, bh, w_hr, ln, eps}, reverse,
-                                 r.y, r.h_n, r.c_n, ws);
+  Driver::template forward<Cell>(s, x, params, reverse, r.y, r.h_n, r.c_n, ws);
   r.workspace = train ? ws : at::empty({0}, x.options());
   return r;
 }
@@ -116,12 +155,12 @@ LayerGrads layer_backward(const char* op, const Tensor& grad_y, const Tensor& gr
                           const Tensor* c0_in, const Tensor& w_ih_in, const Tensor& w_hh_in,
                           const Tensor* w_hr_in, const OptTensor& batch_sizes, const Tensor& y_in,
                           const Tensor& ws_in, bool reverse, bool has_bias,
-                          const Tensor* ln_in = nullptr) {
+                          const Tensor* ln_in = nullptr, const MaskArgs& masks = {}) {
   Driver::check_device(op, x_in);
   const LayerShape s = check_layer(op, Cell::kGates, x_in, h0_in, c0_in, w_ih_in, w_hh_in,
                                    std::nullopt, std::nullopt, w_hr_in, batch_sizes);
   const int64_t GH = Cell::kGates * s.hidden;
-  const int64_t wcols = workspace_cols<Cell>(s, w_hr_in != nullptr);
+  const int64_t wcols = workspace_cols<Cell>(s, w_hr_in != nullptr, masks.zoneout_c.has_value());
   check_shape(op, ws_in, "workspace", {s.rows, wcols},
               "saved by the forward op called with train=True");
   check_shape(op, grad_y, "grad_y", y_in.sizes().vec(), "like y");
@@ -143,8 +182,9 @@ LayerGrads layer_backward(const char* op, const Tensor& grad_y, const Tensor& gr
   g.b_hh = at::empty({has_bias ? GH : 0}, x.options());
   g.w_hr = w_hr.defined() ? at::empty_like(w_hr) : at::empty({0}, x.options());
   g.ln = ln.defined() ? at::empty_like(ln) : at::empty({0}, x.options());
-  Driver::template backward<Cell>(s, LayerParams{w_ih, w_hh, Tensor(), Tensor(), w_hr, ln},
-                                  reverse, SavedLayer{x, h0, c0, y, ws, dy}, g);
+  LayerParams params{w_ih, w_hh, Tensor(), Tensor(), w_hr, ln};
+  attach_masks<Cell>(op, masks, s, x, w_hr_in != nullptr, params);
+  Driver::template backward<Cell>(s, params, reverse, SavedLayer{x, h0, c0, y, ws, dy}, g);
   return g;
 }
 
@@ -154,9 +194,11 @@ template <typename Driver>
 std::tuple<Tensor, Tensor, Tensor, Tensor> lstm_layer(
     const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
     const OptTensor& b_ih, const OptTensor& b_hh, const OptTensor& w_hr,
-    const OptTensor& batch_sizes, bool reverse, bool train) {
+    const OptTensor& batch_sizes, bool reverse, bool train, const OptTensor& rec_mask,
+    const OptTensor& zoneout_h, const OptTensor& zoneout_c) {
   auto r = layer_forward<LstmCell, Driver>("fusedrnn::lstm_layer", x, h0, &c0, w_ih, w_hh, b_ih, b_hh,
-                                   w_hr ? &*w_hr : nullptr, batch_sizes, reverse, train);
+                                   w_hr ? &*w_hr : nullptr, batch_sizes, reverse, train, nullptr,
+                                   0.0, {rec_mask, zoneout_h, zoneout_c});
   return {r.y, r.h_n, r.c_n, r.workspace};
 }
 
@@ -165,10 +207,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_
     const Tensor& grad_y, const Tensor& grad_h_n, const Tensor& grad_c_n, const Tensor& x,
     const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
     const OptTensor& w_hr, const OptTensor& batch_sizes, const Tensor& y, const Tensor& ws,
-    bool reverse, bool has_bias) {
+    bool reverse, bool has_bias, const OptTensor& rec_mask, const OptTensor& zoneout_h,
+    const OptTensor& zoneout_c) {
   auto g = layer_backward<LstmCell, Driver>("fusedrnn::lstm_layer_backward", grad_y, grad_h_n, &grad_c_n,
                                     x, h0, &c0, w_ih, w_hh, w_hr ? &*w_hr : nullptr, batch_sizes,
-                                    y, ws, reverse, has_bias);
+                                    y, ws, reverse, has_bias, nullptr,
+                                    {rec_mask, zoneout_h, zoneout_c});
   return {g.x, g.h0, g.c0, g.w_ih, g.w_hh, g.b_ih, g.b_hh, g.w_hr};
 }
 
@@ -176,9 +220,11 @@ template <typename Driver>
 std::tuple<Tensor, Tensor, Tensor> gru_layer(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
                                              const Tensor& w_hh, const OptTensor& b_ih,
                                              const OptTensor& b_hh, const OptTensor& batch_sizes,
-                                             bool reverse, bool train) {
+                                             bool reverse, bool train, const OptTensor& rec_mask,
+                                             const OptTensor& zoneout_h) {
   auto r = layer_forward<GruCell, Driver>("fusedrnn::gru_layer", x, h0, nullptr, w_ih, w_hh, b_ih, b_hh,
-                                  nullptr, batch_sizes, reverse, train);
+                                  nullptr, batch_sizes, reverse, train, nullptr, 0.0,
+                                  {rec_mask, zoneout_h, std::nullopt});
   return {r.y, r.h_n, r.workspace};
 }
 
@@ -188,10 +234,11 @@ template <typename Driver>
 GradTuple6 gru_layer_backward(const Tensor& grad_y, const Tensor& grad_h_n, const Tensor& x,
                               const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
                               const OptTensor& batch_sizes, const Tensor& y, const Tensor& ws,
-                              bool reverse, bool has_bias) {
+                              bool reverse, bool has_bias, const OptTensor& rec_mask,
+                              const OptTensor& zoneout_h) {
   auto g = layer_backward<GruCell, Driver>("fusedrnn::gru_layer_backward", grad_y, grad_h_n, nullptr, x,
                                    h0, nullptr, w_ih, w_hh, nullptr, batch_sizes, y, ws, reverse,
-                                   has_bias);
+                                   has_bias, nullptr, {rec_mask, zoneout_h, std::nullopt});
   return {g.x, g.h0, g.w_ih, g.w_hh, g.b_ih, g.b_hh};
 }
 
@@ -199,10 +246,11 @@ template <typename Driver>
 std::tuple<Tensor, Tensor, Tensor> rnn_layer(const Tensor& x, const Tensor& h0, const Tensor& w_ih,
                                              const Tensor& w_hh, const OptTensor& b_ih,
                                              const OptTensor& b_hh, const OptTensor& batch_sizes,
-                                             bool reverse, bool relu, bool train) {
+                                             bool reverse, bool relu, bool train,
+                                             const OptTensor& rec_mask, const OptTensor& zoneout_h) {
   auto run = relu ? layer_forward<RnnCell<true>, Driver> : layer_forward<RnnCell<false>, Driver>;
   auto r = run("fusedrnn::rnn_layer", x, h0, nullptr, w_ih, w_hh, b_ih, b_hh, nullptr,
-               batch_sizes, reverse, train, nullptr, 0.0);  // (a pointer has no default arguments)
+               batch_sizes, reverse, train, nullptr, 0.0, {rec_mask, zoneout_h, std::nullopt});
   return {r.y, r.h_n, r.workspace};
 }
 
@@ -210,10 +258,12 @@ template <typename Driver>
 GradTuple6 rnn_layer_backward(const Tensor& grad_y, const Tensor& grad_h_n, const Tensor& x,
                               const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
                               const OptTensor& batch_sizes, const Tensor& y, const Tensor& ws,
-                              bool reverse, bool relu, bool has_bias) {
+                              bool reverse, bool relu, bool has_bias, const OptTensor& rec_mask,
+                              const OptTensor& zoneout_h) {
   auto run = relu ? layer_backward<RnnCell<true>, Driver> : layer_backward<RnnCell<false>, Driver>;
   auto g = run("fusedrnn::rnn_layer_backward", grad_y, grad_h_n, nullptr, x, h0, nullptr, w_ih,
-               w_hh, nullptr, batch_sizes, y, ws, reverse, has_bias, nullptr);
+               w_hh, nullptr, batch_sizes, y, ws, reverse, has_bias, nullptr,
+               {rec_mask, zoneout_h, std::nullopt});
   return {g.x, g.h0, g.w_ih, g.w_hh, g.b_ih, g.b_hh};
 }
 
@@ -225,10 +275,11 @@ template <typename Driver>
 std::tuple<Tensor, Tensor, Tensor, Tensor> ln_lstm_layer(
     const Tensor& x, const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
     const OptTensor& b_ih, const OptTensor& b_hh, const Tensor& ln, const OptTensor& batch_sizes,
-    bool reverse, double eps, bool train) {
+    bool reverse, double eps, bool train, const OptTensor& rec_mask, const OptTensor& zoneout_h,
+    const OptTensor& zoneout_c) {
   auto r = layer_forward<LnLstmCell, Driver>("fusedrnn::ln_lstm_layer", x, h0, &c0, w_ih, w_hh,
                                              b_ih, b_hh, nullptr, batch_sizes, reverse, train, &ln,
-                                             eps);
+                                             eps, {rec_mask, zoneout_h, zoneout_c});
   return {r.y, r.h_n, r.c_n, r.workspace};
 }
 
@@ -236,10 +287,12 @@ template <typename Driver>
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> ln_lstm_layer_backward(
     const Tensor& grad_y, const Tensor& grad_h_n, const Tensor& grad_c_n, const Tensor& x,
     const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh, const Tensor& ln,
-    const OptTensor& batch_sizes, const Tensor& y, const Tensor& ws, bool reverse, bool has_bias) {
+    const OptTensor& batch_sizes, const Tensor& y, const Tensor& ws, bool reverse, bool has_bias,
+    const OptTensor& rec_mask, const OptTensor& zoneout_h, const OptTensor& zoneout_c) {
   auto g = layer_backward<LnLstmCell, Driver>("fusedrnn::ln_lstm_layer_backward", grad_y, grad_h_n,
                                               &grad_c_n, x, h0, &c0, w_ih, w_hh, nullptr,
-                                              batch_sizes, y, ws, reverse, has_bias, &ln);
+                                              batch_sizes, y, ws, reverse, has_bias, &ln,
+                                              {rec_mask, zoneout_h, zoneout_c});
   return {g.x, g.h0, g.c0, g.w_ih, g.w_hh, g.b_ih, g.b_hh, g.ln};
 }
 
@@ -248,10 +301,12 @@ std::tuple<Tensor, Tensor, Tensor> ln_gru_layer(const Tensor& x, const Tensor& h
                                                 const Tensor& w_ih, const Tensor& w_hh,
                                                 const OptTensor& b_ih, const OptTensor& b_hh,
                                                 const Tensor& ln, const OptTensor& batch_sizes,
-                                                bool reverse, double eps, bool train) {
+                                                bool reverse, double eps, bool train,
+                                                const OptTensor& rec_mask,
+                                                const OptTensor& zoneout_h) {
   auto r = layer_forward<LnGruCell, Driver>("fusedrnn::ln_gru_layer", x, h0, nullptr, w_ih, w_hh,
                                             b_ih, b_hh, nullptr, batch_sizes, reverse, train, &ln,
-                                            eps);
+                                            eps, {rec_mask, zoneout_h, std::nullopt});
   return {r.y, r.h_n, r.workspace};
 }
 
@@ -259,10 +314,12 @@ template <typename Driver>
 GradTuple7 ln_gru_layer_backward(const Tensor& grad_y, const Tensor& grad_h_n, const Tensor& x,
                                  const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
                                  const Tensor& ln, const OptTensor& batch_sizes, const Tensor& y,
-                                 const Tensor& ws, bool reverse, bool has_bias) {
+                                 const Tensor& ws, bool reverse, bool has_bias,
+                                 const OptTensor& rec_mask, const OptTensor& zoneout_h) {
   auto g = layer_backward<LnGruCell, Driver>("fusedrnn::ln_gru_layer_backward", grad_y, grad_h_n,
                                              nullptr, x, h0, nullptr, w_ih, w_hh, nullptr,
-                                             batch_sizes, y, ws, reverse, has_bias, &ln);
+                                             batch_sizes, y, ws, reverse, has_bias, &ln,
+                                             {rec_mask, zoneout_h, std::nullopt});
   return {g.x, g.h0, g.w_ih, g.w_hh, g.b_ih, g.b_hh, g.ln};
 }
 

@@ -5,58 +5,64 @@
 // batch_sizes (a PackedSequence's, int64 on the CPU) is given. They return the output, the final
 // state(s) and a workspace that is empty unless `train`, in which case it holds what the
 // matching *_backward op needs. Cell ops run a single step on [B, I] input.
+//
+// The optional regularisers of the layer ops (off when None; see csrc/driver_common.h,
+// Regularizers): rec_mask [B, H] scales h_{t-1} before W_hh (variational recurrent dropout);
+// zoneout_h / zoneout_c, shaped like y (with H columns for c), hold each element's weight m of
+// the previous state: h_t = h̃_t + m·(h_{t-1} − h̃_t). The backward op takes the same masks.
 #include <torch/library.h>
 
 TORCH_LIBRARY(fusedrnn, m) {
   m.def(
       "lstm_layer(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
-      "Tensor? b_hh, Tensor? w_hr, Tensor? batch_sizes, bool reverse, bool train) "
+      "Tensor? b_hh, Tensor? w_hr, Tensor? batch_sizes, bool reverse, bool train, Tensor? rec_mask=None, Tensor? zoneout_h=None, Tensor? zoneout_c=None) "
       "-> (Tensor y, Tensor h_n, Tensor c_n, Tensor workspace)");
   m.def(
       "lstm_layer_backward(Tensor grad_y, Tensor grad_h_n, Tensor grad_c_n, Tensor x, Tensor h0, "
       "Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? w_hr, Tensor? batch_sizes, Tensor y, "
-      "Tensor workspace, bool reverse, bool has_bias) -> (Tensor grad_x, Tensor grad_h0, "
-      "Tensor grad_c0, Tensor grad_w_ih, Tensor grad_w_hh, Tensor grad_b_ih, Tensor grad_b_hh, "
-      "Tensor grad_w_hr)");
+      "Tensor workspace, bool reverse, bool has_bias, Tensor? rec_mask=None, Tensor? zoneout_h=None, Tensor? zoneout_c=None) -> (Tensor grad_x, "
+      "Tensor grad_h0, Tensor grad_c0, Tensor grad_w_ih, Tensor grad_w_hh, Tensor grad_b_ih, "
+      "Tensor grad_b_hh, Tensor grad_w_hr)");
   m.def(
       "gru_layer(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
-      "Tensor? batch_sizes, bool reverse, bool train) -> (Tensor y, Tensor h_n, Tensor workspace)");
+      "Tensor? batch_sizes, bool reverse, bool train, Tensor? rec_mask=None, Tensor? zoneout_h=None) "
+      "-> (Tensor y, Tensor h_n, Tensor workspace)");
   m.def(
       "gru_layer_backward(Tensor grad_y, Tensor grad_h_n, Tensor x, Tensor h0, Tensor w_ih, "
-      "Tensor w_hh, Tensor? batch_sizes, Tensor y, Tensor workspace, bool reverse, bool has_bias) "
+      "Tensor w_hh, Tensor? batch_sizes, Tensor y, Tensor workspace, bool reverse, bool has_bias, Tensor? rec_mask=None, Tensor? zoneout_h=None) "
       "-> (Tensor grad_x, Tensor grad_h0, Tensor grad_w_ih, Tensor grad_w_hh, Tensor grad_b_ih, "
       "Tensor grad_b_hh)");
   m.def(
       "rnn_layer(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
-      "Tensor? batch_sizes, bool reverse, bool relu, bool train) "
+      "Tensor? batch_sizes, bool reverse, bool relu, bool train, Tensor? rec_mask=None, Tensor? zoneout_h=None) "
       "-> (Tensor y, Tensor h_n, Tensor workspace)");
   m.def(
       "rnn_layer_backward(Tensor grad_y, Tensor grad_h_n, Tensor x, Tensor h0, Tensor w_ih, "
       "Tensor w_hh, Tensor? batch_sizes, Tensor y, Tensor workspace, bool reverse, bool relu, "
-      "bool has_bias) -> (Tensor grad_x, Tensor grad_h0, Tensor grad_w_ih, Tensor grad_w_hh, "
+      "bool has_bias, Tensor? rec_mask=None, Tensor? zoneout_h=None) -> (Tensor grad_x, Tensor grad_h0, Tensor grad_w_ih, Tensor grad_w_hh, "
       "Tensor grad_b_ih, Tensor grad_b_hh)");
 
   // LayerNorm layers (csrc/cells/ln_lstm.h, ln_gru.h): `ln` packs the LayerNorm gains and biases,
   // LSTM: γ_ih, β_ih, γ_hh, β_hh (4H each), γ_c, β_c (H each); GRU: γ_ih, β_ih, γ_hh, β_hh (3H).
   m.def(
       "ln_lstm_layer(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
-      "Tensor? b_hh, Tensor ln, Tensor? batch_sizes, bool reverse, float eps, bool train) "
+      "Tensor? b_hh, Tensor ln, Tensor? batch_sizes, bool reverse, float eps, bool train, Tensor? rec_mask=None, Tensor? zoneout_h=None, Tensor? zoneout_c=None) "
       "-> (Tensor y, Tensor h_n, Tensor c_n, Tensor workspace)");
   m.def(
       "ln_lstm_layer_backward(Tensor grad_y, Tensor grad_h_n, Tensor grad_c_n, Tensor x, "
       "Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor ln, Tensor? batch_sizes, Tensor y, "
-      "Tensor workspace, bool reverse, bool has_bias) -> (Tensor grad_x, Tensor grad_h0, "
-      "Tensor grad_c0, Tensor grad_w_ih, Tensor grad_w_hh, Tensor grad_b_ih, Tensor grad_b_hh, "
-      "Tensor grad_ln)");
+      "Tensor workspace, bool reverse, bool has_bias, Tensor? rec_mask=None, Tensor? zoneout_h=None, Tensor? zoneout_c=None) -> (Tensor grad_x, "
+      "Tensor grad_h0, Tensor grad_c0, Tensor grad_w_ih, Tensor grad_w_hh, Tensor grad_b_ih, "
+      "Tensor grad_b_hh, Tensor grad_ln)");
   m.def(
       "ln_gru_layer(Tensor x, Tensor h0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, Tensor? b_hh, "
-      "Tensor ln, Tensor? batch_sizes, bool reverse, float eps, bool train) "
+      "Tensor ln, Tensor? batch_sizes, bool reverse, float eps, bool train, Tensor? rec_mask=None, Tensor? zoneout_h=None) "
       "-> (Tensor y, Tensor h_n, Tensor workspace)");
   m.def(
       "ln_gru_layer_backward(Tensor grad_y, Tensor grad_h_n, Tensor x, Tensor h0, Tensor w_ih, "
       "Tensor w_hh, Tensor ln, Tensor? batch_sizes, Tensor y, Tensor workspace, bool reverse, "
-      "bool has_bias) -> (Tensor grad_x, Tensor grad_h0, Tensor grad_w_ih, Tensor grad_w_hh, "
-      "Tensor grad_b_ih, Tensor grad_b_hh, Tensor grad_ln)");
+      "bool has_bias, Tensor? rec_mask=None, Tensor? zoneout_h=None) -> (Tensor grad_x, Tensor grad_h0, Tensor grad_w_ih, "
+      "Tensor grad_w_hh, Tensor grad_b_ih, Tensor grad_b_hh, Tensor grad_ln)");
 
   m.def(
       "lstm_cell(Tensor x, Tensor hx, Tensor cx, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "

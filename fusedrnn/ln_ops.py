@@ -30,19 +30,22 @@ def ln_workspace_cols(cell: str, hidden: int) -> int:
 
 
 @torch.library.register_fake("fusedrnn::ln_lstm_layer")
-def _ln_lstm_fake(x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse, eps, train):
+def _ln_lstm_fake(x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse, eps, train,
+                  rec_mask=None, zoneout_h=None, zoneout_c=None):
     hidden = w_hh.shape[0] // 4
+    cols = ln_workspace_cols("lstm", hidden) + (hidden if zoneout_c is not None else 0)
     return (
         x.new_empty((*x.shape[:-1], hidden)),
         h0.new_empty(h0.shape),
         c0.new_empty(c0.shape),
-        _fake_workspace(x, _layer_rows(x, batch_sizes), ln_workspace_cols("lstm", hidden), train),
+        _fake_workspace(x, _layer_rows(x, batch_sizes), cols, train),
     )
 
 
 @torch.library.register_fake("fusedrnn::ln_lstm_layer_backward")
 def _ln_lstm_backward_fake(grad_y, grad_h_n, grad_c_n, x, h0, c0, w_ih, w_hh, ln, batch_sizes, y,
-                           workspace, reverse, has_bias):
+                           workspace, reverse, has_bias, rec_mask=None, zoneout_h=None,
+                           zoneout_c=None):
     return (
         x.new_empty(x.shape), h0.new_empty(h0.shape), c0.new_empty(c0.shape),
         w_ih.new_empty(w_ih.shape), w_hh.new_empty(w_hh.shape),
@@ -52,22 +55,23 @@ def _ln_lstm_backward_fake(grad_y, grad_h_n, grad_c_n, x, h0, c0, w_ih, w_hh, ln
 
 
 def _ln_lstm_setup(ctx, inputs, output):
-    x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse, _eps, _train = inputs
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse, _eps, _train, *masks = inputs
     ctx.reverse = reverse
     ctx.has_bias = (b_ih is not None, b_hh is not None)
-    ctx.save_for_backward(x, h0, c0, w_ih, w_hh, ln, batch_sizes, output[0], output[3])
+    ctx.n_masks = len(masks)
+    ctx.save_for_backward(x, h0, c0, w_ih, w_hh, ln, batch_sizes, output[0], output[3], *masks)
 
 
 def _ln_lstm_backward(ctx, grad_y, grad_h_n, grad_c_n, _grad_workspace):
-    x, h0, c0, w_ih, w_hh, ln, batch_sizes, y, workspace = ctx.saved_tensors
+    x, h0, c0, w_ih, w_hh, ln, batch_sizes, y, workspace, *masks = ctx.saved_tensors
     _check_workspace(workspace, "ln_lstm_layer")
     g = _ops.ln_lstm_layer_backward(
         _or_zeros(grad_y, y), _or_zeros(grad_h_n, h0), _or_zeros(grad_c_n, c0), x, h0, c0, w_ih,
-        w_hh, ln, batch_sizes, y, workspace, ctx.reverse, any(ctx.has_bias),
+        w_hh, ln, batch_sizes, y, workspace, ctx.reverse, any(ctx.has_bias), *masks,
     )
     has_b_ih, has_b_hh = ctx.has_bias
     return (g[0], g[1], g[2], g[3], g[4], g[5] if has_b_ih else None, g[6] if has_b_hh else None,
-            g[7], None, None, None, None)
+            g[7], None, None, None, None, *(None,) * ctx.n_masks)
 
 
 torch.library.register_autograd("fusedrnn::ln_lstm_layer", _ln_lstm_backward, setup_context=_ln_lstm_setup)
@@ -75,14 +79,16 @@ torch.library.register_autograd("fusedrnn::ln_lstm_layer", _ln_lstm_backward, se
 
 def ln_lstm_layer(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
                   b_hh: Tensor | None, ln: Tensor, batch_sizes: Tensor | None = None,
-                  reverse: bool = False, eps: float = 1e-5) -> tuple[Tensor, Tensor, Tensor]:
+                  reverse: bool = False, eps: float = 1e-5, rec_mask: Tensor | None = None,
+                  zoneout_h: Tensor | None = None, zoneout_c: Tensor | None = None,
+                  ) -> tuple[Tensor, Tensor, Tensor]:
     """One layer-normalised LSTM layer in one direction. x: [T, B, I] or packed [N, I].
 
     Returns (y, h_n, c_n).
     """
     train = _needs_grad(x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln)
     y, h_n, c_n, _ = _ops.ln_lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse,
-                                        eps, train)
+                                        eps, train, rec_mask, zoneout_h, zoneout_c)
     return y, h_n, c_n
 
 
@@ -90,7 +96,8 @@ def ln_lstm_layer(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
 
 
 @torch.library.register_fake("fusedrnn::ln_gru_layer")
-def _ln_gru_fake(x, h0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse, eps, train):
+def _ln_gru_fake(x, h0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse, eps, train,
+                 rec_mask=None, zoneout_h=None):
     hidden = w_hh.shape[0] // 3
     return (
         x.new_empty((*x.shape[:-1], hidden)),
@@ -101,7 +108,7 @@ def _ln_gru_fake(x, h0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse, eps, t
 
 @torch.library.register_fake("fusedrnn::ln_gru_layer_backward")
 def _ln_gru_backward_fake(grad_y, grad_h_n, x, h0, w_ih, w_hh, ln, batch_sizes, y, workspace,
-                          reverse, has_bias):
+                          reverse, has_bias, rec_mask=None, zoneout_h=None):
     return (
         x.new_empty(x.shape), h0.new_empty(h0.shape),
         w_ih.new_empty(w_ih.shape), w_hh.new_empty(w_hh.shape),
@@ -111,22 +118,23 @@ def _ln_gru_backward_fake(grad_y, grad_h_n, x, h0, w_ih, w_hh, ln, batch_sizes, 
 
 
 def _ln_gru_setup(ctx, inputs, output):
-    x, h0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse, _eps, _train = inputs
+    x, h0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse, _eps, _train, *masks = inputs
     ctx.reverse = reverse
     ctx.has_bias = (b_ih is not None, b_hh is not None)
-    ctx.save_for_backward(x, h0, w_ih, w_hh, ln, batch_sizes, output[0], output[2])
+    ctx.n_masks = len(masks)
+    ctx.save_for_backward(x, h0, w_ih, w_hh, ln, batch_sizes, output[0], output[2], *masks)
 
 
 def _ln_gru_backward(ctx, grad_y, grad_h_n, _grad_workspace):
-    x, h0, w_ih, w_hh, ln, batch_sizes, y, workspace = ctx.saved_tensors
+    x, h0, w_ih, w_hh, ln, batch_sizes, y, workspace, *masks = ctx.saved_tensors
     _check_workspace(workspace, "ln_gru_layer")
     g = _ops.ln_gru_layer_backward(
         _or_zeros(grad_y, y), _or_zeros(grad_h_n, h0), x, h0, w_ih, w_hh, ln, batch_sizes, y,
-        workspace, ctx.reverse, any(ctx.has_bias),
+        workspace, ctx.reverse, any(ctx.has_bias), *masks,
     )
     has_b_ih, has_b_hh = ctx.has_bias
     return (g[0], g[1], g[2], g[3], g[4] if has_b_ih else None, g[5] if has_b_hh else None, g[6],
-            None, None, None, None)
+            None, None, None, None, *(None,) * ctx.n_masks)
 
 
 torch.library.register_autograd("fusedrnn::ln_gru_layer", _ln_gru_backward, setup_context=_ln_gru_setup)
@@ -134,8 +142,10 @@ torch.library.register_autograd("fusedrnn::ln_gru_layer", _ln_gru_backward, setu
 
 def ln_gru_layer(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
                  b_hh: Tensor | None, ln: Tensor, batch_sizes: Tensor | None = None,
-                 reverse: bool = False, eps: float = 1e-5) -> tuple[Tensor, Tensor]:
+                 reverse: bool = False, eps: float = 1e-5, rec_mask: Tensor | None = None,
+                 zoneout_h: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """One layer-normalised GRU layer in one direction. Returns (y, h_n)."""
     train = _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh, ln)
-    y, h_n, _ = _ops.ln_gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse, eps, train)
+    y, h_n, _ = _ops.ln_gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse, eps, train,
+                                  rec_mask, zoneout_h)
     return y, h_n

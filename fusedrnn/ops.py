@@ -57,10 +57,12 @@ def _bias_grad_fake(x: Tensor, gates_hidden: int, has_bias: bool) -> Tensor:
 
 
 @torch.library.register_fake("fusedrnn::lstm_layer")
-def _lstm_layer_fake(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train):
+def _lstm_layer_fake(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train,
+                     rec_mask=None, zoneout_h=None, zoneout_c=None):
     hidden = w_hh.shape[0] // 4
     out = w_hr.shape[0] if w_hr is not None else hidden
-    cols = workspace_cols("lstm", hidden, w_hr is not None)
+    # with zoneout on c the workspace also keeps the zoned c_t (H more columns)
+    cols = workspace_cols("lstm", hidden, w_hr is not None) + (hidden if zoneout_c is not None else 0)
     return (
         x.new_empty((*x.shape[:-1], out)),
         h0.new_empty(h0.shape),
@@ -72,7 +74,7 @@ def _lstm_layer_fake(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, rever
 @torch.library.register_fake("fusedrnn::lstm_layer_backward")
 def _lstm_layer_backward_fake(
     grad_y, grad_h_n, grad_c_n, x, h0, c0, w_ih, w_hh, w_hr, batch_sizes, y, workspace, reverse,
-    has_bias,
+    has_bias, rec_mask=None, zoneout_h=None, zoneout_c=None,
 ):
     return (
         x.new_empty(x.shape),
@@ -87,19 +89,20 @@ def _lstm_layer_backward_fake(
 
 
 def _lstm_layer_setup(ctx, inputs, output):
-    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, _ = inputs
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, _, *masks = inputs
     ctx.reverse = reverse
     ctx.has_bias = (b_ih is not None, b_hh is not None)
     ctx.has_proj = w_hr is not None
-    ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, batch_sizes, output[0], output[3])
+    ctx.n_masks = len(masks)
+    ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, batch_sizes, output[0], output[3], *masks)
 
 
 def _lstm_layer_backward(ctx, grad_y, grad_h_n, grad_c_n, _grad_workspace):
-    x, h0, c0, w_ih, w_hh, w_hr, batch_sizes, y, workspace = ctx.saved_tensors
+    x, h0, c0, w_ih, w_hh, w_hr, batch_sizes, y, workspace, *masks = ctx.saved_tensors
     _check_workspace(workspace, "lstm_layer")
     g = _ops.lstm_layer_backward(
         _or_zeros(grad_y, y), _or_zeros(grad_h_n, h0), _or_zeros(grad_c_n, c0), x, h0, c0, w_ih,
-        w_hh, w_hr, batch_sizes, y, workspace, ctx.reverse, any(ctx.has_bias),
+        w_hh, w_hr, batch_sizes, y, workspace, ctx.reverse, any(ctx.has_bias), *masks,
     )
     has_b_ih, has_b_hh = ctx.has_bias
     return (
@@ -108,6 +111,7 @@ def _lstm_layer_backward(ctx, grad_y, grad_h_n, grad_c_n, _grad_workspace):
         g[6] if has_b_hh else None,
         g[7] if ctx.has_proj else None,
         None, None, None,
+        *(None,) * ctx.n_masks,  # the masks are constants
     )
 
 
@@ -127,14 +131,19 @@ def lstm_layer(
     w_hr: Tensor | None = None,
     batch_sizes: Tensor | None = None,
     reverse: bool = False,
+    rec_mask: Tensor | None = None,
+    zoneout_h: Tensor | None = None,
+    zoneout_c: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One LSTM layer in one direction. x: [T, B, I], or packed [N, I] with batch_sizes.
 
     Returns (y, h_n, c_n): y is [T, B, P] (or [N, P]); P is proj_size with w_hr, else H.
+    The optional masks are the regularisers of csrc/ops.cpp (recurrent dropout, zoneout).
     """
     train = _needs_grad(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)
     y, h_n, c_n, _ = _ops.lstm_layer(
-        x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train, rec_mask, zoneout_h,
+        zoneout_c,
     )
     return y, h_n, c_n
 
@@ -142,10 +151,14 @@ def lstm_layer(
 # ---- GRU and RNN layers: the same shape of op without a cell state --------------------------
 
 
+# GRU and RNN ops end in (relu,) (RNN only), then train or has_bias, then rec_mask, zoneout_h.
+_EXTRA_FLAGS = {"gru": 0, "rnn": 1}
+
+
 def _hidden_layer_fake(cell):
-    def fake(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, *flags):
+    def fake(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, *rest):
         hidden = w_hh.shape[0] // GATES[cell]
-        train = flags[-1]
+        train = rest[_EXTRA_FLAGS[cell]]
         return (
             x.new_empty((*x.shape[:-1], hidden)),
             h0.new_empty(h0.shape),
@@ -155,9 +168,13 @@ def _hidden_layer_fake(cell):
     return fake
 
 
-def _hidden_layer_backward_fake(grad_y, grad_h_n, x, h0, w_ih, w_hh, batch_sizes, y, workspace,
-                                reverse, *flags):
-    has_bias = flags[-1]
+def _hidden_layer_backward_fake(cell):
+    return lambda *args: _hidden_layer_backward_shapes(cell, *args)
+
+
+def _hidden_layer_backward_shapes(cell, grad_y, grad_h_n, x, h0, w_ih, w_hh, batch_sizes, y,
+                                  workspace, reverse, *rest):
+    has_bias = rest[_EXTRA_FLAGS[cell]]
     return (
         x.new_empty(x.shape),
         h0.new_empty(h0.shape),
@@ -169,33 +186,37 @@ def _hidden_layer_backward_fake(grad_y, grad_h_n, x, h0, w_ih, w_hh, batch_sizes
 
 
 def _hidden_layer_setup(ctx, inputs, output):
-    x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, *flags = inputs
+    x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, *rest = inputs
     ctx.reverse = reverse
+    # rest: [relu,] train, then the masks (rec_mask, zoneout_h) when given
+    flags = [r for r in rest if isinstance(r, bool)]
+    masks = rest[len(flags):]
     ctx.extra_flags = tuple(flags[:-1])  # rnn: (relu,)
+    ctx.n_masks = len(masks)
     ctx.has_bias = (b_ih is not None, b_hh is not None)
-    ctx.save_for_backward(x, h0, w_ih, w_hh, batch_sizes, output[0], output[2])
+    ctx.save_for_backward(x, h0, w_ih, w_hh, batch_sizes, output[0], output[2], *masks)
 
 
 def _hidden_layer_backward(cell):
     backward_op = getattr(_ops, f"{cell}_layer_backward")
 
     def backward(ctx, grad_y, grad_h_n, _grad_workspace):
-        x, h0, w_ih, w_hh, batch_sizes, y, workspace = ctx.saved_tensors
+        x, h0, w_ih, w_hh, batch_sizes, y, workspace, *masks = ctx.saved_tensors
         _check_workspace(workspace, f"{cell}_layer")
         g = backward_op(
             _or_zeros(grad_y, y), _or_zeros(grad_h_n, h0), x, h0, w_ih, w_hh, batch_sizes, y,
-            workspace, ctx.reverse, *ctx.extra_flags, any(ctx.has_bias),
+            workspace, ctx.reverse, *ctx.extra_flags, any(ctx.has_bias), *masks,
         )
         has_b_ih, has_b_hh = ctx.has_bias
         grads = (g[0], g[1], g[2], g[3], g[4] if has_b_ih else None, g[5] if has_b_hh else None)
-        return grads + (None,) * (2 + len(ctx.extra_flags) + 1)
+        return grads + (None,) * (2 + len(ctx.extra_flags) + 1 + ctx.n_masks)
 
     return backward
 
 
 for _cell in ("gru", "rnn"):
     torch.library.register_fake(f"fusedrnn::{_cell}_layer")(_hidden_layer_fake(_cell))
-    torch.library.register_fake(f"fusedrnn::{_cell}_layer_backward")(_hidden_layer_backward_fake)
+    torch.library.register_fake(f"fusedrnn::{_cell}_layer_backward")(_hidden_layer_backward_fake(_cell))
     torch.library.register_autograd(
         f"fusedrnn::{_cell}_layer", _hidden_layer_backward(_cell), setup_context=_hidden_layer_setup
     )
@@ -210,10 +231,13 @@ def gru_layer(
     b_hh: Tensor | None = None,
     batch_sizes: Tensor | None = None,
     reverse: bool = False,
+    rec_mask: Tensor | None = None,
+    zoneout_h: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """One GRU layer in one direction (torch.nn.GRU's formulation). Returns (y, h_n)."""
     train = _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh)
-    y, h_n, _ = _ops.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, train)
+    y, h_n, _ = _ops.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, train, rec_mask,
+                               zoneout_h)
     return y, h_n
 
 
@@ -227,10 +251,13 @@ def rnn_layer(
     batch_sizes: Tensor | None = None,
     reverse: bool = False,
     relu: bool = False,
+    rec_mask: Tensor | None = None,
+    zoneout_h: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """One Elman RNN layer (tanh, or relu) in one direction. Returns (y, h_n)."""
     train = _needs_grad(x, h0, w_ih, w_hh, b_ih, b_hh)
-    y, h_n, _ = _ops.rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, relu, train)
+    y, h_n, _ = _ops.rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, relu, train,
+                               rec_mask, zoneout_h)
     return y, h_n
 
 

@@ -12,19 +12,21 @@ struct RnnCell {
   static constexpr bool kDirectHiddenGrad = false;
   static constexpr bool kRowWise = false;  // math per element j of a row
   static constexpr bool kLayerNorm = false;
-  // backward reads h_t (the output), so nothing beyond the pre-activation scratch is saved
+  // workspace row: the cell's own output h̃_t (y holds the zoned state when zoneout is on)
   static constexpr int64_t workspace_cols(int64_t H) { return H; }
   static constexpr int64_t grad_cols(int64_t H) { return H; }
 
   template <typename T>
   FUSEDRNN_HOST_DEVICE static void forward(const ForwardRow<T>& r, int64_t H, int64_t j) {
     const T pre = r.ws[j] + r.gh[j] + r.b_ih[j] + r.b_hh[j];
-    r.h_out[j] = kRelu ? math::relu(pre) : math::tanh(pre);
+    const T h = kRelu ? math::relu(pre) : math::tanh(pre);
+    r.ws[j] = h;
+    r.h_out[j] = h;
   }
 
   template <typename T>
   FUSEDRNN_HOST_DEVICE static void backward(const BackwardRow<T>& r, int64_t H, int64_t j) {
-    const T h = r.h[j];
+    const T h = r.ws[j];
     const T dh = r.dy[j] + r.dh[j];
     r.dg[j] = kRelu ? (h > T(0) ? dh : T(0)) : dh * (T(1) - h * h);
   }

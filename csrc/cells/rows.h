@@ -26,7 +26,6 @@ struct BackwardRow {
   const T* ws;      // the workspace row forward saved for this step
   const T* h_prev;  // h_{t-1}
   const T* c_prev;  // c_{t-1}
-  const T* h;       // h_t itself (before any projection)
   const T* dy;      // dL/dh_t arriving from this step's output
   T* dh;            // in: dL/dh_t arriving from step t+1; out (cells with kDirectHiddenGrad): the
                     // part of dL/dh_{t-1} that bypasses W_hh

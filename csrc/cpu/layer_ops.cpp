@@ -26,6 +26,12 @@ LayerWeights<T> weights(const LayerShape& s, const LayerParams& p) {
           ptr_or_null<T>(p.ln),   static_cast<T>(p.eps)};
 }
 
+template <typename Cell, typename T>
+Regularizers<T> regularizers(const LayerShape& s, const LayerParams& p) {
+  return {ptr_or_null<T>(p.rec_mask), ptr_or_null<T>(p.zoneout_h), ptr_or_null<T>(p.zoneout_c),
+          p.zoneout_c.defined() ? Cell::workspace_cols(s.hidden) : -1};
+}
+
 struct CpuDriver {
   static void check_device(const char* op, const Tensor& x) {
     TORCH_CHECK(x.device().is_cpu(), op, ": expected CPU tensors, got x on ", x.device());
@@ -41,7 +47,8 @@ struct CpuDriver {
                                                mut_ptr_or_null<scalar_t>(c),
                                                ws.data_ptr<scalar_t>(), ws.size(1)};
       recurrence_forward<Cell, scalar_t>(Schedule(s.batch_sizes), x.data_ptr<scalar_t>(),
-                                         weights<scalar_t>(s, p), reverse, out);
+                                         weights<scalar_t>(s, p), reverse, out,
+                                         regularizers<Cell, scalar_t>(s, p));
     });
   }
 
@@ -60,7 +67,7 @@ struct CpuDriver {
           mut_ptr_or_null<scalar_t>(g.b_hh), mut_ptr_or_null<scalar_t>(g.w_hr),
           mut_ptr_or_null<scalar_t>(g.ln)};
       recurrence_backward<Cell, scalar_t>(Schedule(s.batch_sizes), weights<scalar_t>(s, p),
-                                          reverse, saved, out);
+                                          reverse, saved, out, regularizers<Cell, scalar_t>(s, p));
     });
   }
 };

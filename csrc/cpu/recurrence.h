@@ -64,9 +64,28 @@ struct ForwardBuffers {
   int64_t ws_cols;
 };
 
+// Zoneout after a row's cell: blends the new h (in y) and c with the previous ones.
+template <typename T>
+void zoneout_row(const Regularizers<T>& reg, int64_t row, int64_t H, const T* h_prev, T* h,
+                 const T* c_prev, T* c, T* c_saved) {
+  if (reg.zoneout_h) {
+    const T* m = reg.zoneout_h + row * H;
+    FUSEDRNN_INDEPENDENT_ITERATIONS
+    for (int64_t j = 0; j < H; ++j) h[j] += m[j] * (h_prev[j] - h[j]);
+  }
+  if (reg.zoneout_c) {
+    const T* m = reg.zoneout_c + row * H;
+    FUSEDRNN_INDEPENDENT_ITERATIONS
+    for (int64_t j = 0; j < H; ++j) {
+      c[j] += m[j] * (c_prev[j] - c[j]);
+      c_saved[j] = c[j];
+    }
+  }
+}
+
 template <typename Cell, typename T>
 void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w, bool reverse,
-                        const ForwardBuffers<Cell, T>& out) {
+                        const ForwardBuffers<Cell, T>& out, const Regularizers<T>& reg = {}) {
   const int64_t H = w.hidden_size, P = w.proj_size, I = w.input_size;
   const int64_t GH = Cell::kGates * H, W = out.ws_cols, B = s.batch;
   const bool proj = w.w_hr != nullptr;
@@ -79,6 +98,7 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
   }
 
   std::vector<T> gh(static_cast<size_t>(B * GH));
+  std::vector<T> h_masked(reg.rec_mask ? static_cast<size_t>(B * P) : 0);
   const FixedRightOperand<T> recurrent(true, B, GH, P, w.w_hh, P, s.steps());
   std::unique_ptr<FixedRightOperand<T>> projection;
   if (proj) projection = std::make_unique<FixedRightOperand<T>>(true, B, P, H, w.w_hr, H, s.steps());
@@ -88,15 +108,28 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
     const ForwardStep<T> fs{out.ws, gh.data(), w.b_ih, w.b_hh, out.h, out.c, out.y,
                             off,    W,         H,      P,      proj,  w.ln,  w.eps};
     split_rows(rows, [&](int64_t b0, int64_t b1) {
-      recurrent.multiply(b1 - b0, out.h + b0 * P, P, T(0), gh.data() + b0 * GH, GH);
+      const T* h_in = out.h + b0 * P;
+      if (reg.rec_mask) {  // W_hh sees h_{t-1}·d; the cell's own uses of h_{t-1} do not
+        T* dst = h_masked.data() + b0 * P;
+        const T* d = reg.rec_mask + b0 * P;
+        for (int64_t k = 0; k < (b1 - b0) * P; ++k) dst[k] = h_in[k] * d[k];
+        h_in = dst;
+      }
+      recurrent.multiply(b1 - b0, h_in, P, T(0), gh.data() + b0 * GH, GH);
       at::parallel_for(b0, b1, row_grain(GH), [&](int64_t begin, int64_t end) {
+        std::vector<T> c_prev(reg.zoneout_c ? static_cast<size_t>(H) : 0);
         for (int64_t b = begin; b < end; ++b) {
           const ForwardRow<T> r = forward_row<Cell>(fs, b);
+          if (reg.zoneout_c) std::memcpy(c_prev.data(), r.c, sizeof(T) * H);
           if constexpr (Cell::kRowWise) {
             Cell::forward_row(r, H);
           } else {
             FUSEDRNN_INDEPENDENT_ITERATIONS
             for (int64_t j = 0; j < H; ++j) Cell::forward(r, H, j);
+          }
+          if (reg.zoneout_h || reg.zoneout_c) {
+            zoneout_row(reg, off + b, H, r.h_prev, r.h_out, c_prev.data(), r.c,
+                        r.ws + reg.zoned_cell_col);
           }
         }
       });
@@ -136,7 +169,8 @@ struct BackwardOutputs {
 
 template <typename Cell, typename T>
 void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool reverse,
-                         const BackwardInputs<T>& in, const BackwardOutputs<T>& out) {
+                         const BackwardInputs<T>& in, const BackwardOutputs<T>& out,
+                         const Regularizers<T>& reg = {}) {
   const int64_t H = w.hidden_size, P = w.proj_size, I = w.input_size, N = s.rows_total;
   const int64_t GH = Cell::kGates * H, GC = Cell::grad_cols(H), W = in.ws_cols, B = s.batch;
   const bool proj = w.w_hr != nullptr;
@@ -151,6 +185,16 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
     projection = std::make_unique<FixedRightOperand<T>>(false, B, H, P, w.w_hr, H, s.steps());
   }
   const FixedRightOperand<T> recurrent(false, B, P, GH, w.w_hh, P, s.steps());
+  // With regularisers the cell sees dL/dh̃_t = (1 − m)·(dy + dh) in dy_cell; the zoned share
+  // m·(dy + dh) and the GEMM's share through the dropout mask are added to dh afterwards.
+  const bool regularized = reg.any();
+  std::vector<T> dy_cell, dh_kept, dh_gemm, dc_kept;
+  if (regularized) {
+    dy_cell.resize(static_cast<size_t>(N * P));
+    dh_kept.resize(static_cast<size_t>(B * P), T(0));
+    dh_gemm.resize(static_cast<size_t>(B * P));
+    if (reg.zoneout_c) dc_kept.resize(static_cast<size_t>(B * H));
+  }
 
   for (int64_t step = s.steps() - 1; step >= 0; --step) {
     const int64_t t = s.time_at(step, reverse), rows = s.batch_sizes[t], off = s.offsets[t];
@@ -159,7 +203,7 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
                              in.y,
                              in.h0,
                              in.c0,
-                             proj ? dh_raw.data() : in.dy,
+                             proj ? dh_raw.data() : (regularized ? dy_cell.data() : in.dy),
                              zeros.data(),
                              out.dh,
                              out.dc,
@@ -172,7 +216,8 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
                              H,
                              P,
                              proj,
-                             w.ln};
+                             w.ln,
+                             reg.zoned_cell_col};
     split_rows(rows, [&](int64_t b0, int64_t b1) {
       if (proj) {
         T* total = dh_total.data() + (off + b0) * P;
@@ -180,6 +225,31 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
         const T* carried = out.dh + b0 * P;
         for (int64_t k = 0; k < (b1 - b0) * P; ++k) total[k] = dy[k] + carried[k];
         projection->multiply(b1 - b0, total, P, T(0), dh_raw.data() + b0 * H, H);
+      }
+      if (regularized) {
+        for (int64_t b = b0; b < b1; ++b) {
+          const int64_t row = off + b;
+          const T* dy = in.dy + row * P;
+          T* dh = out.dh + b * P;
+          T* cell = dy_cell.data() + row * P;
+          T* kept = dh_kept.data() + b * P;
+          const T* m = reg.zoneout_h ? reg.zoneout_h + row * P : nullptr;
+          for (int64_t j = 0; j < P; ++j) {
+            const T total = dy[j] + dh[j];
+            kept[j] = m ? m[j] * total : T(0);
+            cell[j] = total - kept[j];
+            dh[j] = T(0);  // the cell adds its direct term (GRU) to a clean slate
+          }
+          if (reg.zoneout_c) {
+            const T* mc = reg.zoneout_c + row * H;
+            T* dc = out.dc + b * H;
+            T* dck = dc_kept.data() + b * H;
+            for (int64_t j = 0; j < H; ++j) {
+              dck[j] = mc[j] * dc[j];
+              dc[j] -= dck[j];
+            }
+          }
+        }
       }
       at::parallel_for(b0, b1, row_grain(GH), [&](int64_t begin, int64_t end) {
         for (int64_t b = begin; b < end; ++b) {
@@ -192,8 +262,19 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
           }
         }
       });
-      recurrent.multiply(b1 - b0, dg.data() + (off + b0) * GC, GC,
-                         Cell::kDirectHiddenGrad ? T(1) : T(0), out.dh + b0 * P, P);
+      if (!regularized) {
+        recurrent.multiply(b1 - b0, dg.data() + (off + b0) * GC, GC,
+                           Cell::kDirectHiddenGrad ? T(1) : T(0), out.dh + b0 * P, P);
+        return;
+      }
+      recurrent.multiply(b1 - b0, dg.data() + (off + b0) * GC, GC, T(0), dh_gemm.data() + b0 * P, P);
+      for (int64_t k = b0 * P; k < b1 * P; ++k) {
+        const T through_w = reg.rec_mask ? dh_gemm[k] * reg.rec_mask[k] : dh_gemm[k];
+        out.dh[k] = (Cell::kDirectHiddenGrad ? out.dh[k] : T(0)) + through_w + dh_kept[k];
+      }
+      if (reg.zoneout_c) {
+        for (int64_t k = b0 * H; k < b1 * H; ++k) out.dc[k] += dc_kept[k];
+      }
     });
   }
 
@@ -224,7 +305,7 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
 
   // dW_hh = Σ_t dG_tᵀ·h_{t-1}. Unpacked: h_{t-1} is y shifted by one step, plus h0 for the first
   // step, so two GEMMs on views. Packed: gather h_{t-1} rows into one matrix first.
-  if (s.uniform) {
+  if (s.uniform && !reg.rec_mask) {
     const int64_t shifted = N - B;
     const T* dg_first = dg.data() + (reverse ? shifted * GC : 0);       // rows that read h0
     const T* dg_rest = dg.data() + (reverse ? 0 : B * GC);              // rows that read y
@@ -241,6 +322,9 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
       if (carried) std::memcpy(dst, in.y + s.offsets[tp] * P, sizeof(T) * carried * P);
       std::memcpy(dst + carried * P, in.h0 + carried * P,
                   sizeof(T) * (s.batch_sizes[t] - carried) * P);
+      if (reg.rec_mask) {  // W_hh saw h_{t-1}·d
+        for (int64_t k = 0; k < s.batch_sizes[t] * P; ++k) dst[k] *= reg.rec_mask[k];
+      }
     }
     gemm<T>(true, false, GH, P, N, T(1), dg.data(), GC, h_prev.data(), P, T(0), out.dw_hh, P);
   }

@@ -101,9 +101,16 @@ void forward_impl(const Schedule& s, const Tensor& x, const LayerParams& p, bool
         ws.data_ptr<T>(), N, W, H, static_cast<T>(p.eps));
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
+  // regularisers (driver_common.h): a few ATen ops per step around the fused kernel
+  const Tensor zh = p.zoneout_h.defined() ? p.zoneout_h.view({N, P}) : Tensor();
+  const Tensor zc = p.zoneout_c.defined() ? p.zoneout_c.view({N, H}) : Tensor();
+  const int64_t zoned_col = Cell::workspace_cols(H);
   for (int64_t step = 0; step < s.steps(); ++step) {
     const int64_t t = s.time_at(step, reverse), rows = s.batch_sizes[t], off = s.offsets[t];
-    mm_into(rows_of(gh, 0, rows), rows_of(h, 0, rows), p.w_hh.t());
+    const Tensor h_rows = rows_of(h, 0, rows);
+    mm_into(rows_of(gh, 0, rows),
+            p.rec_mask.defined() ? h_rows.mul(rows_of(p.rec_mask, 0, rows)) : h_rows, p.w_hh.t());
+    const Tensor c_old = zc.defined() ? rows_of(c, 0, rows).clone() : Tensor();
     const ForwardStep<T> fs{ws.data_ptr<T>(), gh.data_ptr<T>(), ptr<T>(p.b_ih), ptr<T>(p.b_hh),
                             h.data_ptr<T>(),  mut_ptr<T>(c),    y.data_ptr<T>(), off,
                             W,                H,                P,               proj,
@@ -114,6 +121,15 @@ void forward_impl(const Schedule& s, const Tensor& x, const LayerParams& p, bool
     if (proj) {
       mm_into(rows_of(y2, off, rows),
                  rows_of(ws, off, rows).narrow(1, raw_hidden_col<Cell>(H), H), p.w_hr.t());
+    }
+    if (zh.defined()) {
+      Tensor y_rows = rows_of(y2, off, rows);
+      y_rows.add_(rows_of(zh, off, rows).mul(h_rows.sub(y_rows)));
+    }
+    if (zc.defined()) {
+      Tensor c_rows = rows_of(c, 0, rows);
+      c_rows.add_(rows_of(zc, off, rows).mul(c_old.sub(c_rows)));
+      rows_of(ws, off, rows).narrow(1, zoned_col, H).copy_(c_rows);
     }
     rows_of(h, 0, rows).copy_(rows_of(y2, off, rows));
   }
@@ -136,6 +152,11 @@ void backward_impl(const Schedule& s, const LayerParams& p, bool reverse, const 
     dh_raw = at::empty({s.batch, H}, opts);
   }
   const auto stream = c10::cuda::getCurrentCUDAStream();
+  const Tensor zh = p.zoneout_h.defined() ? p.zoneout_h.view({N, P}) : Tensor();
+  const Tensor zc = p.zoneout_c.defined() ? p.zoneout_c.view({N, H}) : Tensor();
+  const bool regularized = p.rec_mask.defined() || zh.defined() || zc.defined();
+  // with regularisers the cell reads dL/dh̃_t = (1 − m)·(dy + dh) from dy_cell (see the CPU driver)
+  const Tensor dy_cell = regularized ? at::empty({N, P}, opts) : Tensor();
   for (int64_t step = s.steps() - 1; step >= 0; --step) {
     const int64_t t = s.time_at(step, reverse), rows = s.batch_sizes[t], off = s.offsets[t];
     const int64_t tp = s.previous(t, reverse);
@@ -143,11 +164,26 @@ void backward_impl(const Schedule& s, const LayerParams& p, bool reverse, const 
       add_into(rows_of(dh_total, off, rows), rows_of(dy2, off, rows), rows_of(g.h0, 0, rows));
       mm_into(rows_of(dh_raw, 0, rows), rows_of(dh_total, off, rows), p.w_hr);
     }
+    Tensor dh_kept, dc_kept;
+    if (regularized) {
+      Tensor dh_rows = rows_of(g.h0, 0, rows);
+      const Tensor total = rows_of(dy2, off, rows).add(dh_rows);
+      dh_kept = zh.defined() ? rows_of(zh, off, rows).mul(total) : at::zeros_like(total);
+      rows_of(dy_cell, off, rows).copy_(total.sub(dh_kept));
+      dh_rows.zero_();
+      if (zc.defined()) {
+        Tensor dc_rows = rows_of(g.c0, 0, rows);
+        dc_kept = rows_of(zc, off, rows).mul(dc_rows);
+        dc_rows.sub_(dc_kept);
+      }
+    }
     const BackwardStep<T> bs{in.workspace.data_ptr<T>(),
                              in.y.data_ptr<T>(),
                              in.h0.data_ptr<T>(),
                              ptr<T>(in.c0),
-                             proj ? dh_raw.data_ptr<T>() : in.grad_y.data_ptr<T>(),
+                             proj          ? dh_raw.data_ptr<T>()
+                             : regularized ? dy_cell.data_ptr<T>()
+                                           : in.grad_y.data_ptr<T>(),
                              zeros.data_ptr<T>(),
                              g.h0.data_ptr<T>(),
                              mut_ptr<T>(g.c0),
@@ -160,13 +196,20 @@ void backward_impl(const Schedule& s, const LayerParams& p, bool reverse, const 
                              H,
                              P,
                              proj,
-                             ptr<T>(p.ln)};
+                             ptr<T>(p.ln),
+                             zc.defined() ? Cell::workspace_cols(H) : -1};
     backward_step_kernel<Cell, T>
         <<<blocks_for(step_threads<Cell>(rows, H)), kThreads, 0, stream>>>(bs, rows);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
     const Tensor dg_h = rows_of(dg, off, rows).narrow(1, 0, GH);
     Tensor dh_rows = rows_of(g.h0, 0, rows);
-    if (Cell::kDirectHiddenGrad) {
+    if (regularized) {
+      if (zc.defined()) rows_of(g.c0, 0, rows).add_(dc_kept);
+      Tensor through_w = at::mm(dg_h, p.w_hh);
+      if (p.rec_mask.defined()) through_w.mul_(rows_of(p.rec_mask, 0, rows));
+      if (!Cell::kDirectHiddenGrad) dh_rows.zero_();
+      dh_rows.add_(through_w).add_(dh_kept);
+    } else if (Cell::kDirectHiddenGrad) {
       dh_rows.addmm_(dg_h, p.w_hh);  // the cell left its direct term in dh
     } else {
       mm_into(dh_rows, dg_h, p.w_hh);
@@ -213,6 +256,11 @@ void backward_impl(const Schedule& s, const LayerParams& p, bool reverse, const 
           .copy_(rows_of(in.h0, carried, rows - carried));
     }
   }
+  if (p.rec_mask.defined()) {  // W_hh saw h_{t-1}·d
+    for (int64_t t = 0; t < s.steps(); ++t) {
+      rows_of(h_prev, s.offsets[t], s.batch_sizes[t]).mul_(rows_of(p.rec_mask, 0, s.batch_sizes[t]));
+    }
+  }
   mm_into(g.w_hh, dg.narrow(1, 0, GH).t(), h_prev);
   if (proj) mm_into(g.w_hr, dh_total.t(), in.workspace.narrow(1, raw_hidden_col<Cell>(H), H));
 }
@@ -224,8 +272,9 @@ bool reduced(const Tensor& t) {
 Tensor as_float(const Tensor& t) { return t.defined() && t.numel() ? t.to(at::kFloat) : t; }
 
 LayerParams as_float(const LayerParams& p) {
-  return {as_float(p.w_ih), as_float(p.w_hh), as_float(p.b_ih), as_float(p.b_hh),
-          as_float(p.w_hr), as_float(p.ln),   p.eps};
+  return {as_float(p.w_ih), as_float(p.w_hh),     as_float(p.b_ih),      as_float(p.b_hh),
+          as_float(p.w_hr), as_float(p.ln),       p.eps,                 as_float(p.rec_mask),
+          as_float(p.zoneout_h), as_float(p.zoneout_c)};
 }
 
 struct CudaDriver {

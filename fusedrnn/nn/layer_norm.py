@@ -2,7 +2,8 @@
 
 They take fusedrnn.LSTM's / GRU's constructor and forward (multi-layer, bidirectional,
 batch_first, PackedSequence, hx), without proj_size, plus `eps`. Each layer and direction adds
-LayerNorm gains (init 1) and biases (init 0) next to torch.nn's weights:
+LayerNorm gains (init 1) and biases (init 0) next to torch.nn's weights (and the regularisers of
+fusedrnn/nn/regularizers.py, as on every fused layer):
 ln_ih_weight_l{k}{sfx}, ln_ih_bias_l{k}{sfx}, ln_hh_weight_l{k}{sfx}, ln_hh_bias_l{k}{sfx}, and for
 the LSTM ln_c_weight_l{k}{sfx}, ln_c_bias_l{k}{sfx} (sfx '' or '_reverse').
 """
@@ -13,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import ln_ops
+from .regularizers import Regularization
 from .rnn import _FusedStack
 
 _LN_BLOCKS = {"LSTM": ("ih", "hh", "c"), "GRU": ("ih", "hh")}
@@ -60,12 +62,14 @@ class _LayerNormStack(_FusedStack):
             parts += [getattr(self, f"ln_{block}_weight{sfx}"), getattr(self, f"ln_{block}_bias{sfx}")]
         return torch.cat(parts)
 
-    def _run_layer(self, x, h0, c0, weights, batch_sizes, reverse, layer=0, direction=0):
+    def _run_layer(self, x, h0, c0, weights, batch_sizes, reverse, layer, direction, masks):
         w_ih, w_hh, b_ih, b_hh, _ = weights
-        ln = self._packed_ln(layer, direction)
+        ln, m = self._packed_ln(layer, direction), masks
         if self.mode == "LSTM":
-            return ln_ops.ln_lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse, self.eps)
-        return (*ln_ops.ln_gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse, self.eps), None)
+            return ln_ops.ln_lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse,
+                                        self.eps, m.rec_mask, m.zoneout_h, m.zoneout_c)
+        return (*ln_ops.ln_gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse, self.eps,
+                                     m.rec_mask, m.zoneout_h), None)
 
     def to_torch(self):
         raise NotImplementedError(f"torch.nn has no equivalent of fusedrnn.{type(self).__name__}")
@@ -73,16 +77,26 @@ class _LayerNormStack(_FusedStack):
     def extra_repr(self) -> str:
         return super().extra_repr() + f", eps={self.eps}"
 
+    @staticmethod
+    def _regularizers(kwargs: dict, mode: str) -> Regularization:
+        unknown = set(kwargs) - {"zoneout_h", "zoneout_c", "dropconnect", "recurrent_dropout"}
+        if unknown:
+            raise TypeError(f"unexpected keyword arguments {sorted(unknown)}")
+        return Regularization.pop_from(kwargs, mode)
+
 
 class LayerNormLSTM(_LayerNormStack, nn.RNNBase):
     """Layer-normalised LSTM (Ba, Kiros & Hinton 2016) with fusedrnn.LSTM's interface."""
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 eps: float = 1e-5, device=None, dtype=None):
+                 eps: float = 1e-5, device=None, dtype=None, generator: torch.Generator | None = None,
+                 **regularizers):
+        reg = self._regularizers(regularizers, "LSTM")
         super().__init__("LSTM", input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, 0, device, dtype)
         self._init_layer_norm(eps, {"device": device, "dtype": dtype})
+        self._set_regularization(reg, generator)
 
     get_expected_cell_size = nn.LSTM.get_expected_cell_size
     check_forward_args = nn.LSTM.check_forward_args
@@ -94,7 +108,10 @@ class LayerNormGRU(_LayerNormStack, nn.RNNBase):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 eps: float = 1e-5, device=None, dtype=None):
+                 eps: float = 1e-5, device=None, dtype=None, generator: torch.Generator | None = None,
+                 **regularizers):
+        reg = self._regularizers(regularizers, "GRU")
         super().__init__("GRU", input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, 0, device, dtype)
         self._init_layer_norm(eps, {"device": device, "dtype": dtype})
+        self._set_regularization(reg, generator)

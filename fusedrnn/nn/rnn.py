@@ -18,6 +18,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from .. import ops
 from ._fallback import fused_supported, warn_fallback
+from .regularizers import LayerMasks, Regularization, draw_masks
 
 _LAYER_OP = {"LSTM": "lstm_layer", "GRU": "gru_layer", "RNN_TANH": "rnn_layer", "RNN_RELU": "rnn_layer"}
 _TORCH_CLASS = {"LSTM": nn.LSTM, "GRU": nn.GRU, "RNN_TANH": nn.RNN, "RNN_RELU": nn.RNN}
@@ -27,6 +28,16 @@ class _FusedStack:
     """Mixin holding the forward shared by LSTM, GRU and RNN."""
 
     mode: str
+    # zoneout / dropconnect / recurrent dropout rates (all off by default) and their RNG
+    regularization: Regularization = Regularization()
+    generator: torch.Generator | None = None
+
+    def _set_regularization(self, reg: Regularization, generator: torch.Generator | None) -> None:
+        self.regularization = reg
+        self.generator = generator
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + self.regularization.extra_repr()
 
     @classmethod
     def from_torch(cls, module: nn.RNNBase):
@@ -70,6 +81,11 @@ class _FusedStack:
 
     def _unfused_forward(self, input, hx, data: Tensor):
         """Inputs with no fused kernel run torch.nn's implementation, after a one-time warning."""
+        if self.regularization.active():
+            raise TypeError(
+                f"fusedrnn.{type(self).__name__}: zoneout, dropconnect and recurrent_dropout need the "
+                f"fused kernels, which do not run {data.dtype} on {data.device.type}"
+            )
         warn_fallback(type(self).__name__, data)
         return _TORCH_CLASS[self.mode].forward(self, input, hx)
 
@@ -78,16 +94,30 @@ class _FusedStack:
         get = lambda name: getattr(self, name + sfx) if hasattr(self, name + sfx) else None  # noqa: E731
         return [get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), get("weight_hr")]
 
-    def _run_layer(self, x, h0, c0, weights, batch_sizes, reverse, layer=0, direction=0):
+    def _run_layer(self, x, h0, c0, weights, batch_sizes, reverse, layer, direction, masks):
         w_ih, w_hh, b_ih, b_hh, w_hr = weights
+        m = masks
         if self.mode == "LSTM":
-            return ops.lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse)
+            return ops.lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse,
+                                  m.rec_mask, m.zoneout_h, m.zoneout_c)
         if self.mode == "GRU":
-            return (*ops.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse), None)
+            return (*ops.gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, m.rec_mask,
+                                   m.zoneout_h), None)
         relu = self.mode == "RNN_RELU"
-        return (*ops.rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, relu), None)
+        return (*ops.rnn_layer(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, relu, m.rec_mask,
+                               m.zoneout_h), None)
 
-    def _stack(self, x: Tensor, h0: Tensor, c0: Tensor | None, batch_sizes: Tensor | None):
+    def _layer_masks(self, explicit, layer, direction, x, batch, w_hh) -> LayerMasks:
+        if explicit is not None:
+            return explicit.get((layer, direction), LayerMasks())
+        if not self.regularization.active():
+            return LayerMasks()
+        y_shape = (*x.shape[:-1], self.hidden_size)
+        return draw_masks(self.regularization, self.training, y_shape, batch, self.hidden_size, w_hh,
+                          self.generator)
+
+    def _stack(self, x: Tensor, h0: Tensor, c0: Tensor | None, batch_sizes: Tensor | None,
+               masks: dict | None = None):
         """All layers and directions on time-major (or packed) x. Returns (y, h_n, c_n)."""
         directions = 2 if self.bidirectional else 1
         h_out, c_out = [], []
@@ -95,10 +125,13 @@ class _FusedStack:
             outputs = []
             for direction in range(directions):
                 idx = layer * directions + direction
+                weights = self._layer_weights(layer, direction)
+                m = self._layer_masks(masks, layer, direction, x, h0.shape[1], weights[1])
+                if m.dropconnect is not None:  # one W_hh mask for every step of this call
+                    weights[1] = weights[1] * m.dropconnect
                 y, h, c = self._run_layer(
-                    x, h0[idx], c0[idx] if c0 is not None else None,
-                    self._layer_weights(layer, direction), batch_sizes, direction == 1,
-                    layer, direction,
+                    x, h0[idx], c0[idx] if c0 is not None else None, weights, batch_sizes,
+                    direction == 1, layer, direction, m,
                 )
                 outputs.append(y)
                 h_out.append(h)
@@ -109,7 +142,9 @@ class _FusedStack:
         c_n = torch.stack(c_out) if c0 is not None else None
         return x, torch.stack(h_out), c_n
 
-    def forward(self, input, hx=None):  # noqa: C901  (mirrors torch.nn's forward)
+    def forward(self, input, hx=None, *, masks=None):  # noqa: C901  (mirrors torch.nn's forward)
+        """torch.nn's forward; `masks` ({(layer, direction): LayerMasks}) replaces the regularisers'
+        random masks, for tests that compare against a reference element for element."""
         data = input.data if isinstance(input, PackedSequence) else input
         if not fused_supported(self._layer_op_name(), data):
             return self._unfused_forward(input, hx, data)
@@ -155,7 +190,7 @@ class _FusedStack:
         if x.size(0) == 0:
             raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
         h0, c0 = hx if is_lstm else (hx, None)
-        y, h_n, c_n = self._stack(x, h0, c0, batch_sizes)
+        y, h_n, c_n = self._stack(x, h0, c0, batch_sizes, masks)
         if self.batch_first and batch_sizes is None:
             y = y.transpose(0, 1)
 
@@ -172,8 +207,10 @@ class _FusedStack:
 class LSTM(_FusedStack, nn.RNNBase):
     """Drop-in torch.nn.LSTM (proj_size included) running fused kernels."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, generator: torch.Generator | None = None, **kwargs):
+        reg = Regularization.pop_from(kwargs, "LSTM")
         super().__init__("LSTM", *args, **kwargs)
+        self._set_regularization(reg, generator)
 
     # torch.nn.LSTM's own checks and hidden-state permutation (they use only RNNBase state)
     get_expected_cell_size = nn.LSTM.get_expected_cell_size
@@ -184,18 +221,21 @@ class LSTM(_FusedStack, nn.RNNBase):
 class GRU(_FusedStack, nn.RNNBase):
     """Drop-in torch.nn.GRU running fused kernels."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, generator: torch.Generator | None = None, **kwargs):
         if "proj_size" in kwargs:
             raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+        reg = Regularization.pop_from(kwargs, "GRU")
         super().__init__("GRU", *args, **kwargs)
+        self._set_regularization(reg, generator)
 
 
 class RNN(_FusedStack, nn.RNNBase):
     """Drop-in torch.nn.RNN (tanh or relu) running fused kernels."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, generator: torch.Generator | None = None, **kwargs):
         if "proj_size" in kwargs:
             raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+        reg = Regularization.pop_from(kwargs, "RNN")
         # nonlinearity is nn.RNN's 4th positional argument, which RNNBase does not take
         if len(args) > 3:
             nonlinearity, args = args[3], args[:3] + args[4:]
@@ -206,3 +246,4 @@ class RNN(_FusedStack, nn.RNNBase):
             raise ValueError(f"Unknown nonlinearity '{nonlinearity}'. Select from 'tanh' or 'relu'.")
         self.nonlinearity = nonlinearity
         super().__init__(modes[nonlinearity], *args, **kwargs)
+        self._set_regularization(reg, generator)

@@ -1,0 +1,222 @@
+"""Zoneout, DropConnect and variational recurrent dropout on every fused layer: with explicit masks
+the fused layers match the step-by-step reference of fusedrnn.reference element for element
+(outputs, states, all gradients); eval-mode zoneout is the expectation formula; masks come from
+torch's RNG or a generator; the ops pass gradcheck and opcheck with masks; bad input is refused."""
+
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence
+
+import fusedrnn
+from fusedrnn import reference
+from fusedrnn.nn.regularizers import LayerMasks
+
+from .conftest import TOL
+
+# the same float32 bounds as the LayerNorm tests (LN amplifies rounding); float64 as everywhere
+TOLS = {torch.float32: {"atol": 1e-4, "rtol": 1e-3}, torch.float64: TOL[torch.float64]}
+
+MODULES = {
+    "lstm": lambda *a, **k: fusedrnn.LSTM(*a, **k),
+    "gru": lambda *a, **k: fusedrnn.GRU(*a, **k),
+    "rnn_tanh": lambda *a, **k: fusedrnn.RNN(*a, **k),
+    "ln_lstm": lambda *a, **k: fusedrnn.LayerNormLSTM(*a, **k),
+    "ln_gru": lambda *a, **k: fusedrnn.LayerNormGRU(*a, **k),
+}
+HAS_C = {"lstm", "ln_lstm"}
+
+
+def _params(m, layer, direction):
+    sfx = f"_l{layer}" + ("_reverse" if direction else "")
+    p = {"w_ih": getattr(m, "weight_ih" + sfx), "w_hh": getattr(m, "weight_hh" + sfx),
+         "b_ih": getattr(m, "bias_ih" + sfx, None), "b_hh": getattr(m, "bias_hh" + sfx, None)}
+    for block in ("ih", "hh", "c"):
+        if hasattr(m, f"ln_{block}_weight{sfx}"):
+            p[f"ln_{block}_w"] = getattr(m, f"ln_{block}_weight{sfx}")
+            p[f"ln_{block}_b"] = getattr(m, f"ln_{block}_bias{sfx}")
+    return p
+
+
+def reference_stack(kind, m, x, h0, c0, batch_sizes, masks):
+    D = 2 if m.bidirectional else 1
+    hs, cs = [], []
+    for layer in range(m.num_layers):
+        outs = []
+        for d in range(D):
+            idx, mk = layer * D + d, masks[(layer, d)]
+            p = _params(m, layer, d)
+            if mk.dropconnect is not None:
+                p["w_hh"] = p["w_hh"] * mk.dropconnect
+            y, h, c = reference.run_layer(
+                kind, x, h0[idx], c0[idx] if c0 is not None else None, p, batch_sizes=batch_sizes,
+                reverse=d == 1, eps=getattr(m, "eps", 1e-5), rec_mask=mk.rec_mask,
+                zoneout_h=mk.zoneout_h, zoneout_c=mk.zoneout_c)
+            outs.append(y)
+            hs.append(h)
+            cs.append(c)
+        x = torch.cat(outs, -1) if D == 2 else outs[0]
+    return x, torch.stack(hs), (torch.stack(cs) if c0 is not None else None)
+
+
+def _explicit_masks(kind, m, rows_shape, B, dtype, seed=5):
+    gen = torch.Generator().manual_seed(seed)
+    H = m.hidden_size
+    bern = lambda shape, p: torch.bernoulli(torch.full(shape, p, dtype=dtype), generator=gen)  # noqa: E731
+    masks = {}
+    for layer in range(m.num_layers):
+        for d in range(2 if m.bidirectional else 1):
+            G = m.weight_hh_l0.shape[0]
+            masks[(layer, d)] = LayerMasks(
+                rec_mask=bern((B, H), 0.7) / 0.7,
+                zoneout_h=bern((*rows_shape, H), 0.3),
+                zoneout_c=bern((*rows_shape, H), 0.4) if kind in HAS_C else None,
+                dropconnect=bern((G, H), 0.8) / 0.8,
+            )
+    return masks
+
+
+@pytest.mark.parametrize("kind", list(MODULES))
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+def test_explicit_masks_match_reference(kind, packed, dtype):
+    T, B, I, H = 5, 4, 3, 6
+    m = MODULES[kind](I, H, num_layers=2, bidirectional=True, dtype=dtype)
+    x = torch.randn(T, B, I, dtype=dtype, requires_grad=True)
+    h0 = torch.randn(4, B, H, dtype=dtype, requires_grad=True)
+    c0 = torch.randn(4, B, H, dtype=dtype, requires_grad=True) if kind in HAS_C else None
+    hx = (h0, c0) if c0 is not None else h0
+    if packed:
+        lengths = torch.tensor([5, 4, 2, 1])
+        inp = pack_padded_sequence(x, lengths)
+        data, batch_sizes = inp.data, inp.batch_sizes
+        masks = _explicit_masks(kind, m, (data.shape[0],), B, dtype)
+    else:
+        inp, data, batch_sizes = x, x, None
+        masks = _explicit_masks(kind, m, (T, B), B, dtype)
+    y, state = m(inp, hx, masks=masks)
+    y = y.data if packed else y
+    h_n, c_n = state if c0 is not None else (state, None)
+    y_ref, h_ref, c_ref = reference_stack(kind, m, data, h0, c0, batch_sizes, masks)
+    outs = [y, h_n] + ([c_n] if c0 is not None else [])
+    refs = [y_ref, h_ref] + ([c_ref] if c0 is not None else [])
+    for name, a, b in zip(("y", "h_n", "c_n"), outs, refs, strict=False):
+        torch.testing.assert_close(a, b, **TOLS[dtype], msg=lambda s, n=name: f"{n}: {s}")
+    inputs = [x, h0] + ([c0] if c0 is not None else []) + list(m.parameters())
+    names = ["x", "h0"] + (["c0"] if c0 is not None else []) + [n for n, _ in m.named_parameters()]
+    weights = [torch.rand_like(o) for o in outs]
+    loss = lambda ts: sum((o * w).sum() for o, w in zip(ts, weights, strict=True))  # noqa: E731
+    got = torch.autograd.grad(loss(outs), inputs, retain_graph=True)  # packing is shared by both
+    want = torch.autograd.grad(loss(refs), inputs)
+    for name, a, b in zip(names, got, want, strict=True):
+        torch.testing.assert_close(a, b, **TOLS[dtype], msg=lambda s, n=name: f"grad of {n}: {s}")
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "ln_lstm"])
+def test_eval_zoneout_is_the_expectation(kind):
+    rates = {"zoneout_h": 0.3, **({"zoneout_c": 0.2} if kind in HAS_C else {})}
+    m = MODULES[kind](3, 5, dtype=torch.float64, dropconnect=0.5, recurrent_dropout=0.5, **rates).eval()
+    x = torch.randn(6, 2, 3, dtype=torch.float64)
+    y = m(x)[0]
+    full = lambda p: torch.full((6, 2, 5), p, dtype=torch.float64)  # noqa: E731
+    expected = {(0, 0): LayerMasks(zoneout_h=full(0.3),
+                                   zoneout_c=full(0.2) if kind in HAS_C else None)}
+    h0 = torch.zeros(1, 2, 5, dtype=torch.float64)
+    y_ref = reference_stack(kind, m, x, h0, h0.clone() if kind in HAS_C else None, None, expected)[0]
+    # dropconnect and recurrent dropout are off in evaluation: only the zoneout expectation remains
+    torch.testing.assert_close(y, y_ref)
+
+
+def test_training_zoneout_one_keeps_the_initial_state():
+    m = fusedrnn.LSTM(3, 4, zoneout_h=1.0, zoneout_c=1.0)
+    h0, c0 = torch.randn(1, 2, 4), torch.randn(1, 2, 4)
+    y, (h, c) = m(torch.randn(5, 2, 3), (h0, c0))
+    torch.testing.assert_close(y, h0.expand(5, 2, 4))
+    torch.testing.assert_close(c, c0)
+
+
+def test_masks_follow_the_seed_and_the_generator():
+    m = fusedrnn.GRU(3, 8, zoneout_h=0.3, dropconnect=0.3, recurrent_dropout=0.3)
+    x = torch.randn(7, 4, 3)
+    torch.manual_seed(1)
+    a = m(x)[0]
+    torch.manual_seed(1)
+    b = m(x)[0]
+    torch.manual_seed(2)
+    c = m(x)[0]
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    g = fusedrnn.GRU(3, 8, zoneout_h=0.3, generator=torch.Generator().manual_seed(9))
+    g.load_state_dict(m.state_dict())
+    first = g(x)[0]
+    g.generator.manual_seed(9)
+    assert torch.equal(first, g(x)[0])
+    m.eval()
+    assert torch.equal(m(x)[0], m(x)[0])  # evaluation draws nothing
+
+
+def test_defaults_are_off_and_match_torch_nn():
+    m = fusedrnn.LSTM(3, 4)
+    assert not m.regularization.active()
+    ref = m.to_torch()
+    x = torch.randn(5, 2, 3)
+    torch.testing.assert_close(m(x)[0], ref(x)[0], atol=2e-5, rtol=1e-4)
+
+
+def _masked_op_inputs(kind, dtype=torch.float64, T=4, B=3, I=3, H=4):
+    gen = torch.Generator().manual_seed(0)
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[kind]
+    rnd = lambda *s: torch.randn(*s, generator=gen, dtype=dtype).requires_grad_()  # noqa: E731
+    bern = lambda *s: torch.bernoulli(torch.full(s, 0.4, dtype=dtype), generator=gen)  # noqa: E731
+    tensors = [rnd(T, B, I), rnd(B, H)] + ([rnd(B, H)] if kind == "lstm" else []) + [
+        rnd(G * H, I), rnd(G * H, H), rnd(G * H), rnd(G * H)]
+    masks = [bern(B, H) / 0.6, bern(T, B, H)] + ([bern(T, B, H)] if kind == "lstm" else [])
+    return tensors, masks
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_ops_with_masks_gradcheck_and_opcheck(kind):
+    tensors, masks = _masked_op_inputs(kind)
+    op = getattr(torch.ops.fusedrnn, f"{kind}_layer")
+
+    def call(*ts, train=True):
+        if kind == "lstm":
+            return op(*ts[:7], None, None, False, train, *masks)
+        flags = (False, train) if kind == "rnn" else (train,)
+        return op(*ts[:6], None, False, *flags, *masks)
+
+    assert torch.autograd.gradcheck(lambda *ts: call(*ts)[:-1], tuple(tensors))
+    f32 = [t.detach().float().requires_grad_() for t in tensors]
+    masks[:] = [m.float() for m in masks]
+    args = (*f32[:7], None, None, False, True, *masks) if kind == "lstm" else (
+        (*f32[:6], None, False, *((False, True) if kind == "rnn" else (True,)), *masks))
+    torch.library.opcheck(op, args)
+
+
+def test_compiled_regularized_training_step():
+    m = fusedrnn.LayerNormLSTM(3, 5, zoneout_h=0.2, zoneout_c=0.1, dropconnect=0.2, recurrent_dropout=0.2)
+    compiled = torch.compile(lambda x, masks: m(x, masks=masks)[0], fullgraph=True, backend="aot_eager")
+    masks = {(0, 0): LayerMasks(rec_mask=torch.ones(2, 5) * 1.25, zoneout_h=torch.full((4, 2, 5), 0.2),
+                                zoneout_c=torch.zeros(4, 2, 5), dropconnect=torch.ones(20, 5))}
+    x = torch.randn(4, 2, 3)
+    eager = m(x, masks=masks)[0]
+    out = compiled(x, masks)
+    torch.testing.assert_close(out, eager)
+    out.sum().backward()
+    assert m.weight_hh_l0.grad is not None and torch.isfinite(m.weight_hh_l0.grad).all()
+
+
+def test_bad_regularizer_arguments():
+    with pytest.raises(ValueError, match="zoneout_c"):
+        fusedrnn.GRU(3, 4, zoneout_c=0.1)
+    with pytest.raises(ValueError, match="dropconnect must be in"):
+        fusedrnn.LSTM(3, 4, dropconnect=1.0)
+    with pytest.raises(ValueError, match="zoneout_h must be in"):
+        fusedrnn.LayerNormGRU(3, 4, zoneout_h=-0.1)
+    with pytest.raises(ValueError, match="proj_size"):
+        fusedrnn.LSTM(3, 4, proj_size=2, zoneout_h=0.1)
+    with pytest.raises(TypeError, match="unexpected"):
+        fusedrnn.LayerNormLSTM(3, 4, zonout_h=0.1)
+    tensors, masks = _masked_op_inputs("lstm", torch.float32)
+    with pytest.raises(RuntimeError, match="zoneout_h"):
+        torch.ops.fusedrnn.lstm_layer(*tensors, None, None, False, False, masks[0], masks[1][:2], None)
+    with pytest.raises(RuntimeError, match="rec_mask"):
+        torch.ops.fusedrnn.lstm_layer(*tensors, None, None, False, False, masks[0][:1], None, None)
