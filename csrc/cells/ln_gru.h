@@ -20,8 +20,9 @@ struct LnGruCell {
   static constexpr bool kLayerNorm = true;
   // workspace row: x̂_ih (3H), x̂_hh (3H), r z n (3H), b_n (H), rstd_ih, rstd_hh
   static constexpr int64_t workspace_cols(int64_t H) { return 10 * H + 2; }
-  // gradient row: d(h-side pre-LN) (3H), d(x-side pre-LN) (3H), dL/da (3H), dL/db (3H)
-  static constexpr int64_t grad_cols(int64_t H) { return 12 * H; }
+  // gradient row: d(h-side pre-LN) (3H), dL/da (3H), dL/db (3H); after the loop input_grad_row
+  // turns dL/da into the x side's pre-LN gradient in place (see LnLstmCell)
+  static constexpr int64_t grad_cols(int64_t H) { return 9 * H; }
   static constexpr int64_t ln_params(int64_t H) { return 12 * H; }
 
   template <typename T>
@@ -62,16 +63,13 @@ struct LnGruCell {
   template <typename T>
   FUSEDRNN_HOST_DEVICE static void backward_row(const BackwardRow<T>& r, int64_t H) {
     const int64_t G = 3 * H;
-    const T* g_ih = r.ln;
     const T* g_hh = r.ln + 2 * G;
-    const T* xh = r.ws;
     const T* hh = r.ws + G;
     const T* act = r.ws + 2 * G;
-    const T rstd_ih = r.ws[10 * H], rstd_hh = r.ws[10 * H + 1];
+    const T rstd_hh = r.ws[10 * H + 1];
     T* d_hpre = r.dg;
-    T* d_xpre = r.dg + G;
-    T* da = r.dg + 2 * G;
-    T* db = r.dg + 3 * G;
+    T* da = r.dg + G;
+    T* db = r.dg + 2 * G;
     FUSEDRNN_ROW_LOOP
     for (int64_t j = 0; j < H; ++j) {
       const T rg = act[j], z = act[H + j], n = act[2 * H + j], b_n = act[3 * H + j];
@@ -88,15 +86,20 @@ struct LnGruCell {
       r.dh[j] = dh * z;
     }
     ln::normalize_backward(db, g_hh, hh, rstd_hh, G, d_hpre);
-    ln::normalize_backward(da, g_ih, xh, rstd_ih, G, d_xpre);
+  }
+
+  template <typename T>
+  FUSEDRNN_HOST_DEVICE static void input_grad_row(T* dg, const T* ws, const T* ln, int64_t H) {
+    const int64_t G = 3 * H;
+    ln::normalize_backward(dg + G, ln, ws, ws[10 * H], G, dg + G);  // in place: γ_ih is ln[0, G)
   }
 
   static std::vector<ColumnReduction> reductions(int64_t H) {
     const int64_t G = 3 * H;
     using R = ColumnReduction;
-    return {{R::kBiasIh, 0, 2 * G, -1, G},     {R::kBiasHh, 0, 3 * G, -1, G},
-            {R::kLayerNorm, 0, 2 * G, 0, G},   {R::kLayerNorm, G, 2 * G, -1, G},
-            {R::kLayerNorm, 2 * G, 3 * G, G, G}, {R::kLayerNorm, 3 * G, 3 * G, -1, G}};
+    return {{R::kBiasIh, 0, G, -1, G},     {R::kBiasHh, 0, 2 * G, -1, G},
+            {R::kLayerNorm, 0, G, 0, G},   {R::kLayerNorm, G, G, -1, G},
+            {R::kLayerNorm, 2 * G, 2 * G, G, G}, {R::kLayerNorm, 3 * G, 2 * G, -1, G}};
   }
 };
 

@@ -24,8 +24,10 @@ struct LnLstmCell {
   // its affine (H), then rstd_ih, rstd_hh, rstd_c
   static constexpr int64_t workspace_cols(int64_t H) { return 14 * H + 3; }
   static constexpr int64_t saved_cell_col(int64_t H) { return 12 * H; }
-  // gradient row: d(h-side pre-LN) (4H), d(x-side pre-LN) (4H), d(gates) (4H), dL/dLN_c(c) (H)
-  static constexpr int64_t grad_cols(int64_t H) { return 13 * H; }
+  // gradient row: d(h-side pre-LN) (4H), d(gates) (4H), dL/dLN_c(c) (H). After the time loop,
+  // once the parameter reductions have read d(gates), input_grad_row turns it into the x side's
+  // pre-LN gradient in place: row-local work, done for every row at once off the critical path.
+  static constexpr int64_t grad_cols(int64_t H) { return 9 * H; }
   static constexpr int64_t ln_params(int64_t H) { return 18 * H; }
 
   // After the input GEMM: x̂_ih in place of x_t·W_ihᵀ, and its rstd
@@ -76,19 +78,16 @@ struct LnLstmCell {
   template <typename T>
   FUSEDRNN_HOST_DEVICE static void backward_row(const BackwardRow<T>& r, int64_t H) {
     const int64_t G = 4 * H;
-    const T* g_ih = r.ln;
     const T* g_hh = r.ln + 2 * G;
     const T* g_c = r.ln + 4 * G;
     const T* b_c = g_c + H;
-    const T* xh = r.ws;
     const T* hh = r.ws + G;
     const T* act = r.ws + 2 * G;
     const T* c_hat = r.ws + 3 * G + H;
-    const T rstd_ih = r.ws[14 * H], rstd_hh = r.ws[14 * H + 1], rstd_c = r.ws[14 * H + 2];
+    const T rstd_hh = r.ws[14 * H + 1], rstd_c = r.ws[14 * H + 2];
     T* d_hpre = r.dg;
-    T* d_xpre = r.dg + G;
-    T* d_gates = r.dg + 2 * G;
-    T* d_chat = r.dg + 3 * G;  // dL/d(ĉ·γ_c + β_c)
+    T* d_gates = r.dg + G;
+    T* d_chat = r.dg + 2 * G;  // dL/d(ĉ·γ_c + β_c)
     FUSEDRNN_ROW_LOOP
     for (int64_t j = 0; j < H; ++j) {
       const T o = act[3 * H + j];
@@ -109,18 +108,23 @@ struct LnLstmCell {
       r.dc[j] = dc * f;
     }
     ln::normalize_backward(d_gates, g_hh, hh, rstd_hh, G, d_hpre);
-    ln::normalize_backward(d_gates, g_ih, xh, rstd_ih, G, d_xpre);
+  }
+
+  template <typename T>
+  FUSEDRNN_HOST_DEVICE static void input_grad_row(T* dg, const T* ws, const T* ln, int64_t H) {
+    const int64_t G = 4 * H;
+    ln::normalize_backward(dg + G, ln, ws, ws[14 * H], G, dg + G);  // in place: γ_ih is ln[0, G)
   }
 
   // bias and LN-parameter gradients as column reductions over all rows after the time loop
   static std::vector<ColumnReduction> reductions(int64_t H) {
     const int64_t G = 4 * H;
     using R = ColumnReduction;
-    return {{R::kBiasIh, 0, 2 * G, -1, G},         {R::kBiasHh, 0, 2 * G, -1, G},
-            {R::kLayerNorm, 0, 2 * G, 0, G},       {R::kLayerNorm, G, 2 * G, -1, G},
-            {R::kLayerNorm, 2 * G, 2 * G, G, G},   {R::kLayerNorm, 3 * G, 2 * G, -1, G},
-            {R::kLayerNorm, 4 * G, 3 * G, 3 * G + H, H},
-            {R::kLayerNorm, 4 * G + H, 3 * G, -1, H}};
+    return {{R::kBiasIh, 0, G, -1, G},         {R::kBiasHh, 0, G, -1, G},
+            {R::kLayerNorm, 0, G, 0, G},       {R::kLayerNorm, G, G, -1, G},
+            {R::kLayerNorm, 2 * G, G, G, G},   {R::kLayerNorm, 3 * G, G, -1, G},
+            {R::kLayerNorm, 4 * G, 2 * G, 3 * G + H, H},
+            {R::kLayerNorm, 4 * G + H, 2 * G, -1, H}};
   }
 };
 

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "../driver_common.h"
@@ -175,7 +176,9 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
   const int64_t GH = Cell::kGates * H, GC = Cell::grad_cols(H), W = in.ws_cols, B = s.batch;
   const bool proj = w.w_hr != nullptr;
 
-  std::vector<T> dg(static_cast<size_t>(N * GC));
+  // every entry is written by the step passes: no zero fill (a memset of N·GC per call)
+  const std::unique_ptr<T[]> dg_buffer(new T[static_cast<size_t>(N * GC)]);
+  T* const dg = dg_buffer.get();
   std::vector<T> zeros(static_cast<size_t>(std::max(H, P)), T(0));
   std::vector<T> dh_total, dh_raw;  // projection only: dL/dy_t + carried dL/dh_t, and through W_hr
   std::unique_ptr<FixedRightOperand<T>> projection;
@@ -207,7 +210,7 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
                              zeros.data(),
                              out.dh,
                              out.dc,
-                             dg.data(),
+                             dg,
                              off,
                              tp >= 0 ? s.offsets[tp] : 0,
                              tp >= 0 ? s.batch_sizes[tp] : 0,
@@ -263,11 +266,11 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
         }
       });
       if (!regularized) {
-        recurrent.multiply(b1 - b0, dg.data() + (off + b0) * GC, GC,
+        recurrent.multiply(b1 - b0, dg + (off + b0) * GC, GC,
                            Cell::kDirectHiddenGrad ? T(1) : T(0), out.dh + b0 * P, P);
         return;
       }
-      recurrent.multiply(b1 - b0, dg.data() + (off + b0) * GC, GC, T(0), dh_gemm.data() + b0 * P, P);
+      recurrent.multiply(b1 - b0, dg + (off + b0) * GC, GC, T(0), dh_gemm.data() + b0 * P, P);
       for (int64_t k = b0 * P; k < b1 * P; ++k) {
         const T through_w = reg.rec_mask ? dh_gemm[k] * reg.rec_mask[k] : dh_gemm[k];
         out.dh[k] = (Cell::kDirectHiddenGrad ? out.dh[k] : T(0)) + through_w + dh_kept[k];
@@ -279,36 +282,41 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
   }
 
   // whole-sequence gradients
-  bool first = true;
-  for (const GradBlock& blk : input_grad_blocks<Cell>(H)) {
-    gemm<T>(false, false, N, I, blk.width, T(1), dg.data() + blk.grad_col, GC,
-            w.w_ih + blk.weight_row * I, I, first ? T(0) : T(1), out.dx, I);
-    gemm<T>(true, false, blk.width, I, N, T(1), dg.data() + blk.grad_col, GC, in.x, I, T(0),
-            out.dw_ih + blk.weight_row * I, I);
-    if constexpr (!Cell::kLayerNorm) {
-      if (out.db_ih) column_sum(dg.data(), N, GC, blk.grad_col, blk.width, out.db_ih + blk.weight_row);
-    }
-    first = false;
-  }
   if constexpr (Cell::kLayerNorm) {
+    // the parameter reductions read d(gates) first; then it becomes the x side's pre-LN gradient
     for (const ColumnReduction& red : Cell::reductions(H)) {
       T* dst = red.target == ColumnReduction::kBiasIh   ? out.db_ih
                : red.target == ColumnReduction::kBiasHh ? out.db_hh
                                                         : out.dln;
       if (!dst) continue;
       const T* ws_cols = red.ws_col >= 0 ? in.ws + red.ws_col : nullptr;
-      column_dot(dg.data(), N, GC, red.grad_col, ws_cols, W, red.width, dst + red.out_offset);
+      column_dot(dg, N, GC, red.grad_col, ws_cols, W, red.width, dst + red.out_offset);
     }
-  } else if (out.db_hh) {
-    column_sum(dg.data(), N, GC, 0, GH, out.db_hh);
+    at::parallel_for(0, N, row_grain(GH), [&](int64_t begin, int64_t end) {
+      for (int64_t row = begin; row < end; ++row) {
+        Cell::input_grad_row(dg + row * GC, in.ws + row * W, w.ln, H);
+      }
+    });
   }
+  bool first = true;
+  for (const GradBlock& blk : input_grad_blocks<Cell>(H)) {
+    gemm<T>(false, false, N, I, blk.width, T(1), dg + blk.grad_col, GC,
+            w.w_ih + blk.weight_row * I, I, first ? T(0) : T(1), out.dx, I);
+    gemm<T>(true, false, blk.width, I, N, T(1), dg + blk.grad_col, GC, in.x, I, T(0),
+            out.dw_ih + blk.weight_row * I, I);
+    if constexpr (!Cell::kLayerNorm) {
+      if (out.db_ih) column_sum(dg, N, GC, blk.grad_col, blk.width, out.db_ih + blk.weight_row);
+    }
+    first = false;
+  }
+  if (!Cell::kLayerNorm && out.db_hh) column_sum(dg, N, GC, 0, GH, out.db_hh);
 
   // dW_hh = Σ_t dG_tᵀ·h_{t-1}. Unpacked: h_{t-1} is y shifted by one step, plus h0 for the first
   // step, so two GEMMs on views. Packed: gather h_{t-1} rows into one matrix first.
   if (s.uniform && !reg.rec_mask) {
     const int64_t shifted = N - B;
-    const T* dg_first = dg.data() + (reverse ? shifted * GC : 0);       // rows that read h0
-    const T* dg_rest = dg.data() + (reverse ? 0 : B * GC);              // rows that read y
+    const T* dg_first = dg + (reverse ? shifted * GC : 0);       // rows that read h0
+    const T* dg_rest = dg + (reverse ? 0 : B * GC);              // rows that read y
     const T* y_rest = in.y + (reverse ? B * P : 0);
     gemm<T>(true, false, GH, P, shifted, T(1), dg_rest, GC, y_rest, P, T(0), out.dw_hh, P);
     gemm<T>(true, false, GH, P, B, T(1), dg_first, GC, in.h0, P, shifted > 0 ? T(1) : T(0),
@@ -326,7 +334,7 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
         for (int64_t k = 0; k < s.batch_sizes[t] * P; ++k) dst[k] *= reg.rec_mask[k];
       }
     }
-    gemm<T>(true, false, GH, P, N, T(1), dg.data(), GC, h_prev.data(), P, T(0), out.dw_hh, P);
+    gemm<T>(true, false, GH, P, N, T(1), dg, GC, h_prev.data(), P, T(0), out.dw_hh, P);
   }
   if (proj) {
     gemm<T>(true, false, P, H, N, T(1), dh_total.data(), P, in.ws + raw_hidden_col<Cell>(H), W,

@@ -60,6 +60,16 @@ __global__ void backward_step_kernel(BackwardStep<T> step, int64_t rows) {
   }
 }
 
+// LayerNorm cells, after backward's time loop: the x side's pre-LN gradient, one thread per row.
+template <typename Cell, typename T>
+__global__ void input_grad_kernel(T* dg, int64_t grad_cols, const T* ws, int64_t ws_cols,
+                                  const T* ln, int64_t rows, int64_t H) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if constexpr (Cell::kLayerNorm) {
+    if (row < rows) Cell::input_grad_row(dg + row * grad_cols, ws + row * ws_cols, ln, H);
+  }
+}
+
 // LayerNorm cells: input-side statistics for every step at once, one thread per row.
 template <typename Cell, typename T>
 __global__ void normalize_inputs_kernel(T* ws, int64_t rows, int64_t ws_cols, int64_t H, T eps) {
@@ -216,6 +226,21 @@ void backward_impl(const Schedule& s, const LayerParams& p, bool reverse, const 
     }
   }
 
+  if constexpr (Cell::kLayerNorm) {
+    // the parameter reductions read d(gates) first; then it becomes the x side's pre-LN gradient
+    for (const ColumnReduction& red : Cell::reductions(H)) {
+      const Tensor& dst = red.target == ColumnReduction::kBiasIh   ? g.b_ih
+                          : red.target == ColumnReduction::kBiasHh ? g.b_hh
+                                                                   : g.ln;
+      if (!dst.numel()) continue;
+      const Tensor cols = dg.narrow(1, red.grad_col, red.width);
+      column_sum_into(dst.narrow(0, red.out_offset, red.width),
+                      red.ws_col >= 0 ? at::mul(cols, in.workspace.narrow(1, red.ws_col, red.width)) : cols);
+    }
+    input_grad_kernel<Cell, T><<<blocks_for(N), kThreads, 0, stream>>>(
+        dg.data_ptr<T>(), GC, in.workspace.data_ptr<T>(), W, ptr<T>(p.ln), N, H);
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
   bool first = true;
   for (const GradBlock& blk : input_grad_blocks<Cell>(H)) {
     const Tensor dg_x = dg.narrow(1, blk.grad_col, blk.width);
@@ -231,19 +256,7 @@ void backward_impl(const Schedule& s, const LayerParams& p, bool reverse, const 
     }
     first = false;
   }
-  if constexpr (Cell::kLayerNorm) {
-    for (const ColumnReduction& red : Cell::reductions(H)) {
-      const Tensor& dst = red.target == ColumnReduction::kBiasIh   ? g.b_ih
-                          : red.target == ColumnReduction::kBiasHh ? g.b_hh
-                                                                   : g.ln;
-      if (!dst.numel()) continue;
-      const Tensor cols = dg.narrow(1, red.grad_col, red.width);
-      column_sum_into(dst.narrow(0, red.out_offset, red.width),
-                      red.ws_col >= 0 ? at::mul(cols, in.workspace.narrow(1, red.ws_col, red.width)) : cols);
-    }
-  } else if (g.b_hh.numel()) {
-    column_sum_into(g.b_hh, dg.narrow(1, 0, GH));
-  }
+  if (!Cell::kLayerNorm && g.b_hh.numel()) column_sum_into(g.b_hh, dg.narrow(1, 0, GH));
 
   // dW_hh = Σ_t dG_tᵀ·h_{t-1}: gather h_{t-1} (y of the previous step, or h0) row block by block
   const Tensor h_prev = at::empty({N, P}, opts);
