@@ -92,3 +92,156 @@ def load_ridership(path: str | os.PathLike | None = None) -> Ridership:
         rail=np.array([v[2] for v in values]),
         total=np.array([v[3] for v in values]),
     )
+
+
+# --- forecasting -------------------------------------------------------------------------------
+
+SPLITS = {  # inclusive date ranges; a split's targets lie inside it, its inputs may reach back
+    "train": ("2016-01-01", "2018-12-31"),
+    "valid": ("2019-01-01", "2019-05-31"),
+    "test": ("2019-06-01", "2019-12-31"),
+}
+
+
+def calendar_day_types(dates: np.ndarray) -> np.ndarray:
+    """Day types from the weekday alone (W Mon-Fri, A Saturday, U Sunday); no holidays."""
+    weekday = (dates.astype("datetime64[D]").astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
+    return np.where(weekday < 5, "W", np.where(weekday == 5, "A", "U"))
+
+
+def _nth_weekday(year: int, month: int, weekday: int, n: int) -> np.datetime64:
+    """The n-th given weekday (Monday = 0) of a month."""
+    first = np.datetime64(f"{year:04d}-{month:02d}-01", "D")
+    first_weekday = (first.astype(np.int64) + 3) % 7
+    return first + np.timedelta64(int((weekday - first_weekday) % 7 + 7 * (n - 1)), "D")
+
+
+def _easter(year: int) -> np.datetime64:
+    """Gregorian Easter Sunday (the anonymous Gregorian computus)."""
+    a, b, c = year % 19, year // 100, year % 100
+    d, e = b // 4, b % 4
+    g = (8 * b + 13) // 25
+    h = (19 * a + b - d - g + 15) % 30
+    i, k = c // 4, c % 4
+    r = (32 + 2 * e + 2 * i - h - k) % 7
+    m = (a + 11 * h + 22 * r) // 451
+    month = (h + r - 7 * m + 114) // 31
+    day = (h + r - 7 * m + 114) % 31 + 1
+    return np.datetime64(f"{year:04d}-{month:02d}-{day:02d}", "D")
+
+
+def holiday_flags(dates: np.ndarray) -> np.ndarray:
+    """[N] float32: 1 on days of reduced ridership that the day types do not mark (the CTA runs
+    its weekday service on them): Martin Luther King Jr. Day, Presidents' Day, Good Friday,
+    Columbus Day, Veterans Day, the day after Thanksgiving, and Dec 24 - Jan 2. Known in advance,
+    like the day types."""
+    dates = dates.astype("datetime64[D]")
+    years = dates.astype("datetime64[Y]").astype(np.int64) + 1970
+    special: set[np.datetime64] = set()
+    for y in range(int(years.min()) - 1, int(years.max()) + 1):
+        special.update([
+            _nth_weekday(y, 1, 0, 3), _nth_weekday(y, 2, 0, 3), _easter(y) - np.timedelta64(2, "D"),
+            _nth_weekday(y, 10, 0, 2), np.datetime64(f"{y:04d}-11-11", "D"),
+            _nth_weekday(y, 11, 3, 4) + np.timedelta64(1, "D"),
+        ])
+        special.update(np.datetime64(f"{y:04d}-12-24", "D") + np.arange(10).astype("timedelta64[D]"))
+    return np.fromiter((day in special for day in dates), dtype=np.float32, count=len(dates))
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """Standardisation of the boardings by the training split's mean and standard deviation."""
+
+    rail_mean: float
+    rail_std: float
+    bus_mean: float
+    bus_std: float
+
+    @classmethod
+    def fit(cls, data: Ridership, split: str = "train") -> Scaling:
+        lo, hi = _split_range(data, split)
+        return cls(float(data.rail[lo:hi].mean()), float(data.rail[lo:hi].std()),
+                   float(data.bus[lo:hi].mean()), float(data.bus[lo:hi].std()))
+
+    def rail_to_boardings(self, z):
+        return z * self.rail_std + self.rail_mean
+
+
+def _split_range(data: Ridership, split: str) -> tuple[int, int]:
+    from .windows import date_range
+
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {tuple(SPLITS)}, got {split!r}")
+    return date_range(data.dates, *SPLITS[split])
+
+
+def forecast_features(data: Ridership, scaling: Scaling, horizon: int = 7,
+                      multivariate: bool = True, holidays: bool = True) -> np.ndarray:
+    """[N, C] float32 inputs, one row per day t, all known at the end of day t.
+
+    Univariate: the standardised rail boardings (C = 1). Multivariate: standardised rail and bus
+    boardings, then the one-hot day types (W, A, U) of days t, t+1, ..., t+horizon -- the calendar
+    is known in advance -- and with holidays=True the holiday_flags of the same days
+    (C = 2 + 3 * (horizon + 1) [+ horizon + 1]). Past the end of the data the day types come
+    from the weekday (calendar_day_types), which knows no holidays.
+    """
+    rail = (data.rail - scaling.rail_mean) / scaling.rail_std
+    if not multivariate:
+        return rail[:, None].astype(np.float32)
+    bus = (data.bus - scaling.bus_mean) / scaling.bus_std
+    n = len(data)
+    future = data.dates[-1] + np.arange(1, horizon + 1).astype("timedelta64[D]")
+    types = np.concatenate([data.day_type, calendar_day_types(future)])
+    onehot = (types[:, None] == np.array(DAY_TYPES)[None, :]).astype(np.float32)
+    if holidays:
+        flags = holiday_flags(np.concatenate([data.dates, future]))[:, None]
+        onehot = np.concatenate([onehot, flags], axis=1)
+    ahead = np.concatenate([onehot[k:k + n] for k in range(horizon + 1)], axis=1)
+    return np.concatenate([rail[:, None], bus[:, None], ahead], axis=1).astype(np.float32)
+
+
+def n_forecast_features(horizon: int = 7, multivariate: bool = True, holidays: bool = True) -> int:
+    return (2 + (3 + holidays) * (horizon + 1)) if multivariate else 1
+
+
+@dataclass
+class ForecastWindows:
+    """The windows of one split, as arrays (see fusedrnn.datasets.windows for the vocabulary).
+
+    x: [n, length, C] inputs; y: [n, length, H] standardised rail targets at every step (0 where
+    masked); mask: [n, length, H] True where the step's target day lies in the split;
+    origins: [n] day positions of the last step; last_target: [n, H] rail boardings of the last
+    step's targets (NaN outside the split); dates: the origins' dates.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    mask: np.ndarray
+    origins: np.ndarray
+    last_target: np.ndarray
+    dates: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.origins)
+
+
+def forecast_windows(data: Ridership, split: str, scaling: Scaling, length: int = 56,
+                     horizon: int = 7, multivariate: bool = True, holidays: bool = True,
+                     features: np.ndarray | None = None) -> ForecastWindows:
+    """Every window whose last step has a target in the split (forecast_origins), with targets
+    at every step for sequence-to-sequence training, masked to the split."""
+    from .windows import forecast_origins, gather_windows, horizon_targets, target_mask
+
+    lo, hi = _split_range(data, split)
+    if features is None:
+        features = forecast_features(data, scaling, horizon, multivariate, holidays)
+    origins = forecast_origins(lo, hi, horizon, length)
+    targets = horizon_targets(data.rail, horizon)
+    mask = target_mask(len(data), horizon, lo, hi) & np.isfinite(targets)
+    z = np.where(mask, (np.nan_to_num(targets) - scaling.rail_mean) / scaling.rail_std, 0.0)
+    last = np.where(mask[origins], targets[origins], np.nan)
+    return ForecastWindows(
+        x=gather_windows(features, origins, length), y=gather_windows(z, origins, length).astype(np.float32),
+        mask=gather_windows(mask, origins, length), origins=origins, last_target=last,
+        dates=data.dates[origins],
+    )
