@@ -1,0 +1,53 @@
+"""pytest-benchmark: LayerNormLSTM / LayerNormGRU training steps against the per-step loop people
+write today (nn.Linear + nn.LayerNorm in a Python loop, benchmarks/layer_norm_speed.py), eager
+and under torch.compile.
+
+    pytest benchmarks/test_bench_layer_norm.py --benchmark-group-by=group
+
+Each group holds `fused`, `eager` and (for T <= 100) `compiled` for one (layer, shape). The fused
+side checks once, before timing, that it matches the loop on the same weights.
+"""
+
+import functools
+
+import pytest
+import torch
+from layer_norm_speed import SHAPES, LoopLayerNormRNN  # benchmarks/ is on sys.path (rootdir)
+
+import fusedrnn
+
+
+@functools.lru_cache(maxsize=2)
+def _models(kind: str, shape: tuple[int, int, int, int]):
+    B, T, I, H = shape
+    torch.manual_seed(0)
+    fused = (fusedrnn.LayerNormLSTM if kind == "lstm" else fusedrnn.LayerNormGRU)(I, H)
+    loop = LoopLayerNormRNN(kind, I, H)
+    loop.load_from(fused)
+    x = torch.randn(T, B, I)
+    with torch.no_grad():  # a 20-step prefix: at random init an LN-RNN amplifies rounding over time
+        torch.testing.assert_close(loop(x[:20]), fused(x[:20])[0], atol=1e-4, rtol=1e-3)
+    return fused, loop, x
+
+
+PARAMS = [pytest.param(kind, shape, side, id=f"{kind}-{'x'.join(map(str, shape))}-{side}")
+          for kind in ("lstm", "gru") for shape in SHAPES for side in ("fused", "eager", "compiled")
+          if not (side == "compiled" and shape[1] > 100)]  # compiling long unrolled loops takes minutes
+
+
+@pytest.mark.parametrize(("kind", "shape", "side"), PARAMS)
+def test_layer_norm_train_step(benchmark, kind, shape, side):
+    fused, loop, x = _models(kind, shape)
+    module = {"fused": fused, "eager": loop, "compiled": torch.compile(loop)}[side]
+
+    def step():
+        out = module(x)
+        (out[0] if isinstance(out, tuple) else out).sum().backward()
+
+    def reset():
+        for p in list(fused.parameters()) + list(loop.parameters()):
+            p.grad = None
+
+    step()  # compiles when compiled; warms up otherwise
+    benchmark.group = f"LayerNorm{kind.upper()} train {shape}"
+    benchmark.pedantic(step, setup=reset, rounds=5, warmup_rounds=1)
