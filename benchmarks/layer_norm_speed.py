@@ -79,7 +79,8 @@ def _train_step(module, x):
     return step
 
 
-def measure(kind, shape, rounds, use_compile):
+def make_pair(kind: str, shape: tuple[int, int, int, int]):
+    """The fused layer, the loop with the same weights, and an input; checked to agree."""
     B, T, I, H = shape
     torch.manual_seed(0)
     fused = (fusedrnn.LayerNormLSTM if kind == "lstm" else fusedrnn.LayerNormGRU)(I, H)
@@ -88,6 +89,12 @@ def measure(kind, shape, rounds, use_compile):
     x = torch.randn(T, B, I)
     with torch.no_grad():  # on a 20-step prefix: LN-RNNs at random init amplify rounding over time
         torch.testing.assert_close(loop(x[:20]), fused(x[:20])[0], atol=1e-4, rtol=1e-3)
+    return fused, loop, x
+
+
+def measure(kind, shape, rounds, use_compile):
+    T = shape[1]
+    fused, loop, x = make_pair(kind, shape)
     sides = {"fused": _train_step(fused, x), "eager": _train_step(loop, x)}
     if use_compile:
         compiled = torch.compile(loop)

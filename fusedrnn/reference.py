@@ -30,19 +30,7 @@ def ln_lstm_step(x: Tensor, h: Tensor, c: Tensor, p: dict, eps: float = 1e-5):
 
 def ln_gru_step(x: Tensor, h: Tensor, p: dict, eps: float = 1e-5):
     """One step of a layer-normalised GRU (torch.nn.GRU's reset-after formulation)."""
-    H = h.shape[1]
-    a = F.layer_norm(x @ p["w_ih"].t(), (3 * H,), p["ln_ih_w"], p["ln_ih_b"], eps)
-    b = F.layer_norm(h @ p["w_hh"].t(), (3 * H,), p["ln_hh_w"], p["ln_hh_b"], eps)
-    if p.get("b_ih") is not None:
-        a = a + p["b_ih"]
-    if p.get("b_hh") is not None:
-        b = b + p["b_hh"]
-    a_r, a_z, a_n = a.chunk(3, dim=1)
-    b_r, b_z, b_n = b.chunk(3, dim=1)
-    r = torch.sigmoid(a_r + b_r)
-    z = torch.sigmoid(a_z + b_z)
-    n = torch.tanh(a_n + r * b_n)
-    return (1 - z) * n + z * h
+    return _ln_gru_masked(x, h, h, p, eps)
 
 
 # ---- every fused layer with its regularisers, step by step ---------------------------------
@@ -82,6 +70,7 @@ def cell_step(kind: str, x: Tensor, h: Tensor, c: Tensor | None, p: dict, eps: f
 
 
 def _ln_gru_masked(x, h, hm, p, eps):
+    # hm (h_{t-1}, masked for recurrent dropout) feeds W_hh; z·h_{t-1} uses the unmasked h
     H = h.shape[1]
     a = F.layer_norm(x @ p["w_ih"].t(), (3 * H,), p["ln_ih_w"], p["ln_ih_b"], eps)
     b = F.layer_norm(hm @ p["w_hh"].t(), (3 * H,), p["ln_hh_w"], p["ln_hh_b"], eps)
