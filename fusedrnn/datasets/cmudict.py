@@ -46,14 +46,15 @@ def _open(path: Path):
 def parse_cmudict(lines: Iterable[str], stress: bool = False) -> dict[str, list[tuple[str, ...]]]:
     """{word: [pronunciation, ...]} from CMUdict lines, in file order.
 
-    Comments (`#` to the end of the line) and blank lines are skipped; `word(2)` is an alternate
+    Comments (`#` to the end of the line, and cmudict-0.7b's `;;;` lines) and blank lines are
+    skipped; `word(2)` is an alternate
     pronunciation of `word`. Words are lower-cased. Duplicate pronunciations of a word (after
     stripping stress when stress=False) are kept once.
     """
     entries: dict[str, list[tuple[str, ...]]] = {}
     for number, raw in enumerate(lines, 1):
         line = raw.split("#", 1)[0].strip()
-        if not line:
+        if not line or line.startswith(";;;"):  # ';;;' comment lines are cmudict-0.7b's
             continue
         parts = line.split()
         if len(parts) < 2:

@@ -7,9 +7,14 @@ symbols, </s> included). <pad> and <s> are never generated.
 Beam search keeps `beam` live hypotheses per source. Each step it takes the 2*beam best
 one-symbol extensions: those ending in </s> that rank within the first `beam` are set aside as
 finished, the best `beam` others stay live (at most `beam` can end, so enough always remain).
-A source is done once it has `beam` finished hypotheses; at `max_len` its live hypotheses count
-as finished too. The result is the finished hypothesis with the best length-normalised score
+The result is the finished hypothesis with the best length-normalised score
 logprob / length**length_penalty (length counts </s>; length_penalty=0 ranks by raw log-prob).
+
+A source is done once it has `beam` finished hypotheses and the best of them has at least the
+log-probability of its best live one. Log-probabilities only fall as symbols are added, so with
+length_penalty=0 nothing live can then win (the stop is exact); with length normalisation a
+longer hypothesis could still win on the normalised score, and the rule is the usual heuristic.
+At `max_len` the live hypotheses count as finished.
 With beam=1 this is exactly greedy decoding.
 """
 
@@ -91,6 +96,7 @@ def beam_search(model: Seq2Seq, src: Tensor, src_lengths: Tensor, beam: int = 5,
     last = torch.full((B * K,), model.bos, dtype=torch.long, device=device)
     finished: list[list[tuple[float, float, list[int]]]] = [[] for _ in range(B)]
     done = [False] * B
+    best_finished = [float("-inf")] * B
     ranks = torch.arange(2 * K, device=device)
     row_base = (torch.arange(B, device=device) * K)[:, None]
 
@@ -110,14 +116,17 @@ def beam_search(model: Seq2Seq, src: Tensor, src_lengths: Tensor, beam: int = 5,
                 raw = float(top_scores[b, j])
                 seq = history[b, int(top_beam[b, j])].tolist()
                 finished[b].append((raw / t ** length_penalty, raw, seq))
-                if len(finished[b]) >= K:
-                    done[b] = True
-        if all(done):
-            break
+                best_finished[b] = max(best_finished[b], raw)
 
         # the K best extensions that do not end: order by (ends?, rank) and keep the first K
         keep = torch.argsort(is_eos.long() * (2 * K) + ranks, dim=1)[:, :K]
         scores = top_scores.gather(1, keep)
+        best_live = scores.max(dim=1).values.tolist()
+        for b in range(B):
+            if not done[b] and len(finished[b]) >= K and best_finished[b] >= best_live[b]:
+                done[b] = True
+        if all(done):
+            break
         src_beam = top_beam.gather(1, keep)
         last_tok = top_tok.gather(1, keep)
         history = torch.cat([history.gather(1, src_beam.unsqueeze(2).expand(-1, -1, history.size(2))),

@@ -206,7 +206,13 @@ def evaluate_words(model: Seq2Seq, data: G2PData, words: Sequence[str], beam: in
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epochs", type=int, default=12, help="training epochs (default 12)")
+    parser.add_argument("--epochs", type=int, default=40,
+                        help="at most this many epochs (default 40; the time budget usually ends sooner)")
+    parser.add_argument("--time-budget", type=float, default=50.0, metavar="MINUTES",
+                        help="wall-clock minutes of training (per-epoch validation included): the "
+                             "learning rate follows a cosine from --lr to --min-lr over this time and "
+                             "training stops when it is spent (default 50); 0: no budget, the cosine "
+                             "spans --epochs epochs")
     parser.add_argument("--backend", choices=("fused", "torch"), default="fused",
                         help="recurrent layers from fusedrnn or torch.nn (default fused)")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
@@ -223,8 +229,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dropout", type=float, default=0.2)
     parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--lr", type=float, default=3e-3, help="peak Adam learning rate")
-    parser.add_argument("--min-lr", type=float, default=5e-5, help="cosine decay's final learning rate")
+    parser.add_argument("--lr", type=float, default=3e-3, help="initial Adam learning rate")
+    parser.add_argument("--min-lr", type=float, default=5e-5, help="the cosine decay's final learning rate")
     parser.add_argument("--clip-norm", type=float, default=1.0)
     parser.add_argument("--patience", type=int, default=None, help="early-stopping patience (epochs)")
     parser.add_argument("--stress", action="store_true", help="keep stress digits (84 symbols)")
@@ -233,6 +239,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="validation words decoded (greedy) after each epoch (default 1500)")
     parser.add_argument("--beam", type=int, default=5, help="beam size for the final test scoring")
     parser.add_argument("--data", default=None, help="a CMUdict file (default: the shipped copy)")
+    parser.add_argument("--threads", default="auto",
+                        help="CPU threads for torch: a number, or 'auto' (torch's default, but 1 when the "
+                             "machine is already busy: load average >= cores - 0.5; default auto)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -240,10 +249,98 @@ def _print(msg: str) -> None:
     print(msg, flush=True)
 
 
+def choose_threads(setting: str | int) -> tuple[int, str]:
+    """(threads, why) for --threads.
+
+    OpenMP's worker threads spin while they wait for each other. When other processes already
+    keep the cores busy, a spinning worker steals the time the one it waits for needs, and a
+    2-thread step measured here ran ~10x slower than a 1-thread step on a loaded 2-core machine
+    (about equal speed per core when the machine is idle). 'auto' keeps torch's default unless
+    the 1-minute load average shows the cores are already taken.
+    """
+    import os
+
+    if str(setting) != "auto":
+        n = int(setting)
+        if n < 1:
+            raise ValueError(f"--threads must be a positive number or 'auto', got {setting}")
+        return n, "as asked"
+    default = torch.get_num_threads()
+    cores = os.cpu_count() or default
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return default, "torch's default"
+    if default > 1 and load >= cores - 0.5:
+        return 1, f"auto: load average {load:.1f} on {cores} cores, so 1 thread (no spin-waiting)"
+    return default, f"auto: load average {load:.1f} on {cores} cores, torch's default"
+
+
+class OutOfTime(Exception):
+    """The time budget was spent before an epoch could start."""
+
+
+class CosineSchedule:
+    """Per-step cosine decay of the learning rate from lr to min_lr.
+
+    Progress runs over a wall-clock budget (budget_s > 0: the share of the budget spent so far,
+    so the decay always completes in the time available, however fast the machine is today) or
+    over total_steps optimizer steps. elapsed_s and steps carry progress over from a resumed run.
+    """
+
+    def __init__(self, optimizer, lr: float, min_lr: float, *, budget_s: float, total_steps: int,
+                 elapsed_s: float = 0.0, steps: int = 0):
+        self.optimizer, self.lr, self.min_lr = optimizer, lr, min_lr
+        self.budget_s, self.total_steps, self.steps = budget_s, max(total_steps, 1), steps
+        self.clock_start = time.perf_counter() - elapsed_s
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.clock_start
+
+    def progress(self) -> float:
+        done = self.elapsed() / self.budget_s if self.budget_s > 0 else self.steps / self.total_steps
+        return min(max(done, 0.0), 1.0)
+
+    def out_of_time(self) -> bool:
+        return self.budget_s > 0 and self.elapsed() >= self.budget_s
+
+    def step(self) -> None:
+        """Set the learning rate for the coming optimizer step."""
+        lr = self.min_lr + (self.lr - self.min_lr) * 0.5 * (1 + math.cos(math.pi * self.progress()))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.steps += 1
+
+
+def budgeted(batches, schedule: CosineSchedule):
+    """train_batches for fit: each epoch's batches, the learning rate set before every step.
+
+    An epoch that runs out of time ends early (after at least one step); an epoch that would
+    start out of time raises OutOfTime instead, which ends training.
+    """
+
+    def epoch():
+        if schedule.out_of_time():
+            raise OutOfTime
+
+        def run():
+            for i, batch in enumerate(batches):
+                if i > 0 and schedule.out_of_time():
+                    return
+                schedule.step()
+                yield batch
+
+        return run()
+
+    return epoch
+
+
 def train(args: argparse.Namespace) -> int:
     from ..training import fit, load_checkpoint, plot_curves, resolve_device, seed_everything
 
     started = time.perf_counter()
+    threads, why = choose_threads(args.threads)
+    torch.set_num_threads(threads)
     seed_everything(args.seed)
     device = resolve_device(args.device)
     data = load_data(args.data, stress=args.stress, seed=args.split_seed, max_words=args.max_words)
@@ -255,7 +352,7 @@ def train(args: argparse.Namespace) -> int:
            f"{len(data.splits['train'])} words, {len(data.splits['valid'])} valid, "
            f"{len(data.splits['test'])} test), {len(data.graphemes)} graphemes, "
            f"{len(data.phonemes)} phonemes (stress {'kept' if args.stress else 'stripped'}); "
-           f"backend {args.backend}, device {device}, {torch.get_num_threads()} threads")
+           f"backend {args.backend}, device {device}, {threads} threads ({why})")
 
     config = model_config(args, data)
     model, _, _ = build_model(config)
@@ -264,10 +361,20 @@ def train(args: argparse.Namespace) -> int:
     _print(f"model: {args.cell} encoder {args.enc_hidden}x2, {args.attention} attention decoder "
            f"{args.dec_hidden}, emb {args.emb}: {n_params / 1e6:.2f}M parameters")
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(args.epochs, 1),
-                                                           eta_min=args.min_lr)
     batches = PairBatches(train_pairs, data.graphemes, data.phonemes, args.batch_size, device)
     pad, smoothing = data.phonemes.pad, args.label_smoothing
+    out = Path(args.out)
+    done_rows = []
+    if args.resume and (out / "last.pt").exists():  # carry the schedule's progress over
+        done_rows = load_checkpoint(out / "last.pt")["history"]
+    schedule = CosineSchedule(optimizer, args.lr, args.min_lr, budget_s=60 * args.time_budget,
+                              total_steps=args.epochs * len(batches),
+                              elapsed_s=sum(r["seconds"] for r in done_rows),
+                              steps=len(done_rows) * len(batches))
+    budget = f"{args.time_budget:g} min budget" if args.time_budget > 0 else f"{args.epochs} epochs"
+    _print(f"training: batch {args.batch_size}, {len(batches)} steps/epoch, Adam lr {args.lr:g} -> "
+           f"{args.min_lr:g} (cosine over the {budget}), label smoothing {smoothing:g}, "
+           f"dropout {args.dropout:g}; at most {args.epochs} epochs")
 
     def loss_fn(m, batch):
         src, src_len, tgt_in, tgt_out = batch
@@ -275,21 +382,31 @@ def train(args: argparse.Namespace) -> int:
 
     def evaluate(m):
         result = evaluate_words(m, data, valid_subset, beam=1)
+        if args.no_progress:  # fit prints its own epoch lines with the progress bars
+            _print(f"  {schedule.elapsed() / 60:5.1f} min: valid WER {100 * result['wer']:.2f}% "
+                   f"PER {100 * result['per']:.2f}% (greedy, {len(valid_subset)} words), "
+                   f"lr now {optimizer.param_groups[0]['lr']:.3g}")
         return {"valid_wer": result["wer"], "valid_per": result["per"]}
 
-    out = Path(args.out)
-    result = fit(model, optimizer, train_batches=lambda: batches, loss_fn=loss_fn, evaluate=evaluate,
-                 monitor="valid_wer", mode="min", epochs=args.epochs, out_dir=out, scheduler=scheduler,
-                 clip_norm=args.clip_norm, patience=args.patience, resume=args.resume,
-                 progress=not args.no_progress, desc=f"g2p[{args.backend}]", config=config)
-    train_seconds = result.seconds
-    if not result.history:
-        _print("g2p: nothing was trained (all epochs already done?)")
-    if len(result.history) > 0:
-        plot_curves(result.history, ["train_loss", "valid_wer", "valid_per", "lr"], out / "curves.png",
-                    title=f"g2p ({args.cell}, {args.attention}, {args.backend})")
+    fit_started = time.perf_counter()
+    try:
+        result = fit(model, optimizer, train_batches=budgeted(batches, schedule), loss_fn=loss_fn,
+                     evaluate=evaluate, monitor="valid_wer", mode="min", epochs=args.epochs, out_dir=out,
+                     clip_norm=args.clip_norm, patience=args.patience, resume=args.resume,
+                     progress=not args.no_progress, desc=f"g2p[{args.backend}]", config=config)
+        history, best_row = result.history, result.best
+    except OutOfTime:  # the checkpoints of the last finished epoch are on disk
+        state = load_checkpoint(out / "last.pt")
+        history, best_row = state["history"], state["best_row"]
+        _print(f"g2p: time budget of {args.time_budget:g} min spent after epoch {len(history)}")
+    train_seconds = time.perf_counter() - fit_started
+    if not history:
+        _print("g2p: nothing was trained")
+        return 1
+    plot_curves(history, ["train_loss", "valid_wer", "valid_per", "lr"], out / "curves.png",
+                title=f"g2p ({args.cell}, {args.attention}, {args.backend})")
 
-    best = result.best_path or result.last_path
+    best = out / "best.pt" if (out / "best.pt").exists() else out / "last.pt"
     model.load_state_dict(load_checkpoint(best, map_location=device)["model"])
     t0 = time.perf_counter()
     scores: dict[str, dict] = {}
@@ -301,13 +418,13 @@ def train(args: argparse.Namespace) -> int:
             name = "greedy" if beam == 1 else f"beam{beam}"
             scores[f"{split}_{name}"] = evaluate_words(model, data, words, beam=beam)
     eval_seconds = time.perf_counter() - t0
-    epoch_seconds = [row["seconds"] for row in result.history]
+    epoch_seconds = [row["seconds"] for row in history]
     summary = {
-        "checkpoint": str(best), "best_epoch": result.best.get("epoch"), "epochs": len(result.history),
+        "checkpoint": str(best), "best_epoch": best_row.get("epoch"), "epochs": len(history),
         "scores": scores, "train_seconds_this_call": train_seconds, "final_eval_seconds": eval_seconds,
         "total_seconds_this_call": time.perf_counter() - started,
         "mean_epoch_seconds": sum(epoch_seconds) / len(epoch_seconds) if epoch_seconds else None,
-        "parameters": n_params, "threads": torch.get_num_threads(), "device": str(device),
+        "parameters": n_params, "threads": threads, "threads_why": why, "device": str(device),
         "args": {k: v for k, v in vars(args).items() if k != "func"},
     }
     (out / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
