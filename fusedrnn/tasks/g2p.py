@@ -9,9 +9,12 @@ pronunciation of a training word is a training pair. Scores:
 * PER: edit distance to the closest reference, summed over words, over the summed lengths of
   those references.
 
-Each epoch ends with greedy decoding of a fixed subset of the validation words (the monitored
-valid_wer picks best.pt); after training, best.pt is scored on the full test (and valid) split
-with greedy decoding and with beam search, and the results land in OUT/results.json.
+Training runs on a wall-clock budget (default 52 minutes): the learning rate decays along a
+cosine over the budget, step by step, and training stops when the budget is spent, so a run
+ends on time however busy the machine is (`--time-budget 0` decays over `--epochs` instead).
+Each epoch ends with greedy decoding of the validation words; the best valid WER picks best.pt.
+After training, best.pt is scored on the full test and valid splits with greedy decoding and
+with beam search (--beam), and the results land in OUT/results.json.
 """
 
 from __future__ import annotations
@@ -207,41 +210,41 @@ def evaluate_words(model: Seq2Seq, data: G2PData, words: Sequence[str], beam: in
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=40,
-                        help="at most this many epochs (default 40; the time budget usually ends sooner)")
-    parser.add_argument("--time-budget", type=float, default=50.0, metavar="MINUTES",
-                        help="wall-clock minutes of training (per-epoch validation included): the "
+                        help="at most this many epochs (the time budget usually ends training sooner)")
+    parser.add_argument("--time-budget", type=float, default=52.0, metavar="MINUTES",
+                        help="wall-clock minutes of training, per-epoch validation included: the "
                              "learning rate follows a cosine from --lr to --min-lr over this time and "
-                             "training stops when it is spent (default 50); 0: no budget, the cosine "
-                             "spans --epochs epochs")
+                             "training stops when it is spent; 0: no budget, the cosine spans --epochs")
     parser.add_argument("--backend", choices=("fused", "torch"), default="fused",
-                        help="recurrent layers from fusedrnn or torch.nn (default fused)")
-    parser.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
+                        help="recurrent layers and cells from fusedrnn or from torch.nn")
+    parser.add_argument("--out", default=DEFAULT_OUT, help="output directory")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if available)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (none: cuda if available)")
     parser.add_argument("--seed", type=int, default=0, help="seed for initialisation and batching")
-    parser.add_argument("--split-seed", type=int, default=0, help="seed of the word split (default 0)")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the train/valid/test word split")
     parser.add_argument("--cell", choices=CELLS, default="gru", help="encoder and decoder cell")
     parser.add_argument("--attention", choices=ATTENTIONS, default="luong")
-    parser.add_argument("--emb", type=int, default=128, help="embedding size")
+    parser.add_argument("--emb", type=int, default=64, help="embedding size (graphemes and phonemes)")
     parser.add_argument("--enc-hidden", type=int, default=256, help="encoder hidden size per direction")
-    parser.add_argument("--dec-hidden", type=int, default=320, help="decoder hidden size")
-    parser.add_argument("--enc-layers", type=int, default=1)
-    parser.add_argument("--dropout", type=float, default=0.2)
+    parser.add_argument("--dec-hidden", type=int, default=256, help="decoder hidden size")
+    parser.add_argument("--enc-layers", type=int, default=1, help="bidirectional encoder layers")
+    parser.add_argument("--dropout", type=float, default=0.1,
+                        help="dropout on embeddings and attentional vectors (one mask per sequence)")
     parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--lr", type=float, default=3e-3, help="initial Adam learning rate")
     parser.add_argument("--min-lr", type=float, default=5e-5, help="the cosine decay's final learning rate")
-    parser.add_argument("--clip-norm", type=float, default=1.0)
-    parser.add_argument("--patience", type=int, default=None, help="early-stopping patience (epochs)")
-    parser.add_argument("--stress", action="store_true", help="keep stress digits (84 symbols)")
+    parser.add_argument("--clip-norm", type=float, default=1.0, help="gradient norm clipping")
+    parser.add_argument("--patience", type=int, default=None, help="early-stopping patience in epochs")
+    parser.add_argument("--stress", action="store_true", help="keep stress digits (84 phone symbols)")
     parser.add_argument("--max-words", type=int, default=None, help="use a random subset of the words")
-    parser.add_argument("--valid-words", type=int, default=1500,
-                        help="validation words decoded (greedy) after each epoch (default 1500)")
-    parser.add_argument("--beam", type=int, default=5, help="beam size for the final test scoring")
-    parser.add_argument("--data", default=None, help="a CMUdict file (default: the shipped copy)")
+    parser.add_argument("--valid-words", type=int, default=0,
+                        help="validation words decoded greedily after each epoch (0: all)")
+    parser.add_argument("--beam", type=int, default=5, help="beam size for the final scoring")
+    parser.add_argument("--data", default=None, help="a CMUdict file (none: the copy shipped with fusedrnn)")
     parser.add_argument("--threads", default="auto",
-                        help="CPU threads for torch: a number, or 'auto' (torch's default, but 1 when the "
-                             "machine is already busy: load average >= cores - 0.5; default auto)")
+                        help="CPU threads for torch: a number, or 'auto': torch's default, but 1 when the "
+                             "machine is already busy (1-minute load average >= cores - 0.5)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -347,7 +350,7 @@ def train(args: argparse.Namespace) -> int:
     train_pairs = cmudict.pairs(data.entries, data.splits["train"])
     valid_subset = list(data.splits["valid"])
     random.Random(args.split_seed).shuffle(valid_subset)
-    valid_subset = sorted(valid_subset[:args.valid_words])
+    valid_subset = sorted(valid_subset[:args.valid_words] if args.valid_words > 0 else valid_subset)
     _print(f"g2p: {len(data.entries)} words ({len(train_pairs)} training pairs from "
            f"{len(data.splits['train'])} words, {len(data.splits['valid'])} valid, "
            f"{len(data.splits['test'])} test), {len(data.graphemes)} graphemes, "
@@ -440,9 +443,9 @@ def train(args: argparse.Namespace) -> int:
 def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("words", nargs="+", metavar="WORD", help="words to pronounce")
     parser.add_argument("--checkpoint", default=f"{DEFAULT_OUT}/best.pt",
-                        help=f"a g2p checkpoint (default {DEFAULT_OUT}/best.pt)")
+                        help="a checkpoint written by `fusedrnn train g2p`")
     parser.add_argument("--beam", type=int, default=5, help="beam size (1: greedy)")
-    parser.add_argument("--device", default=None)
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (none: cuda if available)")
 
 
 def predict(args: argparse.Namespace) -> int:
