@@ -50,7 +50,9 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--univariate", action="store_true", help="rail boardings only as input")
     parser.add_argument("--no-holidays", action="store_true",
                         help="leave the holiday flags out of the calendar inputs")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads; this model is too small to gain from more, and "
+                             "loses a lot on a busy machine (0: torch's default)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -189,7 +191,7 @@ def _train(args: argparse.Namespace) -> int:
         naive = masked_mae(seasonal_naive(data.rail, w.origins, HORIZON), w.last_target, w.mask[:, -1])
         report[split] = {"mae": mae.tolist(), "mae_mean": float(mae.mean()),
                          "naive_mae": naive.tolist(), "naive_mae_mean": float(naive.mean()),
-                         "windows": len(w)}
+                         "windows": len(w), **_worst_days(data, w, preds[split])}
     (out / "results.json").write_text(json.dumps(report, indent=2))
     plot_curves(result.history, ["train_loss", "valid_mae", "lr"], out / "curves.png",
                 title=f"forecast: {args.model}/{args.cell}, {args.backend} backend")
@@ -207,6 +209,23 @@ def _train(args: argparse.Namespace) -> int:
     print(f"wall time {result.seconds:.1f}s; median epoch {np.median(seconds):.2f}s "
           f"({args.backend} backend); outputs in {out}/")
     return 0
+
+
+def _worst_days(data, windows, pred, count: int = 5) -> dict:
+    """The target days with the largest error (averaged over horizons), and the mean MAE over
+    horizons without them: how much of the MAE a handful of disruptions account for."""
+    import numpy as np
+
+    scored = windows.mask[:, -1]
+    days = windows.origins[:, None] + np.arange(1, pred.shape[1] + 1)[None, :]
+    err = np.abs(pred - np.nan_to_num(windows.last_target))
+    total = np.bincount(days[scored], err[scored], minlength=len(data))
+    hits = np.bincount(days[scored], minlength=len(data))
+    per_day = np.divide(total, hits, out=np.zeros_like(total), where=hits > 0)
+    worst = np.argsort(per_day)[::-1][:count]
+    rest = (hits > 0) & ~np.isin(np.arange(len(data)), worst)
+    return {"worst_days": {str(data.dates[d]): float(per_day[d]) for d in worst},
+            "mae_mean_without_worst_days": float(per_day[rest].mean())}
 
 
 def plot_forecasts(data, windows, pred, path, days: int = 91) -> None:
