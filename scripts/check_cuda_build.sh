@@ -13,7 +13,20 @@ if [ ! -x "$CUDA_HOME/bin/nvcc" ]; then
 fi
 venv="$root/.venv-cuda"
 python3 -m venv "$venv"
-"$venv/bin/python" -m pip install -q torch==2.14.1 numpy setuptools wheel ninja pytest
+"$venv/bin/python" -m pip install -q torch==2.14.1 numpy setuptools wheel ninja
+# The package's runtime and test dependencies, read from pyproject.toml so that this list cannot
+# drift from it (torch is pinned above).
+mapfile -t deps < <("$venv/bin/python" - <<'PY'
+import re
+import tomllib
+
+project = tomllib.load(open("pyproject.toml", "rb"))["project"]
+for dep in project["dependencies"] + project["optional-dependencies"]["test"]:
+    if re.split(r"[<>=!~ \[]", dep)[0] != "torch":
+        print(dep)
+PY
+)
+"$venv/bin/python" -m pip install -q "${deps[@]}"
 
 # Build in a copy of the tracked tree so the checkout's CPU build stays in place.
 work=$(mktemp -d)

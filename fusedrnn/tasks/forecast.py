@@ -289,7 +289,7 @@ def predict(args: argparse.Namespace) -> int:
     for h, value in enumerate(pred, start=1):
         day = data.dates[origin] + np.timedelta64(h, "D")
         known = origin + h < len(data)
-        actual = f"{data.rail[origin + h]:>11,.0f}" if known else f"{'':>11}"
+        actual = f"{data.rail[origin + h]:>11,.0f}" if known else ""
         print(f"  {day} {'+' + str(h):>3} {value:>11,.0f}{actual}")
     if origin + 1 < len(data):
         print("  (columns: date, days ahead, forecast, actual)")
