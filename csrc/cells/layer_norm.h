@@ -5,16 +5,8 @@
 #include <cmath>
 
 #include "activations.h"
+#include "simd_sum.h"
 
-// Row sums with a vectorised reduction on the CPU: without it GCC keeps one accumulator (it may
-// not reorder float additions) and the LayerNorm passes run scalar. The order is fixed at compile
-// time, so results stay deterministic. CUDA runs one thread per row here and ignores it.
-#define FUSEDRNN_PRAGMA(x) _Pragma(#x)
-#if defined(_OPENMP) && !defined(__CUDA_ARCH__)
-#define FUSEDRNN_SIMD_SUM(...) FUSEDRNN_PRAGMA(omp simd reduction(+ : __VA_ARGS__))
-#else
-#define FUSEDRNN_SIMD_SUM(...)
-#endif
 // The row loops of the LayerNorm cells: the row pointers never overlap, which GCC cannot prove,
 // so without this it would not vectorise them.
 #if defined(__GNUC__) && !defined(__clang__) && !defined(__CUDACC__)

@@ -12,6 +12,7 @@
 #include <torch/library.h>
 
 #include "../cells/conv_activation.h"
+#include "../cells/simd_sum.h"
 #include "../conv1d_geometry.h"
 #include "gemm.h"
 #include "vectorize.h"
@@ -132,6 +133,31 @@ void direct_rows(const Conv1dGeometry& g, const T* x, const T* w_t, const T* bia
   }
 }
 
+// The backward of direct_rows for one block of gathered windows: dw_t[kc, :] += Σ_r
+// windows[r, kc]·da[r, :] and windows_grad[r, kc] = da[r, :]·w_t[kc, :], both vectorised across
+// output channels; w_t and dw_t are [K·C_in, C_out]. With K·C_in this small, GEMM calls cost more
+// in overhead than the arithmetic.
+template <typename T>
+void direct_backward_rows(const Conv1dGeometry& g, const T* da_rows, int64_t ld_da, const T* w_t,
+                          const T* windows, int64_t rows, T* dw_t, T* windows_grad) {
+  const int64_t Co = g.out_channels, KC = g.kernel * g.in_channels;
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* da = da_rows + r * ld_da;
+    for (int64_t kc = 0; kc < KC; ++kc) {
+      const T v = windows[r * KC + kc];
+      const T* w = w_t + kc * Co;
+      T* dw = dw_t + kc * Co;
+      T dot = T(0);
+      FUSEDRNN_SIMD_SUM(dot)
+      for (int64_t c = 0; c < Co; ++c) {
+        dw[c] += v * da[c];
+        dot += da[c] * w[c];
+      }
+      windows_grad[r * KC + kc] = dot;
+    }
+  }
+}
+
 std::tuple<Tensor, Tensor> conv1d(const Tensor& x_in, const Tensor& weight,
                                   const std::optional<Tensor>& bias, int64_t stride,
                                   int64_t dilation, int64_t pad_left, int64_t pad_right,
@@ -194,7 +220,11 @@ std::tuple<Tensor, Tensor, Tensor> conv1d_backward(
   TORCH_CHECK(!needs_preactivation(act) || pre_in.numel() == grad_y.numel(), op,
               ": this activation needs the preactivation saved by conv1d(train=True)");
   const int64_t Co = g.out_channels, KC = g.kernel * g.in_channels;
-  const Tensor x = x_in.contiguous(), w = weight.permute({0, 2, 1}).contiguous();
+  const bool direct = KC <= kDirectMaxTaps;
+  // [C_out, K·C_in] for the GEMMs, [K·C_in, C_out] for the direct loop (as in forward)
+  const Tensor x = x_in.contiguous();
+  const Tensor w = direct ? weight.permute({2, 1, 0}).contiguous()
+                          : weight.permute({0, 2, 1}).contiguous();
   const Tensor y = y_in.contiguous(), pre = pre_in.contiguous(), dy = grad_y.contiguous();
   Tensor dx = at::zeros(x.sizes(), x.options());
   Tensor db = at::empty({has_bias ? Co : 0}, x.options());
@@ -224,15 +254,21 @@ std::tuple<Tensor, Tensor, Tensor> conv1d_backward(
     auto run_groups = [&](int64_t q0, int64_t q1) {
       std::vector<T> windows(kBlockSteps * KC), windows_grad(kBlockSteps * KC);
       for (int64_t q = q0; q < q1; ++q) {
-        T* dw = dwp + q * Co * KC;
+        T* dw = dwp + q * Co * KC;  // [C_out, K·C_in], or [K·C_in, C_out] when direct
         for (int64_t n = q * g.batch / groups; n < (q + 1) * g.batch / groups; ++n) {
           for (int64_t t0 = 0; t0 < g.out_steps; t0 += kBlockSteps) {
             const int64_t rows = std::min(kBlockSteps, g.out_steps - t0);
             const T* da_rows = dap + n * g.y_batch_stride() + t0 * ys;
             gather_windows(g, xp, n, t0, rows, windows.data());
-            gemm<T>(true, false, Co, KC, rows, T(1), da_rows, ys, windows.data(), KC, T(1), dw, KC);
-            gemm<T>(false, false, rows, KC, Co, T(1), da_rows, ys, wp, KC, T(0),
-                    windows_grad.data(), KC);
+            if (direct) {
+              direct_backward_rows(g, da_rows, ys, wp, windows.data(), rows, dw,
+                                   windows_grad.data());
+            } else {
+              gemm<T>(true, false, Co, KC, rows, T(1), da_rows, ys, windows.data(), KC, T(1), dw,
+                      KC);
+              gemm<T>(false, false, rows, KC, Co, T(1), da_rows, ys, wp, KC, T(0),
+                      windows_grad.data(), KC);
+            }
             scatter_windows(g, windows_grad.data(), n, t0, rows, dxp);
           }
         }
@@ -245,7 +281,9 @@ std::tuple<Tensor, Tensor, Tensor> conv1d_backward(
     }
   });
   // Σ over groups in order, then back to nn.Conv1d's [C_out, C_in, K]
-  const Tensor dw = dw_groups.sum(0).view({Co, g.kernel, g.in_channels}).permute({0, 2, 1});
+  const Tensor dw = direct
+      ? dw_groups.sum(0).view({g.kernel, g.in_channels, Co}).permute({2, 1, 0})
+      : dw_groups.sum(0).view({Co, g.kernel, g.in_channels}).permute({0, 2, 1});
   return {dx, dw.contiguous(), db};
 }
 
