@@ -64,6 +64,7 @@ def _conv1d_setup(ctx, inputs, output):
     x, weight, bias, *geometry, train = inputs
     ctx.geometry = tuple(geometry)  # stride, dilation, pad_left, pad_right, activation, batch_first
     ctx.has_bias = bias is not None
+    ctx.set_materialize_grads(False)  # the saved preactivation needs no zero gradient tensor
     ctx.save_for_backward(x, weight, output[0], output[1])
 
 
@@ -74,6 +75,8 @@ def _conv1d_backward(ctx, grad_y, _grad_pre):
             "fusedrnn::conv1d: backward needs the preactivation, but the forward op ran with "
             "train=False"
         )
+    if grad_y is None:  # y did not reach the loss
+        return None, None, None, *([None] * 7)
     dx, dw, db = torch.ops.fusedrnn.conv1d_backward(grad_y, x, weight, y, pre, *ctx.geometry,
                                                     ctx.has_bias)
     return dx, dw, db if ctx.has_bias else None, *([None] * 7)

@@ -55,6 +55,7 @@ def _ln_lstm_backward_fake(grad_y, grad_h_n, grad_c_n, x, h0, c0, w_ih, w_hh, ln
 
 
 def _ln_lstm_setup(ctx, inputs, output):
+    ctx.set_materialize_grads(False)  # no zero tensors for unused outputs (the workspace is big)
     x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse, _eps, _train, *masks = inputs
     ctx.reverse = reverse
     ctx.has_bias = (b_ih is not None, b_hh is not None)
@@ -118,6 +119,7 @@ def _ln_gru_backward_fake(grad_y, grad_h_n, x, h0, w_ih, w_hh, ln, batch_sizes, 
 
 
 def _ln_gru_setup(ctx, inputs, output):
+    ctx.set_materialize_grads(False)  # no zero tensors for unused outputs (the workspace is big)
     x, h0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse, _eps, _train, *masks = inputs
     ctx.reverse = reverse
     ctx.has_bias = (b_ih is not None, b_hh is not None)

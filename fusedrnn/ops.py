@@ -89,6 +89,7 @@ def _lstm_layer_backward_fake(
 
 
 def _lstm_layer_setup(ctx, inputs, output):
+    ctx.set_materialize_grads(False)  # no zero tensors for unused outputs (the workspace is big)
     x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, _, *masks = inputs
     ctx.reverse = reverse
     ctx.has_bias = (b_ih is not None, b_hh is not None)
@@ -186,6 +187,7 @@ def _hidden_layer_backward_shapes(cell, grad_y, grad_h_n, x, h0, w_ih, w_hh, bat
 
 
 def _hidden_layer_setup(ctx, inputs, output):
+    ctx.set_materialize_grads(False)  # no zero tensors for unused outputs (the workspace is big)
     x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, *rest = inputs
     ctx.reverse = reverse
     # rest: [relu,] train, then the masks (rec_mask, zoneout_h) when given
@@ -284,6 +286,7 @@ def _lstm_cell_backward_fake(grad_hy, grad_cy, x, hx, cx, w_ih, w_hh, hy, worksp
 
 
 def _lstm_cell_setup(ctx, inputs, output):
+    ctx.set_materialize_grads(False)  # no zero tensors for unused outputs (the workspace is big)
     x, hx, cx, w_ih, w_hh, b_ih, b_hh, _ = inputs
     ctx.has_bias = (b_ih is not None, b_hh is not None)
     ctx.save_for_backward(x, hx, cx, w_ih, w_hh, output[0], output[2])
@@ -327,6 +330,7 @@ def _hidden_cell_backward_fake(grad_hy, x, hx, w_ih, w_hh, hy, workspace, *flags
 
 
 def _hidden_cell_setup(ctx, inputs, output):
+    ctx.set_materialize_grads(False)  # no zero tensors for unused outputs (the workspace is big)
     x, hx, w_ih, w_hh, b_ih, b_hh, *flags = inputs
     ctx.extra_flags = tuple(flags[:-1])
     ctx.has_bias = (b_ih is not None, b_hh is not None)

@@ -283,19 +283,17 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
 
   // whole-sequence gradients
   if constexpr (Cell::kLayerNorm) {
-    // the parameter reductions read d(gates) first; then it becomes the x side's pre-LN gradient
+    // one pass over the rows: the parameter reductions read d(gates) first, then the row's
+    // d(gates) becomes the x side's pre-LN gradient in place
+    std::vector<RowReduction> reds;
     for (const ColumnReduction& red : Cell::reductions(H)) {
       T* dst = red.target == ColumnReduction::kBiasIh   ? out.db_ih
                : red.target == ColumnReduction::kBiasHh ? out.db_hh
                                                         : out.dln;
-      if (!dst) continue;
-      const T* ws_cols = red.ws_col >= 0 ? in.ws + red.ws_col : nullptr;
-      column_dot(dg, N, GC, red.grad_col, ws_cols, W, red.width, dst + red.out_offset);
+      reds.push_back({red.grad_col, red.ws_col, red.width, dst ? dst + red.out_offset : nullptr});
     }
-    at::parallel_for(0, N, row_grain(GH), [&](int64_t begin, int64_t end) {
-      for (int64_t row = begin; row < end; ++row) {
-        Cell::input_grad_row(dg + row * GC, in.ws + row * W, w.ln, H);
-      }
+    reduce_rows(dg, N, GC, in.ws, W, reds, [&](int64_t row) {
+      Cell::input_grad_row(dg + row * GC, in.ws + row * W, w.ln, H);
     });
   }
   bool first = true;
