@@ -209,8 +209,10 @@ def evaluate_words(model: Seq2Seq, data: G2PData, words: Sequence[str], beam: in
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epochs", type=int, default=40,
-                        help="at most this many epochs (the time budget usually ends training sooner)")
+    parser.add_argument("--epochs", type=int, default=100,
+                        help="at most this many epochs; with a time budget the budget normally ends "
+                             "training first, so that the learning rate completes its decay (an "
+                             "epoch takes about a minute on 2 quiet cores)")
     parser.add_argument("--time-budget", type=float, default=52.0, metavar="MINUTES",
                         help="wall-clock minutes of training, per-epoch validation included: the "
                              "learning rate follows a cosine from --lr to --min-lr over this time and "
