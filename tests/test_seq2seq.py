@@ -11,12 +11,15 @@ from fusedrnn.models.seq2seq import Seq2Seq, sequence_loss
 from .conftest import assert_close
 
 PAD, BOS, EOS = 0, 1, 2
-COMBOS = list(itertools.product(["lstm", "gru"], ["luong", "bahdanau"]))
+# "luong-nofeed": Luong attention without input feeding (the decoder is a layer in training)
+COMBOS = list(itertools.product(["lstm", "gru"], ["luong", "luong-nofeed", "bahdanau"]))
 
 
 def _model(cell="gru", attention="luong", backend="fused", src_vocab=13, tgt_vocab=11, seed=0, **kw):
     torch.manual_seed(seed)
     sizes = {"emb": 8, "enc_hidden": 10, "dec_hidden": 12, "dropout": 0.0, **kw}
+    if attention == "luong-nofeed":
+        attention, sizes["input_feeding"] = "luong", False
     return Seq2Seq(src_vocab, tgt_vocab, cell=cell, attention=attention, backend=backend, **sizes)
 
 
@@ -50,6 +53,32 @@ def test_forward_backward_both_backends_agree(cell, attention):
     assert_close(outs["fused"], outs["torch"], what="logits")
     for name, g in grads["fused"].items():
         torch.testing.assert_close(g, grads["torch"][name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+@pytest.mark.parametrize("cell,attention", COMBOS)
+def test_teacher_forcing_equals_stepping_the_decoder(cell, attention):
+    """forward's teacher-forced logits are what step() gives symbol by symbol (the decoders'
+    path); without input feeding forward runs the decoder as a layer, so this ties the two."""
+    src, lengths, tgt_in, _ = _batch()
+    for backend in ("fused", "torch"):
+        model = _model(cell, attention, backend).eval()
+        with torch.no_grad():
+            forced = model(src, lengths, tgt_in)
+            enc = model.encode(src, lengths)
+            state, stepped = enc.state, []
+            for t in range(tgt_in.size(1)):
+                logits, state = model.step(tgt_in[:, t], state, enc)
+                stepped.append(logits)
+        assert_close(torch.stack(stepped, dim=1), forced, what=f"{backend}: stepped vs forced")
+
+
+def test_input_feeding_off_needs_luong_and_drops_the_feed():
+    with pytest.raises(ValueError, match="input_feeding=False needs attention='luong'"):
+        _model(attention="bahdanau", input_feeding=False)
+    fed, plain = _model("lstm", "luong"), _model("lstm", "luong-nofeed")
+    assert fed.input_feeding and not plain.input_feeding
+    assert len(fed.encode(*_batch()[:2]).state) == 3  # h, c and the fed-back vector
+    assert len(plain.encode(*_batch()[:2]).state) == 2
 
 
 def test_uses_fused_modules_unless_torch_backend():

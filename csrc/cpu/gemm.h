@@ -4,6 +4,11 @@
 // at::mm call costs ~2 µs of dispatch, more than the whole per-step GEMM of a small RNN. For the
 // recurrent weight, which multiplies every step, MKL's packed-GEMM API packs it once per call.
 // Where those symbols are absent (other torch builds) it falls back to ATen.
+//
+// Reduced precision follows torch's own switch: with torch.set_float32_matmul_precision("medium")
+// (or torch.backends.mkldnn.{matmul,rnn}.fp32_precision = "bf16") float GEMMs large enough to
+// repay the conversion go through ATen, whose oneDNN path multiplies in bf16 with fp32
+// accumulation (AMX where the CPU has it), exactly as torch.nn's own matmuls then do.
 #pragma once
 
 #include <cstdint>
@@ -11,6 +16,9 @@
 
 namespace fusedrnn {
 namespace cpu {
+
+// Whether torch allows bf16 for float32 matmuls or RNNs right now (read once per op call).
+bool reduced_precision_allowed();
 
 template <typename T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
@@ -23,12 +31,12 @@ template <typename T>
 class FixedRightOperand {
  public:
   FixedRightOperand(bool trans_b, int64_t max_m, int64_t n, int64_t k, const T* b, int64_t ldb,
-                    int64_t uses);
+                    int64_t uses, bool reduced_precision = reduced_precision_allowed());
   // C[m,n] = A[m,k]·op(B) + beta·C
   void multiply(int64_t m, const T* a, int64_t lda, T beta, T* c, int64_t ldc) const;
 
  private:
-  bool trans_b_;
+  bool trans_b_, reduced_precision_;
   int64_t max_m_, n_, k_, ldb_;
   const T* b_;
   // MKL asks for megabytes of which packing touches only what B needs: left uninitialised, since

@@ -7,6 +7,9 @@ states, padded source positions masked out of the softmax. Two attention flavour
 * ``luong``: the cell runs first; its new state h_t scores the memory with a bilinear form
   (Luong et al.'s "general" score), and the attentional vector tanh(W_c [h_t; context]) both
   predicts the next symbol and is fed back into the next step's input ("input feeding").
+  With ``input_feeding=False`` nothing is fed back, so under teacher forcing the decoder is a
+  plain recurrent layer over the whole target: one fused layer call, and attention for all steps
+  as two batched GEMMs, instead of a Python loop of cell calls and matrix-vector products.
 * ``bahdanau``: the previous state h_{t-1} scores the memory additively
   (v^T tanh(W_m m + W_q h)); the context is part of the cell's input for this step.
 
@@ -135,11 +138,16 @@ class Seq2Seq(nn.Module):
     def __init__(self, src_vocab: int, tgt_vocab: int, *, emb: int = 128, enc_hidden: int = 256,
                  dec_hidden: int = 256, enc_layers: int = 1, cell: str = "gru",
                  attention: str = "luong", dropout: float = 0.1, backend: str = "fused",
-                 pad: int = 0, bos: int = 1, eos: int = 2):
+                 input_feeding: bool = True, pad: int = 0, bos: int = 1, eos: int = 2):
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
+        if not input_feeding and attention != "luong":
+            raise ValueError("input_feeding=False needs attention='luong' (bahdanau's context is "
+                             "part of the cell's input)")
         self.cell_kind, self.attention_kind = cell, attention
+        self.input_feeding = attention == "luong" and input_feeding
+        self.layer_decoder = attention == "luong" and not input_feeding
         self.pad, self.bos, self.eos = pad, bos, eos
         self.dec_hidden = dec_hidden
         memory_size = 2 * enc_hidden
@@ -153,8 +161,13 @@ class Seq2Seq(nn.Module):
         self.bridge_h = nn.Linear(memory_size, dec_hidden)
         self.bridge_c = nn.Linear(memory_size, dec_hidden) if cell == "lstm" else None
         self.attention = Attention(attention, dec_hidden, memory_size)
-        feed_size = dec_hidden if attention == "luong" else memory_size
-        self.cell = recurrent_cell(cell, emb + feed_size, dec_hidden, backend=backend)
+        if self.layer_decoder:
+            # a layer, not a cell: training runs it over the whole target at once; decoding
+            # steps it one symbol at a time (T = 1)
+            self.decoder = recurrent_layer(cell, emb, dec_hidden, batch_first=True, backend=backend)
+        else:
+            feed_size = dec_hidden if attention == "luong" else memory_size
+            self.cell = recurrent_cell(cell, emb + feed_size, dec_hidden, backend=backend)
         self.combine = nn.Linear(dec_hidden + memory_size, dec_hidden, bias=False)
         self.out = nn.Linear(dec_hidden, tgt_vocab)
         self.drop = SharedDropout(dropout)
@@ -177,13 +190,17 @@ class Seq2Seq(nn.Module):
             state: tuple[Tensor, ...] = (h0, c0)
         else:
             state = (h0,)
-        if self.attention_kind == "luong":  # the fed-back attentional vector starts at zero
+        if self.input_feeding:  # the fed-back attentional vector starts at zero
             state = (*state, h0.new_zeros(h0.shape))
         return Encoded(memory, self.attention.keys(memory), mask, state)
 
     # -- decoder -------------------------------------------------------------------------------
 
     def _cell(self, x: Tensor, state: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+        if self.layer_decoder:  # one step of the decoder layer
+            hx = tuple(s.unsqueeze(0) for s in state)
+            out, hn = self.decoder(x.unsqueeze(1), hx if self.cell_kind == "lstm" else hx[0])
+            return tuple(s.squeeze(0) for s in hn) if self.cell_kind == "lstm" else (hn.squeeze(0),)
         if self.cell_kind == "lstm":
             return self.cell(x, (state[0], state[1]))
         return (self.cell(x, state[0]),)
@@ -191,6 +208,10 @@ class Seq2Seq(nn.Module):
     def _step(self, emb: Tensor, state: tuple[Tensor, ...], enc: Encoded) -> tuple[Tensor, tuple]:
         """One decoder step from an embedded input: (attentional vector (B, H), new state)."""
         if self.attention_kind == "luong":
+            if not self.input_feeding:
+                rec = self._cell(emb, state)
+                context, _ = self.attention(rec[0], enc.keys, enc.memory, enc.mask)
+                return torch.tanh(self.combine(torch.cat([rec[0], context], dim=1))), rec
             *rec, feed = state
             rec = self._cell(torch.cat([emb, feed], dim=1), tuple(rec))
             context, _ = self.attention(rec[0], enc.keys, enc.memory, enc.mask)
@@ -210,11 +231,23 @@ class Seq2Seq(nn.Module):
         """Teacher-forced logits (B, T, V) for the targets after each symbol of tgt_in (B, T)."""
         enc = self.encode(src, src_lengths)
         embs = self.drop(self.tgt_embed(tgt_in))
+        if self.layer_decoder:
+            return self.out(self.drop(self._teacher_forced_layer(embs, enc)))
         state, vecs = enc.state, []
         for t in range(tgt_in.size(1)):
             attn_vec, state = self._step(embs[:, t], state, enc)
             vecs.append(attn_vec)
         return self.out(self.drop(torch.stack(vecs, dim=1)))
+
+
+    def _teacher_forced_layer(self, embs: Tensor, enc: Encoded) -> Tensor:
+        """Attentional vectors (B, T, H) of every step at once (Luong without input feeding)."""
+        hx = tuple(s.unsqueeze(0) for s in enc.state)
+        states, _ = self.decoder(embs, hx if self.cell_kind == "lstm" else hx[0])  # (B, T, H)
+        scores = torch.bmm(states, enc.keys.transpose(1, 2))  # (B, T, S)
+        scores = scores.masked_fill(~enc.mask.unsqueeze(1), float("-inf"))
+        context = torch.bmm(torch.softmax(scores, dim=2), enc.memory)  # (B, T, M)
+        return torch.tanh(self.combine(torch.cat([states, context], dim=2)))
 
 
 def sequence_loss(logits: Tensor, target: Tensor, pad: int = 0, label_smoothing: float = 0.0) -> Tensor:

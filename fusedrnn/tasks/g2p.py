@@ -162,6 +162,7 @@ def model_config(args: argparse.Namespace, data: G2PData) -> dict:
         "task": "g2p", "cell": args.cell, "attention": args.attention, "emb": args.emb,
         "enc_hidden": args.enc_hidden, "dec_hidden": args.dec_hidden, "enc_layers": args.enc_layers,
         "dropout": args.dropout, "backend": args.backend, "stress": args.stress,
+        "input_feeding": args.input_feeding,
         "graphemes": data.graphemes.itos, "phonemes": data.phonemes.itos,
     }
 
@@ -171,6 +172,7 @@ def build_model(config: dict, backend: str | None = None) -> tuple[Seq2Seq, Voca
     model = Seq2Seq(len(graphemes), len(phonemes), emb=config["emb"], enc_hidden=config["enc_hidden"],
                     dec_hidden=config["dec_hidden"], enc_layers=config["enc_layers"], cell=config["cell"],
                     attention=config["attention"], dropout=config["dropout"],
+                    input_feeding=config.get("input_feeding", True),  # older checkpoints fed back
                     backend=backend or config["backend"], pad=phonemes.pad, bos=phonemes.bos,
                     eos=phonemes.eos)
     return model, graphemes, phonemes
@@ -226,6 +228,15 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the train/valid/test word split")
     parser.add_argument("--cell", choices=CELLS, default="gru", help="encoder and decoder cell")
     parser.add_argument("--attention", choices=ATTENTIONS, default="luong")
+    parser.add_argument("--input-feeding", action=argparse.BooleanOptionalAction, default=False,
+                        help="luong: feed each attentional vector into the next step's input. Off "
+                             "(default), teacher-forced training runs the decoder as one fused layer "
+                             "over the whole target: 1.3x faster per step, so more epochs fit")
+    parser.add_argument("--matmul-precision", choices=("highest", "high", "medium"), default="medium",
+                        help="torch.set_float32_matmul_precision for the run: 'medium' lets CPUs with "
+                             "bf16 units (AMX, AVX512-BF16) and GPUs multiply in reduced precision with "
+                             "fp32 accumulation, in torch.nn and fusedrnn alike; where the hardware "
+                             "has none it changes nothing")
     parser.add_argument("--emb", type=int, default=64, help="embedding size (graphemes and phonemes)")
     parser.add_argument("--enc-hidden", type=int, default=256, help="encoder hidden size per direction")
     parser.add_argument("--dec-hidden", type=int, default=256, help="decoder hidden size")
@@ -346,6 +357,7 @@ def train(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     threads, why = choose_threads(args.threads)
     torch.set_num_threads(threads)
+    torch.set_float32_matmul_precision(args.matmul_precision)
     seed_everything(args.seed)
     device = resolve_device(args.device)
     data = load_data(args.data, stress=args.stress, seed=args.split_seed, max_words=args.max_words)
@@ -357,14 +369,16 @@ def train(args: argparse.Namespace) -> int:
            f"{len(data.splits['train'])} words, {len(data.splits['valid'])} valid, "
            f"{len(data.splits['test'])} test), {len(data.graphemes)} graphemes, "
            f"{len(data.phonemes)} phonemes (stress {'kept' if args.stress else 'stripped'}); "
-           f"backend {args.backend}, device {device}, {threads} threads ({why})")
+           f"backend {args.backend}, device {device}, {threads} threads ({why}), float32 matmul "
+           f"precision {args.matmul_precision}")
 
     config = model_config(args, data)
     model, _, _ = build_model(config)
     model.to(device)
     n_params = sum(p.numel() for p in model.parameters())
-    _print(f"model: {args.cell} encoder {args.enc_hidden}x2, {args.attention} attention decoder "
-           f"{args.dec_hidden}, emb {args.emb}: {n_params / 1e6:.2f}M parameters")
+    feeding = "input feeding" if model.input_feeding else "no input feeding"
+    _print(f"model: {args.cell} encoder {args.enc_hidden}x2 ({args.enc_layers} layer(s)), "
+           f"{args.attention} attention decoder {args.dec_hidden} ({feeding}), emb {args.emb}: {n_params / 1e6:.2f}M parameters")
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     batches = PairBatches(train_pairs, data.graphemes, data.phonemes, args.batch_size, device)
     pad, smoothing = data.phonemes.pad, args.label_smoothing
