@@ -378,7 +378,8 @@ def train(args: argparse.Namespace) -> int:
     n_params = sum(p.numel() for p in model.parameters())
     feeding = "input feeding" if model.input_feeding else "no input feeding"
     _print(f"model: {args.cell} encoder {args.enc_hidden}x2 ({args.enc_layers} layer(s)), "
-           f"{args.attention} attention decoder {args.dec_hidden} ({feeding}), emb {args.emb}: {n_params / 1e6:.2f}M parameters")
+           f"{args.attention} attention decoder {args.dec_hidden} ({feeding}), emb {args.emb}: "
+           f"{n_params / 1e6:.2f}M parameters")
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     batches = PairBatches(train_pairs, data.graphemes, data.phonemes, args.batch_size, device)
     pad, smoothing = data.phonemes.pad, args.label_smoothing
