@@ -218,3 +218,8 @@ def test_cosine_schedule_by_steps():
     assert not schedule.out_of_time()
     timed = g2p.CosineSchedule(opt, 1.0, 0.0, budget_s=10.0, total_steps=1, elapsed_s=10.0)
     assert timed.out_of_time() and timed.progress() == 1.0
+    # with a budget, the step limit still ends the decay if it comes first
+    capped = g2p.CosineSchedule(opt, 1.0, 0.0, budget_s=1e6, total_steps=4, steps=2)
+    assert capped.progress() == pytest.approx(0.5) and not capped.out_of_time()
+    half_time = g2p.CosineSchedule(opt, 1.0, 0.0, budget_s=10.0, total_steps=100, elapsed_s=5.0)
+    assert half_time.progress() == pytest.approx(0.5, abs=0.01)

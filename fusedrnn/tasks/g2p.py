@@ -212,9 +212,8 @@ def evaluate_words(model: Seq2Seq, data: G2PData, words: Sequence[str], beam: in
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, default=100,
-                        help="at most this many epochs; with a time budget the budget normally ends "
-                             "training first, so that the learning rate completes its decay (an "
-                             "epoch takes about a minute on 2 quiet cores)")
+                        help="at most this many epochs; the learning rate's decay completes by "
+                             "whichever ends training first, this or the time budget")
     parser.add_argument("--time-budget", type=float, default=52.0, metavar="MINUTES",
                         help="wall-clock minutes of training, per-epoch validation included: the "
                              "learning rate follows a cosine from --lr to --min-lr over this time and "
@@ -299,9 +298,10 @@ class OutOfTime(Exception):
 class CosineSchedule:
     """Per-step cosine decay of the learning rate from lr to min_lr.
 
-    Progress runs over a wall-clock budget (budget_s > 0: the share of the budget spent so far,
-    so the decay always completes in the time available, however fast the machine is today) or
-    over total_steps optimizer steps. elapsed_s and steps carry progress over from a resumed run.
+    Progress is the share of total_steps optimizer steps taken or, with a wall-clock budget
+    (budget_s > 0), whichever share is larger of those steps and of the budget spent: the decay
+    completes by whichever limit ends training first, however fast the machine is today.
+    elapsed_s and steps carry progress over from a resumed run.
     """
 
     def __init__(self, optimizer, lr: float, min_lr: float, *, budget_s: float, total_steps: int,
@@ -314,7 +314,9 @@ class CosineSchedule:
         return time.perf_counter() - self.clock_start
 
     def progress(self) -> float:
-        done = self.elapsed() / self.budget_s if self.budget_s > 0 else self.steps / self.total_steps
+        done = self.steps / self.total_steps
+        if self.budget_s > 0:
+            done = max(done, self.elapsed() / self.budget_s)
         return min(max(done, 0.0), 1.0)
 
     def out_of_time(self) -> bool:
