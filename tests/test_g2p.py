@@ -200,6 +200,8 @@ def test_time_budget_ends_training_and_resume_continues(tmp_path):
         assert g2p.train(_train_args(tmp_path, "--epochs", "2", "--time-budget", "0", "--resume")) == 0
     finally:
         torch.set_num_threads(threads)
+    # training ran at --matmul-precision medium (the default) and gave the caller's setting back
+    assert torch.get_float32_matmul_precision() == "highest"
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["epochs"] == 2
     lines = (tmp_path / "run" / "metrics.csv").read_text().strip().splitlines()

@@ -162,7 +162,8 @@ def model_config(args: argparse.Namespace, data: G2PData) -> dict:
         "task": "g2p", "cell": args.cell, "attention": args.attention, "emb": args.emb,
         "enc_hidden": args.enc_hidden, "dec_hidden": args.dec_hidden, "enc_layers": args.enc_layers,
         "dropout": args.dropout, "backend": args.backend, "stress": args.stress,
-        "input_feeding": args.input_feeding,
+        # bahdanau's context is part of the cell's input by construction
+        "input_feeding": args.input_feeding or args.attention != "luong",
         "graphemes": data.graphemes.itos, "phonemes": data.phonemes.itos,
     }
 
@@ -354,12 +355,18 @@ def budgeted(batches, schedule: CosineSchedule):
 
 
 def train(args: argparse.Namespace) -> int:
+    from ..training import float32_matmul_precision
+
+    with float32_matmul_precision(args.matmul_precision):
+        return _train(args)
+
+
+def _train(args: argparse.Namespace) -> int:
     from ..training import fit, load_checkpoint, plot_curves, resolve_device, seed_everything
 
     started = time.perf_counter()
     threads, why = choose_threads(args.threads)
     torch.set_num_threads(threads)
-    torch.set_float32_matmul_precision(args.matmul_precision)
     seed_everything(args.seed)
     device = resolve_device(args.device)
     data = load_data(args.data, stress=args.stress, seed=args.split_seed, max_words=args.max_words)

@@ -5,9 +5,9 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .loop import FitResult, fit
 from .metrics import MetricsLog
 from .plotting import plot_curves
-from .runtime import resolve_device, seed_everything
+from .runtime import float32_matmul_precision, resolve_device, seed_everything
 
 __all__ = [
-    "FitResult", "MetricsLog", "fit", "load_checkpoint", "plot_curves", "resolve_device",
-    "save_checkpoint", "seed_everything",
+    "FitResult", "MetricsLog", "fit", "float32_matmul_precision", "load_checkpoint", "plot_curves",
+    "resolve_device", "save_checkpoint", "seed_everything",
 ]

@@ -1,8 +1,11 @@
-"""Seeding, device choice, and capturing/restoring every random number generator's state."""
+"""Seeding, device choice, matmul precision, and capturing/restoring every random number
+generator's state."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -23,6 +26,18 @@ def resolve_device(name: str | None) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"device {name!r} requested but CUDA is not available")
     return device
+
+
+@contextmanager
+def float32_matmul_precision(precision: str) -> Iterator[None]:
+    """torch.set_float32_matmul_precision(precision) inside the block, the previous one after it,
+    so that a task run from Python leaves the caller's setting as it found it."""
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(precision)
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
 
 
 def rng_states() -> dict:
