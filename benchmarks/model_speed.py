@@ -1,6 +1,6 @@
 """Training-step speed of the task models on the fused layers against the same models on torch.nn.
 
-    python benchmarks/model_speed.py [--rounds 30] [--threads 2]
+    python benchmarks/model_speed.py [--rounds 30] [--threads 2] [--matmul-precision medium]
 
 The models are built exactly as `fusedrnn train forecast` and `fusedrnn train g2p` build them by
 default, once per backend with the same weights; each round runs one training step (forward,
@@ -48,7 +48,8 @@ def _g2p_side(backend: str, batches):
     torch.manual_seed(0)
     G, P = data.graphemes, data.phonemes
     model = Seq2Seq(len(G), len(P), emb=64, enc_hidden=256, dec_hidden=256, cell="gru",
-                    attention="luong", dropout=0.1, backend=backend, pad=P.pad, bos=P.bos, eos=P.eos)
+                    attention="luong", input_feeding=False, dropout=0.1, backend=backend,
+                    pad=P.pad, bos=P.bos, eos=P.eos)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
 
     def step(i):
@@ -83,10 +84,15 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--matmul-precision", choices=("highest", "high", "medium"), default="highest",
+                        help="torch.set_float32_matmul_precision for both sides (`fusedrnn train g2p` "
+                             "uses medium)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; one training step, median ms")
+    torch.set_float32_matmul_precision(args.matmul_precision)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32 matmul precision "
+          f"{args.matmul_precision}; one training step, median ms")
     print(f"{'model (default task configuration)':<44} {'torch.nn':>9} {'fused':>9} {'speed-up':>9}")
     _compare("forecast: GRU 64, batch 32 x 56 days", _forecast_side, args.rounds)
     data = load_data()
@@ -96,7 +102,7 @@ def main() -> None:
     torch.manual_seed(0)
     batches = list(itertools.islice(PairBatches(pairs, data.graphemes, data.phonemes, 256, "cpu"),
                                     args.rounds + 3))
-    _compare("g2p: GRU 256x2 enc, 256 dec, batch 256", lambda b: _g2p_side(b, (data, batches)),
+    _compare("g2p: GRU 256x2 enc, 256 dec layer, batch 256", lambda b: _g2p_side(b, (data, batches)),
              args.rounds)
 
 

@@ -1,7 +1,8 @@
 """Grapheme-to-phoneme conversion with the library API: data, model, training steps, decoding.
 
-A small attention encoder-decoder (fused bidirectional GRU encoder, fused GRUCell decoder with
-Luong attention) trained for a couple of minutes on a slice of CMUdict, then decoded greedily
+A small attention encoder-decoder (fused bidirectional GRU encoder, fused GRU decoder with
+Luong attention and no input feeding, so that teacher-forced training runs the decoder as one
+fused layer) trained for a couple of minutes on a slice of CMUdict, then decoded greedily
 and with beam search. `fusedrnn train g2p` is the full recipe (all the data, a learning-rate
 schedule, checkpoints); this script shows the pieces.
 
@@ -24,6 +25,9 @@ parser.add_argument("--minutes", type=float, default=2.0, help="training time")
 parser.add_argument("--backend", choices=("fused", "torch"), default="fused")
 args = parser.parse_args()
 torch.manual_seed(0)
+# bf16 GEMMs with fp32 accumulation where the CPU has bf16 units (AMX, AVX512-BF16); fusedrnn's
+# kernels follow this setting as torch.nn's matmuls do
+torch.set_float32_matmul_precision("medium")
 
 # CMUdict without stress digits, split by distinct word: 90% train, 5% valid, 5% test
 data = load_data(max_words=args.words)
@@ -32,7 +36,7 @@ G, P = data.graphemes, data.phonemes
 print(f"{len(train_pairs)} training pairs, {len(G)} graphemes, {len(P)} phonemes")
 
 model = Seq2Seq(len(G), len(P), emb=64, enc_hidden=128, dec_hidden=128, cell="gru", attention="luong",
-                dropout=0.1, backend=args.backend, pad=P.pad, bos=P.bos, eos=P.eos)
+                input_feeding=False, dropout=0.1, backend=args.backend, pad=P.pad, bos=P.bos, eos=P.eos)
 optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
 batches = PairBatches(train_pairs, G, P, batch_size=128, device="cpu")  # bucketed by length
 
