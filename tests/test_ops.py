@@ -155,8 +155,9 @@ def test_activation_math_matches_torch_over_full_range():
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("proj", [0, 5], ids=["noproj", "proj"])
 def test_large_batch_split_across_threads(cell, reverse, proj):
-    # 40 rows: each thread takes a block of rows and runs its own GEMMs (csrc/cpu/recurrence.h
-    # split_rows); packed sizes shrink below the split threshold in the last steps.
+    # 40 rows: each thread takes a block of rows and runs the whole time loop on it
+    # (csrc/cpu/recurrence.h for_row_blocks, balanced by row length); packed sizes shrink so that
+    # the second block's rows end before the first block's.
     if proj and cell != "lstm":
         pytest.skip("projection is an LSTM option")
     lengths = [6] * 20 + [4] * 12 + [1] * 8

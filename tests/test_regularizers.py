@@ -78,15 +78,18 @@ def _explicit_masks(kind, m, rows_shape, B, dtype, seed=5):
 @pytest.mark.parametrize("kind", list(MODULES))
 @pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-def test_explicit_masks_match_reference(kind, packed, dtype):
-    T, B, I, H = 5, 4, 3, 6
+@pytest.mark.parametrize("B", [4, 24], ids=["B4", "B24"])
+def test_explicit_masks_match_reference(kind, packed, dtype, B):
+    # B=24: with 2+ threads the CPU driver runs row blocks on separate threads
+    # (csrc/cpu/recurrence.h for_row_blocks), each with its own rows of every mask
+    T, I, H = 5, 3, 6
     m = MODULES[kind](I, H, num_layers=2, bidirectional=True, dtype=dtype)
     x = torch.randn(T, B, I, dtype=dtype, requires_grad=True)
     h0 = torch.randn(4, B, H, dtype=dtype, requires_grad=True)
     c0 = torch.randn(4, B, H, dtype=dtype, requires_grad=True) if kind in HAS_C else None
     hx = (h0, c0) if c0 is not None else h0
     if packed:
-        lengths = torch.tensor([5, 4, 2, 1])
+        lengths = torch.tensor([5, 4, 2, 1] if B == 4 else [5] * 8 + [4] * 6 + [2] * 6 + [1] * 4)
         inp = pack_padded_sequence(x, lengths)
         data, batch_sizes = inp.data, inp.batch_sizes
         masks = _explicit_masks(kind, m, (data.shape[0],), B, dtype)

@@ -40,20 +40,42 @@ inline int64_t row_grain(int64_t elements_per_row) {
   return std::max<int64_t>(1, kMinElementsPerChunk / std::max<int64_t>(1, elements_per_row));
 }
 
-// Runs step(b0, b1) over one step's rows. With enough rows each thread takes a block of rows and
-// does that block's GEMMs and pointwise work itself: one fork/join per step instead of two, and a
-// thread's gate rows stay in its own cache. (Rows are independent within a step; BLAS runs
-// single-threaded inside a parallel region.) Otherwise one call sees every row, and the BLAS's
-// threads and a parallel pointwise pass share the work.
+// Runs body(b0, b1) on blocks of rows, one block per thread. Row b at step t reads only row b
+// of the previous step, so rows are independent over the whole sequence: each thread runs the
+// entire time loop on its own block (its GEMMs, pointwise work and state) with no
+// synchronisation between steps -- one fork/join per call instead of one per step. Blocks
+// balance the work of packed batches, where a row's work is its length. With too few rows one
+// block takes them all, and the BLAS's threads and parallel pointwise passes share each step.
 template <typename F>
-void split_rows(int64_t rows, const F& step) {
+void for_row_blocks(const Schedule& s, const F& body) {
   constexpr int64_t kMinRowsPerThread = 8;
-  const int64_t threads = at::get_num_threads();
-  if (threads > 1 && rows >= kMinRowsPerThread * threads && !at::in_parallel_region()) {
-    at::parallel_for(0, rows, (rows + threads - 1) / threads, step);
-  } else {
-    step(0, rows);
+  const int64_t B = s.batch;
+  const int64_t blocks =
+      at::in_parallel_region() ? 1 : std::min<int64_t>(at::get_num_threads(), B / kMinRowsPerThread);
+  if (blocks <= 1) {
+    body(int64_t(0), B);
+    return;
   }
+  // length of row b = the steps with batch_sizes[t] > b (suffix sums of a histogram)
+  std::vector<int64_t> length(static_cast<size_t>(B + 1), 0);
+  for (const int64_t rows : s.batch_sizes) {
+    if (rows > 0) ++length[static_cast<size_t>(rows - 1)];
+  }
+  for (int64_t b = B - 2; b >= 0; --b) length[b] += length[b + 1];
+  std::vector<int64_t> bounds{0};
+  int64_t done = 0;
+  for (int64_t b = 0; b < B && static_cast<int64_t>(bounds.size()) < blocks; ++b) {
+    done += length[b];
+    const int64_t rows_left = B - (b + 1), blocks_left = blocks - static_cast<int64_t>(bounds.size());
+    if (done * blocks >= s.rows_total * static_cast<int64_t>(bounds.size()) || rows_left == blocks_left) {
+      bounds.push_back(b + 1);
+    }
+  }
+  bounds.push_back(B);
+  const int64_t n = static_cast<int64_t>(bounds.size()) - 1;
+  at::parallel_for(0, n, 1, [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) body(bounds[k], bounds[k + 1]);
+  });
 }
 
 template <typename Cell, typename T>
@@ -104,11 +126,13 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
   std::unique_ptr<FixedRightOperand<T>> projection;
   if (proj) projection = std::make_unique<FixedRightOperand<T>>(true, B, P, H, w.w_hr, H, s.steps());
 
-  for (int64_t step = 0; step < s.steps(); ++step) {
-    const int64_t t = s.time_at(step, reverse), rows = s.batch_sizes[t], off = s.offsets[t];
-    const ForwardStep<T> fs{out.ws, gh.data(), w.b_ih, w.b_hh, out.h, out.c, out.y,
-                            off,    W,         H,      P,      proj,  w.ln,  w.eps};
-    split_rows(rows, [&](int64_t b0, int64_t b1) {
+  for_row_blocks(s, [&](int64_t b0, int64_t block_end) {
+    for (int64_t step = 0; step < s.steps(); ++step) {
+      const int64_t t = s.time_at(step, reverse), off = s.offsets[t];
+      const int64_t b1 = std::min(block_end, s.batch_sizes[t]);
+      if (b1 <= b0) continue;  // this block's rows are not active at step t
+      const ForwardStep<T> fs{out.ws, gh.data(), w.b_ih, w.b_hh, out.h, out.c, out.y,
+                              off,    W,         H,      P,      proj,  w.ln,  w.eps};
       const T* h_in = out.h + b0 * P;
       if (reg.rec_mask) {  // W_hh sees h_{t-1}·d; the cell's own uses of h_{t-1} do not
         T* dst = h_masked.data() + b0 * P;
@@ -140,8 +164,8 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
                              T(0), y_rows, P);
       }
       std::memcpy(out.h + b0 * P, y_rows, sizeof(T) * (b1 - b0) * P);
-    });
-  }
+    }
+  });
 }
 
 template <typename T>
@@ -199,87 +223,91 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
     if (reg.zoneout_c) dc_kept.resize(static_cast<size_t>(B * H));
   }
 
-  for (int64_t step = s.steps() - 1; step >= 0; --step) {
-    const int64_t t = s.time_at(step, reverse), rows = s.batch_sizes[t], off = s.offsets[t];
-    const int64_t tp = s.previous(t, reverse);
-    const BackwardStep<T> bs{in.ws,
-                             in.y,
-                             in.h0,
-                             in.c0,
-                             proj ? dh_raw.data() : (regularized ? dy_cell.data() : in.dy),
-                             zeros.data(),
-                             out.dh,
-                             out.dc,
-                             dg,
-                             off,
-                             tp >= 0 ? s.offsets[tp] : 0,
-                             tp >= 0 ? s.batch_sizes[tp] : 0,
-                             W,
-                             GC,
-                             H,
-                             P,
-                             proj,
-                             w.ln,
-                             reg.zoned_cell_col};
-    split_rows(rows, [&](int64_t b0, int64_t b1) {
-      if (proj) {
-        T* total = dh_total.data() + (off + b0) * P;
-        const T* dy = in.dy + (off + b0) * P;
-        const T* carried = out.dh + b0 * P;
-        for (int64_t k = 0; k < (b1 - b0) * P; ++k) total[k] = dy[k] + carried[k];
-        projection->multiply(b1 - b0, total, P, T(0), dh_raw.data() + b0 * H, H);
-      }
-      if (regularized) {
-        for (int64_t b = b0; b < b1; ++b) {
-          const int64_t row = off + b;
-          const T* dy = in.dy + row * P;
-          T* dh = out.dh + b * P;
-          T* cell = dy_cell.data() + row * P;
-          T* kept = dh_kept.data() + b * P;
-          const T* m = reg.zoneout_h ? reg.zoneout_h + row * P : nullptr;
-          for (int64_t j = 0; j < P; ++j) {
-            const T total = dy[j] + dh[j];
-            kept[j] = m ? m[j] * total : T(0);
-            cell[j] = total - kept[j];
-            dh[j] = T(0);  // the cell adds its direct term (GRU) to a clean slate
-          }
-          if (reg.zoneout_c) {
-            const T* mc = reg.zoneout_c + row * H;
-            T* dc = out.dc + b * H;
-            T* dck = dc_kept.data() + b * H;
-            for (int64_t j = 0; j < H; ++j) {
-              dck[j] = mc[j] * dc[j];
-              dc[j] -= dck[j];
+  for_row_blocks(s, [&](int64_t b0, int64_t block_end) {
+    for (int64_t step = s.steps() - 1; step >= 0; --step) {
+      const int64_t t = s.time_at(step, reverse), off = s.offsets[t];
+      const int64_t b1 = std::min(block_end, s.batch_sizes[t]);
+      if (b1 <= b0) continue;  // this block's rows are not active at step t
+      const int64_t tp = s.previous(t, reverse);
+      const BackwardStep<T> bs{in.ws,
+                               in.y,
+                               in.h0,
+                               in.c0,
+                               proj ? dh_raw.data() : (regularized ? dy_cell.data() : in.dy),
+                               zeros.data(),
+                               out.dh,
+                               out.dc,
+                               dg,
+                               off,
+                               tp >= 0 ? s.offsets[tp] : 0,
+                               tp >= 0 ? s.batch_sizes[tp] : 0,
+                               W,
+                               GC,
+                               H,
+                               P,
+                               proj,
+                               w.ln,
+                               reg.zoned_cell_col};
+      {
+        if (proj) {
+          T* total = dh_total.data() + (off + b0) * P;
+          const T* dy = in.dy + (off + b0) * P;
+          const T* carried = out.dh + b0 * P;
+          for (int64_t k = 0; k < (b1 - b0) * P; ++k) total[k] = dy[k] + carried[k];
+          projection->multiply(b1 - b0, total, P, T(0), dh_raw.data() + b0 * H, H);
+        }
+        if (regularized) {
+          for (int64_t b = b0; b < b1; ++b) {
+            const int64_t row = off + b;
+            const T* dy = in.dy + row * P;
+            T* dh = out.dh + b * P;
+            T* cell = dy_cell.data() + row * P;
+            T* kept = dh_kept.data() + b * P;
+            const T* m = reg.zoneout_h ? reg.zoneout_h + row * P : nullptr;
+            for (int64_t j = 0; j < P; ++j) {
+              const T total = dy[j] + dh[j];
+              kept[j] = m ? m[j] * total : T(0);
+              cell[j] = total - kept[j];
+              dh[j] = T(0);  // the cell adds its direct term (GRU) to a clean slate
+            }
+            if (reg.zoneout_c) {
+              const T* mc = reg.zoneout_c + row * H;
+              T* dc = out.dc + b * H;
+              T* dck = dc_kept.data() + b * H;
+              for (int64_t j = 0; j < H; ++j) {
+                dck[j] = mc[j] * dc[j];
+                dc[j] -= dck[j];
+              }
             }
           }
         }
-      }
-      at::parallel_for(b0, b1, row_grain(GH), [&](int64_t begin, int64_t end) {
-        for (int64_t b = begin; b < end; ++b) {
-          const BackwardRow<T> r = backward_row<Cell>(bs, b);
-          if constexpr (Cell::kRowWise) {
-            Cell::backward_row(r, H);
-          } else {
-            FUSEDRNN_INDEPENDENT_ITERATIONS
-            for (int64_t j = 0; j < H; ++j) Cell::backward(r, H, j);
+        at::parallel_for(b0, b1, row_grain(GH), [&](int64_t begin, int64_t end) {
+          for (int64_t b = begin; b < end; ++b) {
+            const BackwardRow<T> r = backward_row<Cell>(bs, b);
+            if constexpr (Cell::kRowWise) {
+              Cell::backward_row(r, H);
+            } else {
+              FUSEDRNN_INDEPENDENT_ITERATIONS
+              for (int64_t j = 0; j < H; ++j) Cell::backward(r, H, j);
+            }
           }
+        });
+        if (!regularized) {
+          recurrent.multiply(b1 - b0, dg + (off + b0) * GC, GC,
+                             Cell::kDirectHiddenGrad ? T(1) : T(0), out.dh + b0 * P, P);
+          continue;
         }
-      });
-      if (!regularized) {
-        recurrent.multiply(b1 - b0, dg + (off + b0) * GC, GC,
-                           Cell::kDirectHiddenGrad ? T(1) : T(0), out.dh + b0 * P, P);
-        return;
+        recurrent.multiply(b1 - b0, dg + (off + b0) * GC, GC, T(0), dh_gemm.data() + b0 * P, P);
+        for (int64_t k = b0 * P; k < b1 * P; ++k) {
+          const T through_w = reg.rec_mask ? dh_gemm[k] * reg.rec_mask[k] : dh_gemm[k];
+          out.dh[k] = (Cell::kDirectHiddenGrad ? out.dh[k] : T(0)) + through_w + dh_kept[k];
+        }
+        if (reg.zoneout_c) {
+          for (int64_t k = b0 * H; k < b1 * H; ++k) out.dc[k] += dc_kept[k];
+        }
       }
-      recurrent.multiply(b1 - b0, dg + (off + b0) * GC, GC, T(0), dh_gemm.data() + b0 * P, P);
-      for (int64_t k = b0 * P; k < b1 * P; ++k) {
-        const T through_w = reg.rec_mask ? dh_gemm[k] * reg.rec_mask[k] : dh_gemm[k];
-        out.dh[k] = (Cell::kDirectHiddenGrad ? out.dh[k] : T(0)) + through_w + dh_kept[k];
-      }
-      if (reg.zoneout_c) {
-        for (int64_t k = b0 * H; k < b1 * H; ++k) out.dc[k] += dc_kept[k];
-      }
-    });
-  }
+    }
+  });
 
   // whole-sequence gradients
   if constexpr (Cell::kLayerNorm) {
