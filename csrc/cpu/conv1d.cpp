@@ -3,6 +3,7 @@
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/constant_pad_nd.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/sum.h>
 #include <ATen/ops/zeros.h>
@@ -12,11 +13,9 @@
 #include <torch/library.h>
 
 #include "../cells/conv_activation.h"
-#include "../cells/simd_sum.h"
 #include "../conv1d_geometry.h"
 #include "gemm.h"
 #include "vectorize.h"
-#include "reductions.h"
 
 namespace fusedrnn {
 namespace cpu {
@@ -57,14 +56,15 @@ void check_cpu(const char* op, const Tensor& x) {
               ": x must be float32 or float64, got ", x.scalar_type());
 }
 
-// windows[r, k·C_in + c] = x[n, input_step(t0 + r, k), c], or 0 in the padding
+// windows[r, k·C_in + c] = x[n, input_step(t0 + r, k), c], or 0 in the padding; rows are ld
+// apart (columns from K·C_in to ld are left as they are)
 template <typename T>
 void gather_windows(const Conv1dGeometry& g, const T* x, int64_t n, int64_t t0, int64_t rows,
-                    T* windows) {
-  const int64_t Ci = g.in_channels, KC = g.kernel * Ci;
+                    T* windows, int64_t ld) {
+  const int64_t Ci = g.in_channels;
   const T* xs = x + n * g.x_batch_stride();
   for (int64_t r = 0; r < rows; ++r) {
-    T* dst = windows + r * KC;
+    T* dst = windows + r * ld;
     for (int64_t k = 0; k < g.kernel; ++k) {
       const int64_t s = g.input_step(t0 + r, k);
       // plain loops: with one or a few channels a memcpy call costs more than the copy
@@ -79,14 +79,14 @@ void gather_windows(const Conv1dGeometry& g, const T* x, int64_t n, int64_t t0, 
   }
 }
 
-// dx[n, input_step(t0 + r, k), c] += windows_grad[r, k·C_in + c]
+// dx[n, input_step(t0 + r, k), c] += windows_grad[r, k·C_in + c]; rows are ld apart
 template <typename T>
 void scatter_windows(const Conv1dGeometry& g, const T* windows_grad, int64_t n, int64_t t0,
-                     int64_t rows, T* dx) {
-  const int64_t Ci = g.in_channels, KC = g.kernel * Ci;
+                     int64_t rows, T* dx, int64_t ld) {
+  const int64_t Ci = g.in_channels;
   T* xs = dx + n * g.x_batch_stride();
   for (int64_t r = 0; r < rows; ++r) {
-    const T* src = windows_grad + r * KC;
+    const T* src = windows_grad + r * ld;
     for (int64_t k = 0; k < g.kernel; ++k) {
       const int64_t s = g.input_step(t0 + r, k);
       if (s < 0 || s >= g.steps) continue;
@@ -98,12 +98,12 @@ void scatter_windows(const Conv1dGeometry& g, const T* windows_grad, int64_t n, 
 
 template <ConvActivation kAct, typename T>
 void finish_rows(const Conv1dGeometry& g, const T* bias, T* y, T* pre, int64_t n, int64_t t0,
-                 int64_t rows, bool bias_added) {
+                 int64_t rows) {
   const int64_t Co = g.out_channels;
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t at = n * g.y_batch_stride() + (t0 + r) * g.y_step_stride();
     T* row = y + at;
-    if (bias && !bias_added) {
+    if (bias) {
       for (int64_t c = 0; c < Co; ++c) row[c] += bias[c];
     }
     if (pre) std::memcpy(pre + at, row, sizeof(T) * Co);
@@ -111,49 +111,150 @@ void finish_rows(const Conv1dGeometry& g, const T* bias, T* y, T* pre, int64_t n
   }
 }
 
-// y rows of one sequence by the direct loop; w_t is the weight as [K, C_in, C_out]
+// 16 lanes of T as one value: GCC/Clang vector extensions keep these in registers (one AVX-512
+// register of floats), where plain arrays of accumulators get spilled to the stack.
+// (Spelled per type: GCC drops vector_size on an alias template of a dependent type.)
 template <typename T>
-void direct_rows(const Conv1dGeometry& g, const T* x, const T* w_t, const T* bias, T* y,
-                 int64_t n, int64_t t0, int64_t rows) {
-  const int64_t Ci = g.in_channels, Co = g.out_channels;
-  const T* xs = x + n * g.x_batch_stride();
-  for (int64_t r = 0; r < rows; ++r) {
-    T* row = y + n * g.y_batch_stride() + (t0 + r) * g.y_step_stride();
-    for (int64_t c = 0; c < Co; ++c) row[c] = bias ? bias[c] : T(0);
-    for (int64_t k = 0; k < g.kernel; ++k) {
-      const int64_t s = g.input_step(t0 + r, k);
-      if (s < 0 || s >= g.steps) continue;
-      for (int64_t ci = 0; ci < Ci; ++ci) {
-        const T v = xs[s * g.x_step_stride() + ci];
-        const T* w = w_t + (k * Ci + ci) * Co;
-        FUSEDRNN_INDEPENDENT_ITERATIONS
-        for (int64_t c = 0; c < Co; ++c) row[c] += v * w[c];
-      }
+struct LanesOf;
+template <>
+struct LanesOf<float> {
+  typedef float type __attribute__((vector_size(kDirectMaxTaps * sizeof(float))));
+};
+template <>
+struct LanesOf<double> {
+  typedef double type __attribute__((vector_size(kDirectMaxTaps * sizeof(double))));
+};
+template <typename T>
+using Lanes = typename LanesOf<T>::type;
+static_assert(sizeof(Lanes<float>) == kDirectMaxTaps * sizeof(float), "16 lanes");
+
+template <typename T>
+inline Lanes<T> load_lanes(const T* p) {
+  Lanes<T> v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+template <typename T>
+inline void store_lanes(T* p, const Lanes<T>& v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+
+// R consecutive output rows (ys apart) by the direct loop, finished in registers: bias, the
+// saved preactivation, activation. windows is [R, kDirectMaxTaps], w_t the weight as
+// [K·C_in, C_out]. Channels go in chunks of 16, so each weight load serves R rows and each
+// output element is stored once, instead of once per tap.
+template <ConvActivation kAct, int64_t R, typename T>
+void direct_block(int64_t KC, int64_t Co, const T* w_t, const T* bias, const T* windows, T* y,
+                  T* pre, int64_t ys) {
+  constexpr int64_t P = kDirectMaxTaps, V = kDirectMaxTaps;
+  int64_t c0 = 0;
+  for (; c0 + V <= Co; c0 += V) {
+    const Lanes<T> b = bias ? load_lanes(bias + c0) : Lanes<T>{};
+    Lanes<T> acc[R];
+    for (int64_t i = 0; i < R; ++i) acc[i] = b;
+    for (int64_t kc = 0; kc < KC; ++kc) {
+      const Lanes<T> wk = load_lanes(w_t + kc * Co + c0);
+      for (int64_t i = 0; i < R; ++i) acc[i] += windows[i * P + kc] * wk;
+    }
+    for (int64_t i = 0; i < R; ++i) {
+      if (pre) store_lanes(pre + i * ys + c0, acc[i]);
+      T a[V];
+      store_lanes(a, acc[i]);
+      T* yr = y + i * ys + c0;
+      for (int64_t j = 0; j < V; ++j) yr[j] = activate<kAct>(a[j]);
+    }
+  }
+  for (int64_t c = c0; c < Co; ++c) {  // the last channels when C_out is not a multiple of 16
+    for (int64_t i = 0; i < R; ++i) {
+      T a = bias ? bias[c] : T(0);
+      for (int64_t kc = 0; kc < KC; ++kc) a += windows[i * P + kc] * w_t[kc * Co + c];
+      if (pre) pre[i * ys + c] = a;
+      y[i * ys + c] = activate<kAct>(a);
     }
   }
 }
 
-// The backward of direct_rows for one block of gathered windows: dw_t[kc, :] += Σ_r
-// windows[r, kc]·da[r, :] and windows_grad[r, kc] = da[r, :]·w_t[kc, :], both vectorised across
-// output channels; w_t and dw_t are [K·C_in, C_out]. With K·C_in this small, GEMM calls cost more
-// in overhead than the arithmetic.
+// the rows [t0, t0 + rows) of sequence n by the direct loop; windows as gathered, padded rows
+template <ConvActivation kAct, typename T>
+void direct_rows(const Conv1dGeometry& g, const T* w_t, const T* bias, const T* windows, T* y,
+                 T* pre, int64_t n, int64_t t0, int64_t rows) {
+  constexpr int64_t P = kDirectMaxTaps, R = 4;
+  const int64_t KC = g.kernel * g.in_channels, Co = g.out_channels, ys = g.y_step_stride();
+  const int64_t at = n * g.y_batch_stride() + t0 * ys;
+  T* yr = y + at;
+  T* pr = pre ? pre + at : nullptr;
+  int64_t r = 0;
+  for (; r + R <= rows; r += R) {
+    direct_block<kAct, R>(KC, Co, w_t, bias, windows + r * P, yr + r * ys,
+                          pr ? pr + r * ys : nullptr, ys);
+  }
+  for (; r < rows; ++r) {
+    direct_block<kAct, 1>(KC, Co, w_t, bias, windows + r * P, yr + r * ys,
+                          pr ? pr + r * ys : nullptr, ys);
+  }
+}
+
+// The backward of direct_rows for R rows of one block, with the taps padded to kDirectMaxTaps
+// (weights and windows zero beyond K·C_in): for each output channel c,
+// windows_grad[r, :] += da[r, c]·w[c, :] and dw[c, :] += Σ_r da[r, c]·windows[r, :]. Both are
+// 16-lane vector updates, so nothing needs a horizontal sum; R rows share each load and store
+// of dw[c, :], and their windows and gradients stay in registers across the channel loop.
+template <int64_t R, typename T>
+void direct_backward_block(int64_t Co, const T* da, const T* w, const T* windows, T* dw,
+                           T* windows_grad) {
+  constexpr int64_t P = kDirectMaxTaps;
+  Lanes<T> win[R], acc[R];
+  for (int64_t i = 0; i < R; ++i) {
+    win[i] = load_lanes(windows + i * P);
+    acc[i] = Lanes<T>{};
+  }
+  for (int64_t c = 0; c < Co; ++c) {
+    const Lanes<T> wc = load_lanes(w + c * P);
+    Lanes<T> dwc = load_lanes(dw + c * P);
+    for (int64_t i = 0; i < R; ++i) {
+      const T grad = da[i * Co + c];
+      acc[i] += grad * wc;
+      dwc += grad * win[i];
+    }
+    store_lanes(dw + c * P, dwc);
+  }
+  for (int64_t i = 0; i < R; ++i) store_lanes(windows_grad + i * P, acc[i]);
+}
+
+// direct_backward_block over a block's rows: da is [rows, C_out], windows and windows_grad
+// [rows, kDirectMaxTaps], w and dw [C_out, kDirectMaxTaps]. With K·C_in this small, GEMM calls
+// cost more in overhead than the arithmetic.
 template <typename T>
-void direct_backward_rows(const Conv1dGeometry& g, const T* da_rows, int64_t ld_da, const T* w_t,
-                          const T* windows, int64_t rows, T* dw_t, T* windows_grad) {
-  const int64_t Co = g.out_channels, KC = g.kernel * g.in_channels;
+void direct_backward_rows(int64_t Co, const T* da, const T* w, const T* windows, int64_t rows,
+                          T* dw, T* windows_grad) {
+  constexpr int64_t P = kDirectMaxTaps, R = 4;
+  int64_t r = 0;
+  for (; r + R <= rows; r += R) {
+    direct_backward_block<R>(Co, da + r * Co, w, windows + r * P, dw, windows_grad + r * P);
+  }
+  for (; r < rows; ++r) {
+    direct_backward_block<1>(Co, da + r * Co, w, windows + r * P, dw, windows_grad + r * P);
+  }
+}
+
+// da[r, :] = dL/d(pre-activation) of a block's rows (from dy, y and, for gelu, the saved
+// preactivation), packed as [rows, C_out]; db[:] += Σ_r da[r, :] when db is given
+template <ConvActivation kAct, typename T>
+void activation_backward_rows(const Conv1dGeometry& g, const T* dy, const T* y, const T* pre,
+                              int64_t n, int64_t t0, int64_t rows, T* da, T* db) {
+  const int64_t Co = g.out_channels;
   for (int64_t r = 0; r < rows; ++r) {
-    const T* da = da_rows + r * ld_da;
-    for (int64_t kc = 0; kc < KC; ++kc) {
-      const T v = windows[r * KC + kc];
-      const T* w = w_t + kc * Co;
-      T* dw = dw_t + kc * Co;
-      T dot = T(0);
-      FUSEDRNN_SIMD_SUM(dot)
-      for (int64_t c = 0; c < Co; ++c) {
-        dw[c] += v * da[c];
-        dot += da[c] * w[c];
-      }
-      windows_grad[r * KC + kc] = dot;
+    const int64_t at = n * g.y_batch_stride() + (t0 + r) * g.y_step_stride();
+    const T *dyr = dy + at, *yr = y + at;
+    const T* prer = pre ? pre + at : nullptr;
+    T* dar = da + r * Co;
+    for (int64_t c = 0; c < Co; ++c) {
+      dar[c] = activation_backward<kAct>(dyr[c], yr[c], prer ? prer[c] : T(0));
+    }
+    if (db) {
+      FUSEDRNN_INDEPENDENT_ITERATIONS
+      for (int64_t c = 0; c < Co; ++c) db[c] += dar[c];
     }
   }
 }
@@ -170,6 +271,7 @@ std::tuple<Tensor, Tensor> conv1d(const Tensor& x_in, const Tensor& weight,
   const auto act = static_cast<ConvActivation>(activation);
   const int64_t KC = g.kernel * g.in_channels;
   const bool direct = KC <= kDirectMaxTaps;
+  const int64_t ld = direct ? kDirectMaxTaps : KC;  // window rows, padded for the direct loop
   const Tensor x = x_in.contiguous();
   // [C_out, K·C_in] for the GEMM, [K·C_in, C_out] for the direct loop
   const Tensor w = direct ? weight.permute({2, 1, 0}).contiguous()
@@ -185,19 +287,22 @@ std::tuple<Tensor, Tensor> conv1d(const Tensor& x_in, const Tensor& weight,
     T* yp = y.data_ptr<T>();
     T* prep = keep_pre ? pre.data_ptr<T>() : nullptr;
     over_sequences(g.batch, [&](int64_t n0, int64_t n1) {
-      std::vector<T> windows(direct ? 0 : kBlockSteps * KC);
+      // zero-initialised: the padding columns of the direct loop's windows stay zero
+      std::vector<T> windows(kBlockSteps * ld);
       for (int64_t n = n0; n < n1; ++n) {
         for (int64_t t0 = 0; t0 < g.out_steps; t0 += kBlockSteps) {
           const int64_t rows = std::min(kBlockSteps, g.out_steps - t0);
-          if (direct) {
-            direct_rows(g, xp, wp, bp, yp, n, t0, rows);
-          } else {
-            gather_windows(g, xp, n, t0, rows, windows.data());
-            gemm<T>(false, true, rows, g.out_channels, KC, T(1), windows.data(), KC, wp, KC, T(0),
-                    yp + n * g.y_batch_stride() + t0 * g.y_step_stride(), g.y_step_stride());
-          }
+          gather_windows(g, xp, n, t0, rows, windows.data(), ld);
           dispatch_activation(act, [&](auto tag) {
-            finish_rows<decltype(tag)::value>(g, bp, yp, prep, n, t0, rows, direct);
+            constexpr ConvActivation kAct = decltype(tag)::value;
+            if (direct) {
+              direct_rows<kAct>(g, wp, bp, windows.data(), yp, prep, n, t0, rows);
+            } else {
+              gemm<T>(false, true, rows, g.out_channels, KC, T(1), windows.data(), KC, wp, KC,
+                      T(0), yp + n * g.y_batch_stride() + t0 * g.y_step_stride(),
+                      g.y_step_stride());
+              finish_rows<kAct>(g, bp, yp, prep, n, t0, rows);
+            }
           });
         }
       }
@@ -221,55 +326,53 @@ std::tuple<Tensor, Tensor, Tensor> conv1d_backward(
               ": this activation needs the preactivation saved by conv1d(train=True)");
   const int64_t Co = g.out_channels, KC = g.kernel * g.in_channels;
   const bool direct = KC <= kDirectMaxTaps;
-  // [C_out, K·C_in] for the GEMMs, [K·C_in, C_out] for the direct loop (as in forward)
+  // window rows are [K·C_in], padded with zeros to kDirectMaxTaps for the direct loop; the
+  // weight is [C_out, window row] to match
+  const int64_t ld = direct ? kDirectMaxTaps : KC;
   const Tensor x = x_in.contiguous();
-  const Tensor w = direct ? weight.permute({2, 1, 0}).contiguous()
-                          : weight.permute({0, 2, 1}).contiguous();
+  Tensor w = weight.permute({0, 2, 1}).reshape({Co, KC});
+  w = direct ? at::constant_pad_nd(w, {0, ld - KC}).contiguous() : w.contiguous();
   const Tensor y = y_in.contiguous(), pre = pre_in.contiguous(), dy = grad_y.contiguous();
   Tensor dx = at::zeros(x.sizes(), x.options());
-  Tensor db = at::empty({has_bias ? Co : 0}, x.options());
-  Tensor da = at::empty(y.sizes(), x.options());  // dL/d(pre-activation)
+  // weight and bias gradients per fixed group of sequences, summed over the groups in order
   const int64_t groups = std::min(kWeightGradGroups, std::max<int64_t>(g.batch, 1));
-  Tensor dw_groups = at::zeros({groups, Co, KC}, x.options());
+  Tensor dw_groups = at::zeros({groups, Co, ld}, x.options());
+  Tensor db_groups = at::zeros({has_bias ? groups : 0, Co}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fusedrnn_conv1d_backward", [&] {
     using T = scalar_t;
-    const int64_t n_out = y.numel();
     const T *dyp = dy.data_ptr<T>(), *yp = y.data_ptr<T>();
     const T* prep = needs_preactivation(act) ? pre.data_ptr<T>() : nullptr;
-    T* dap = da.data_ptr<T>();
-    dispatch_activation(act, [&](auto tag) {
-      at::parallel_for(0, n_out, 4096, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) {
-          dap[i] = activation_backward<decltype(tag)::value>(dyp[i], yp[i], prep ? prep[i] : T(0));
-        }
-      });
-    });
-    // y is [rows, C_out] in either layout, so the bias gradient is a plain column sum
-    if (has_bias) column_sum(dap, n_out / Co, Co, 0, Co, db.data_ptr<T>());
-
     const T *xp = x.data_ptr<T>(), *wp = w.data_ptr<T>();
     T *dxp = dx.data_ptr<T>(), *dwp = dw_groups.data_ptr<T>();
-    const int64_t ys = g.y_step_stride();
-    // group q owns sequences [q·B/groups, (q+1)·B/groups) and its own weight-gradient slice
+    T* dbp = has_bias ? db_groups.data_ptr<T>() : nullptr;
+    // group q owns sequences [q·B/groups, (q+1)·B/groups). Each block of output steps is taken
+    // from dy to the input gradient while it is in cache: activation backward and bias sum,
+    // then the weight and window gradients, then the scatter into dx.
     auto run_groups = [&](int64_t q0, int64_t q1) {
-      std::vector<T> windows(kBlockSteps * KC), windows_grad(kBlockSteps * KC);
+      // zero-initialised: the padding columns of the windows stay zero
+      std::vector<T> windows(kBlockSteps * ld), windows_grad(kBlockSteps * ld),
+          da(kBlockSteps * Co);
       for (int64_t q = q0; q < q1; ++q) {
-        T* dw = dwp + q * Co * KC;  // [C_out, K·C_in], or [K·C_in, C_out] when direct
+        T* dw = dwp + q * Co * ld;
+        T* db = dbp ? dbp + q * Co : nullptr;
         for (int64_t n = q * g.batch / groups; n < (q + 1) * g.batch / groups; ++n) {
           for (int64_t t0 = 0; t0 < g.out_steps; t0 += kBlockSteps) {
             const int64_t rows = std::min(kBlockSteps, g.out_steps - t0);
-            const T* da_rows = dap + n * g.y_batch_stride() + t0 * ys;
-            gather_windows(g, xp, n, t0, rows, windows.data());
+            dispatch_activation(act, [&](auto tag) {
+              activation_backward_rows<decltype(tag)::value>(g, dyp, yp, prep, n, t0, rows,
+                                                             da.data(), db);
+            });
+            gather_windows(g, xp, n, t0, rows, windows.data(), ld);
             if (direct) {
-              direct_backward_rows(g, da_rows, ys, wp, windows.data(), rows, dw,
+              direct_backward_rows(Co, da.data(), wp, windows.data(), rows, dw,
                                    windows_grad.data());
             } else {
-              gemm<T>(true, false, Co, KC, rows, T(1), da_rows, ys, windows.data(), KC, T(1), dw,
-                      KC);
-              gemm<T>(false, false, rows, KC, Co, T(1), da_rows, ys, wp, KC, T(0),
+              gemm<T>(true, false, Co, KC, rows, T(1), da.data(), Co, windows.data(), KC, T(1),
+                      dw, KC);
+              gemm<T>(false, false, rows, KC, Co, T(1), da.data(), Co, wp, KC, T(0),
                       windows_grad.data(), KC);
             }
-            scatter_windows(g, windows_grad.data(), n, t0, rows, dxp);
+            scatter_windows(g, windows_grad.data(), n, t0, rows, dxp, ld);
           }
         }
       }
@@ -281,10 +384,9 @@ std::tuple<Tensor, Tensor, Tensor> conv1d_backward(
     }
   });
   // Σ over groups in order, then back to nn.Conv1d's [C_out, C_in, K]
-  const Tensor dw = direct
-      ? dw_groups.sum(0).view({g.kernel, g.in_channels, Co}).permute({2, 1, 0})
-      : dw_groups.sum(0).view({Co, g.kernel, g.in_channels}).permute({0, 2, 1});
-  return {dx, dw.contiguous(), db};
+  const Tensor dw = dw_groups.sum(0).narrow(1, 0, KC).reshape({Co, g.kernel, g.in_channels});
+  const Tensor db = has_bias ? db_groups.sum(0) : at::empty({0}, x.options());
+  return {dx, dw.permute({0, 2, 1}).contiguous(), db};
 }
 
 }  // namespace
