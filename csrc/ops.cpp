@@ -90,7 +90,8 @@ TORCH_LIBRARY(fusedrnn, m) {
   // Conv1D on channels-last sequences, x [B, T, C] (batch_first) or [T, B, C], weight as
   // nn.Conv1d's [C_out, C_in, K]; activation: 0 identity, 1 relu, 2 tanh, 3 sigmoid, 4 gelu,
   // applied in the same pass. `preactivation` is kept only when train and the activation's
-  // derivative needs it (gelu); otherwise it is empty.
+  // derivative needs it (gelu); otherwise it is empty. The backward skips grad_x (returned empty)
+  // without x_grad: a first layer over raw input needs only the weight gradients.
   m.def(
       "conv1d(Tensor x, Tensor weight, Tensor? bias, int stride, int dilation, int pad_left, "
       "int pad_right, int activation, bool batch_first, bool train) "
@@ -98,5 +99,5 @@ TORCH_LIBRARY(fusedrnn, m) {
   m.def(
       "conv1d_backward(Tensor grad_y, Tensor x, Tensor weight, Tensor y, Tensor preactivation, "
       "int stride, int dilation, int pad_left, int pad_right, int activation, bool batch_first, "
-      "bool has_bias) -> (Tensor grad_x, Tensor grad_weight, Tensor grad_bias)");
+      "bool has_bias, bool x_grad) -> (Tensor grad_x, Tensor grad_weight, Tensor grad_bias)");
 }

@@ -55,8 +55,8 @@ def _conv1d_fake(x, weight, bias, stride, dilation, pad_left, pad_right, activat
 
 @torch.library.register_fake("fusedrnn::conv1d_backward")
 def _conv1d_backward_fake(grad_y, x, weight, y, pre, stride, dilation, pad_left, pad_right,
-                          activation, batch_first, has_bias):
-    return (x.new_empty(x.shape), weight.new_empty(weight.shape),
+                          activation, batch_first, has_bias, x_grad):
+    return (x.new_empty(x.shape if x_grad else (0,)), weight.new_empty(weight.shape),
             x.new_empty((weight.shape[0] if has_bias else 0,)))
 
 
@@ -77,9 +77,10 @@ def _conv1d_backward(ctx, grad_y, _grad_pre):
         )
     if grad_y is None:  # y did not reach the loss
         return None, None, None, *([None] * 7)
+    x_grad = ctx.needs_input_grad[0]  # a first layer over raw input needs no dx: skip it
     dx, dw, db = torch.ops.fusedrnn.conv1d_backward(grad_y, x, weight, y, pre, *ctx.geometry,
-                                                    ctx.has_bias)
-    return dx, dw, db if ctx.has_bias else None, *([None] * 7)
+                                                    ctx.has_bias, x_grad)
+    return dx if x_grad else None, dw, db if ctx.has_bias else None, *([None] * 7)
 
 
 torch.library.register_autograd("fusedrnn::conv1d", _conv1d_backward, setup_context=_conv1d_setup)

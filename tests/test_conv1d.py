@@ -92,11 +92,31 @@ def test_opcheck(activation, train, batch_first):
                           (x, w, b, 2, 1, 2, 0, activation, batch_first, train))
 
 
-def test_backward_opcheck():
-    x, w, b = torch.randn(2, 11, 3), torch.randn(5, 3, 3), torch.randn(5)
+@pytest.mark.parametrize("x_grad", [True, False])
+@pytest.mark.parametrize("in_channels", [3, 8])  # direct loop (K·C_in <= 16) and GEMM path
+def test_backward_opcheck(x_grad, in_channels):
+    x, w, b = torch.randn(2, 11, in_channels), torch.randn(5, in_channels, 3), torch.randn(5)
     y, pre = torch.ops.fusedrnn.conv1d(x, w, b, 1, 2, 4, 0, 4, True, True)
-    torch.library.opcheck(torch.ops.fusedrnn.conv1d_backward.default,
-                          (torch.randn_like(y), x, w, y, pre, 1, 2, 4, 0, 4, True, True))
+    args = (torch.randn_like(y), x, w, y, pre, 1, 2, 4, 0, 4, True, True, x_grad)
+    torch.library.opcheck(torch.ops.fusedrnn.conv1d_backward.default, args)
+    dx, dw, db = torch.ops.fusedrnn.conv1d_backward(*args)
+    assert dx.shape == (x.shape if x_grad else (0,))
+
+
+@pytest.mark.parametrize("in_channels", [1, 8])
+def test_input_without_grad_skips_dx_and_keeps_weight_grads(in_channels):
+    # a first layer over raw data: the backward computes no dx, and dW, db are as with dx
+    torch.manual_seed(0)
+    conv = fusedrnn.Conv1d(in_channels, 20, 3, stride=2, padding=1, activation="tanh")
+    x = torch.randn(4, 37, in_channels)
+    conv(x).pow(2).sum().backward()
+    without = [p.grad.clone() for p in conv.parameters()]
+    conv.zero_grad()
+    x.requires_grad_()
+    conv(x).pow(2).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    for a, b in zip(without, (p.grad for p in conv.parameters()), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
 def test_compile_fullgraph_conv_then_gru():

@@ -200,7 +200,7 @@ void direct_rows(const Conv1dGeometry& g, const T* w_t, const T* bias, const T* 
 // windows_grad[r, :] += da[r, c]·w[c, :] and dw[c, :] += Σ_r da[r, c]·windows[r, :]. Both are
 // 16-lane vector updates, so nothing needs a horizontal sum; R rows share each load and store
 // of dw[c, :], and their windows and gradients stay in registers across the channel loop.
-template <int64_t R, typename T>
+template <int64_t R, bool kWindowsGrad, typename T>
 void direct_backward_block(int64_t Co, const T* da, const T* w, const T* windows, T* dw,
                            T* windows_grad) {
   constexpr int64_t P = kDirectMaxTaps;
@@ -214,27 +214,41 @@ void direct_backward_block(int64_t Co, const T* da, const T* w, const T* windows
     Lanes<T> dwc = load_lanes(dw + c * P);
     for (int64_t i = 0; i < R; ++i) {
       const T grad = da[i * Co + c];
-      acc[i] += grad * wc;
+      if (kWindowsGrad) acc[i] += grad * wc;
       dwc += grad * win[i];
     }
     store_lanes(dw + c * P, dwc);
   }
-  for (int64_t i = 0; i < R; ++i) store_lanes(windows_grad + i * P, acc[i]);
+  if (kWindowsGrad) {
+    for (int64_t i = 0; i < R; ++i) store_lanes(windows_grad + i * P, acc[i]);
+  }
 }
 
 // direct_backward_block over a block's rows: da is [rows, C_out], windows and windows_grad
-// [rows, kDirectMaxTaps], w and dw [C_out, kDirectMaxTaps]. With K·C_in this small, GEMM calls
-// cost more in overhead than the arithmetic.
-template <typename T>
-void direct_backward_rows(int64_t Co, const T* da, const T* w, const T* windows, int64_t rows,
-                          T* dw, T* windows_grad) {
+// [rows, kDirectMaxTaps], w and dw [C_out, kDirectMaxTaps]; windows_grad may be null (no input
+// gradient). With K·C_in this small, GEMM calls cost more in overhead than the arithmetic.
+template <bool kWindowsGrad, typename T>
+void direct_backward_rows_as(int64_t Co, const T* da, const T* w, const T* windows,
+                             int64_t rows, T* dw, T* windows_grad) {
   constexpr int64_t P = kDirectMaxTaps, R = 4;
   int64_t r = 0;
   for (; r + R <= rows; r += R) {
-    direct_backward_block<R>(Co, da + r * Co, w, windows + r * P, dw, windows_grad + r * P);
+    direct_backward_block<R, kWindowsGrad>(Co, da + r * Co, w, windows + r * P, dw,
+                                           kWindowsGrad ? windows_grad + r * P : nullptr);
   }
   for (; r < rows; ++r) {
-    direct_backward_block<1>(Co, da + r * Co, w, windows + r * P, dw, windows_grad + r * P);
+    direct_backward_block<1, kWindowsGrad>(Co, da + r * Co, w, windows + r * P, dw,
+                                           kWindowsGrad ? windows_grad + r * P : nullptr);
+  }
+}
+
+template <typename T>
+void direct_backward_rows(int64_t Co, const T* da, const T* w, const T* windows, int64_t rows,
+                          T* dw, T* windows_grad) {
+  if (windows_grad) {
+    direct_backward_rows_as<true>(Co, da, w, windows, rows, dw, windows_grad);
+  } else {
+    direct_backward_rows_as<false>(Co, da, w, windows, rows, dw, windows_grad);
   }
 }
 
@@ -314,7 +328,7 @@ std::tuple<Tensor, Tensor> conv1d(const Tensor& x_in, const Tensor& weight,
 std::tuple<Tensor, Tensor, Tensor> conv1d_backward(
     const Tensor& grad_y, const Tensor& x_in, const Tensor& weight, const Tensor& y_in,
     const Tensor& pre_in, int64_t stride, int64_t dilation, int64_t pad_left, int64_t pad_right,
-    int64_t activation, bool batch_first, bool has_bias) {
+    int64_t activation, bool batch_first, bool has_bias, bool x_grad) {
   const char* op = "fusedrnn::conv1d_backward";
   check_cpu(op, x_in);
   const Conv1dGeometry g = check_conv1d(op, x_in, weight, std::nullopt, stride, dilation,
@@ -333,7 +347,7 @@ std::tuple<Tensor, Tensor, Tensor> conv1d_backward(
   Tensor w = weight.permute({0, 2, 1}).reshape({Co, KC});
   w = direct ? at::constant_pad_nd(w, {0, ld - KC}).contiguous() : w.contiguous();
   const Tensor y = y_in.contiguous(), pre = pre_in.contiguous(), dy = grad_y.contiguous();
-  Tensor dx = at::zeros(x.sizes(), x.options());
+  Tensor dx = x_grad ? at::zeros(x.sizes(), x.options()) : at::empty({0}, x.options());
   // weight and bias gradients per fixed group of sequences, summed over the groups in order
   const int64_t groups = std::min(kWeightGradGroups, std::max<int64_t>(g.batch, 1));
   Tensor dw_groups = at::zeros({groups, Co, ld}, x.options());
@@ -343,7 +357,8 @@ std::tuple<Tensor, Tensor, Tensor> conv1d_backward(
     const T *dyp = dy.data_ptr<T>(), *yp = y.data_ptr<T>();
     const T* prep = needs_preactivation(act) ? pre.data_ptr<T>() : nullptr;
     const T *xp = x.data_ptr<T>(), *wp = w.data_ptr<T>();
-    T *dxp = dx.data_ptr<T>(), *dwp = dw_groups.data_ptr<T>();
+    T* dxp = x_grad ? dx.data_ptr<T>() : nullptr;
+    T* dwp = dw_groups.data_ptr<T>();
     T* dbp = has_bias ? db_groups.data_ptr<T>() : nullptr;
     // group q owns sequences [q·B/groups, (q+1)·B/groups). Each block of output steps is taken
     // from dy to the input gradient while it is in cache: activation backward and bias sum,
@@ -365,14 +380,16 @@ std::tuple<Tensor, Tensor, Tensor> conv1d_backward(
             gather_windows(g, xp, n, t0, rows, windows.data(), ld);
             if (direct) {
               direct_backward_rows(Co, da.data(), wp, windows.data(), rows, dw,
-                                   windows_grad.data());
+                                   dxp ? windows_grad.data() : nullptr);
             } else {
               gemm<T>(true, false, Co, KC, rows, T(1), da.data(), Co, windows.data(), KC, T(1),
                       dw, KC);
-              gemm<T>(false, false, rows, KC, Co, T(1), da.data(), Co, wp, KC, T(0),
-                      windows_grad.data(), KC);
+              if (dxp) {
+                gemm<T>(false, false, rows, KC, Co, T(1), da.data(), Co, wp, KC, T(0),
+                        windows_grad.data(), KC);
+              }
             }
-            scatter_windows(g, windows_grad.data(), n, t0, rows, dxp, ld);
+            if (dxp) scatter_windows(g, windows_grad.data(), n, t0, rows, dxp, ld);
           }
         }
       }

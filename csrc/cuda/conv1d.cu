@@ -92,7 +92,7 @@ std::tuple<Tensor, Tensor> conv1d(const Tensor& x, const Tensor& weight,
 std::tuple<Tensor, Tensor, Tensor> conv1d_backward(
     const Tensor& grad_y, const Tensor& x, const Tensor& weight, const Tensor& y,
     const Tensor& pre, int64_t stride, int64_t dilation, int64_t pad_left, int64_t pad_right,
-    int64_t activation, bool batch_first, bool has_bias) {
+    int64_t activation, bool batch_first, bool has_bias, bool x_grad) {
   const char* op = "fusedrnn::conv1d_backward";
   check_cuda(op, x);
   const Conv1dGeometry g = check_conv1d(op, x, weight, std::nullopt, stride, dilation, pad_left,
@@ -121,8 +121,10 @@ std::tuple<Tensor, Tensor, Tensor> conv1d_backward(
   auto [dpadded, dw, db] = at::convolution_backward(
       to_channels_first(da, batch_first), padded, weight,
       has_bias ? at::OptionalIntArrayRef(at::IntArrayRef{g.out_channels}) : std::nullopt,
-      {stride}, {0}, {dilation}, false, {0}, 1, {true, true, has_bias});
-  const Tensor dx = to_channels_last(dpadded.narrow(2, pad_left, g.steps), batch_first).contiguous();
+      {stride}, {0}, {dilation}, false, {0}, 1, {x_grad, true, has_bias});
+  const Tensor dx = x_grad
+      ? to_channels_last(dpadded.narrow(2, pad_left, g.steps), batch_first).contiguous()
+      : at::empty({0}, x.options());
   return {dx, dw, has_bias ? db : at::empty({0}, x.options())};
 }
 
