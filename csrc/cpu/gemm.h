@@ -3,7 +3,10 @@
 // It calls the BLAS that torch itself links (MKL on x86 wheels) directly, because one ATen
 // at::mm call costs ~2 µs of dispatch, more than the whole per-step GEMM of a small RNN. For the
 // recurrent weight, which multiplies every step, MKL's packed-GEMM API packs it once per call.
-// Where those symbols are absent (other torch builds) it falls back to ATen.
+// Large float products (at least 4M multiply-adds) go to oneDNN's matmul instead, which is
+// faster than MKL on CPUs where MKL does not pick its best kernels (AMD); FUSEDRNN_BLAS=mkl keeps
+// everything on the BLAS. Where those symbols are absent (other torch builds) it falls back to
+// ATen.
 //
 // Reduced precision follows torch's own switch: with torch.set_float32_matmul_precision("medium")
 // (or torch.backends.mkldnn.{matmul,rnn}.fp32_precision = "bf16") float GEMMs large enough to
