@@ -276,3 +276,18 @@ def test_parity_at_sizes_that_use_onednn_gemms(kind, packed):
         scale = b.abs().max().item()
         torch.testing.assert_close(a, b, rtol=1e-4, atol=2e-5 * max(scale, 1.0),
                                    msg=lambda m, i=i: f"output/grad {i}: {m}")
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_relu"])
+@pytest.mark.parametrize("batch", [1, 3, 8, 16])
+def test_parity_small_batches_with_odd_widths(kind, batch):
+    # at batch <= 16 the per-step products run the small-row kernel (a transposed weight in
+    # 16-float rows): widths 3·21 and 4·21 leave partial vectors, bidirectional runs two of them
+    ref, fused = make_pair(kind, 7, 21, num_layers=2, bidirectional=True, batch_first=True)
+    check_parity(ref, fused, torch.randn(batch, 9, 7), initial_state(kind, ref, batch, torch.float32))
+
+
+@pytest.mark.parametrize("batch", [1, 6])
+def test_parity_small_batches_with_projection(batch):
+    ref, fused = make_pair("lstm", 5, 19, proj_size=7, num_layers=2)
+    check_parity(ref, fused, torch.randn(11, batch, 5), initial_state("lstm", ref, batch, torch.float32))

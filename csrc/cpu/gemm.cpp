@@ -1,5 +1,7 @@
 #include "gemm.h"
 
+#include "small_gemm.h"
+
 #include <dlfcn.h>
 
 #include <cstdlib>
@@ -148,6 +150,14 @@ FixedRightOperand<T>::FixedRightOperand(bool trans_b, int64_t max_m, int64_t n, 
   if constexpr (std::is_same_v<T, float>) {
     if (worth_reduced_precision(reduced_precision_, max_m, n, k)) return;  // ATen multiplies
     if (worth_onednn(max_m, n, k)) return;
+    // the rows one thread multiplies at a small batch: a transposed copy for small_gemm
+    if (uses >= kMinUsesToPack && max_m <= 2 * kSmallGemmRows && n > 0 && k > 0) {
+      const int64_t ld = small_gemm_ld(n);
+      transposed_.reset(new float[k * ld]());
+      for (int64_t p = 0; p < k; ++p) {
+        for (int64_t j = 0; j < n; ++j) transposed_[p * ld + j] = trans_b ? b[j * ldb + p] : b[p * ldb + j];
+      }
+    }
     if (blas().spack_size && uses >= kMinUsesToPack && max_m > 0 && n > 0 && k > 0) {
       const size_t bytes = blas().spack_size(kBMatrix, max_m, n, k);
       packed_.reset(new float[bytes / sizeof(float) + 1]);
@@ -165,6 +175,9 @@ void FixedRightOperand<T>::multiply(int64_t m, const T* a, int64_t lda, T beta, 
   if constexpr (std::is_same_v<T, float>) {
     if (worth_reduced_precision(reduced_precision_, m, n_, k_)) {
       return aten_gemm(false, trans_b_, m, n_, k_, T(1), a, lda, b_, ldb_, beta, c, ldc);
+    }
+    if (transposed_ && m <= kSmallGemmRows) {
+      return small_gemm(m, n_, k_, a, lda, transposed_.get(), small_gemm_ld(n_), beta, c, ldc);
     }
     if (packed_ && k_ > 0) {
       blas().scompute(kRowMajor, kNoTrans, kPacked, m, n_, k_, a, lda, packed_.get(), ldb_, beta,

@@ -45,6 +45,8 @@ class FixedRightOperand {
   // MKL asks for megabytes of which packing touches only what B needs: left uninitialised, since
   // zero-filling it cost ~300 µs per call
   std::unique_ptr<T[]> packed_;
+  // op(B) as [k, n] rows padded to 16 floats, for small_gemm (float, small batches)
+  std::unique_ptr<T[]> transposed_;
 };
 
 }  // namespace cpu
