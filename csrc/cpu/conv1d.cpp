@@ -13,6 +13,7 @@
 #include <torch/library.h>
 
 #include "../cells/conv_activation.h"
+#include "../cells/simd_sum.h"  // FUSEDRNN_PRAGMA
 #include "../conv1d_geometry.h"
 #include "gemm.h"
 #include "vectorize.h"
@@ -61,16 +62,29 @@ void check_cpu(const char* op, const Tensor& x) {
 template <typename T>
 void gather_windows(const Conv1dGeometry& g, const T* x, int64_t n, int64_t t0, int64_t rows,
                     T* windows, int64_t ld) {
-  const int64_t Ci = g.in_channels;
+  const int64_t Ci = g.in_channels, K = g.kernel, xstep = g.x_step_stride();
+  const int64_t tap_step = g.dilation * xstep, span = g.dilation * (K - 1);
   const T* xs = x + n * g.x_batch_stride();
   for (int64_t r = 0; r < rows; ++r) {
     T* dst = windows + r * ld;
-    for (int64_t k = 0; k < g.kernel; ++k) {
-      const int64_t s = g.input_step(t0 + r, k);
-      // plain loops: with one or a few channels a memcpy call costs more than the copy
+    const int64_t s0 = g.input_step(t0 + r, 0);
+    if (s0 >= 0 && s0 + span < g.steps) {  // every tap inside the sequence: no checks
+      const T* in = xs + s0 * xstep;
+      if (Ci == 1) {  // a univariate series: one value per tap
+        for (int64_t k = 0; k < K; ++k) dst[k] = in[k * tap_step];
+      } else {
+        // plain loops: with a few channels a memcpy call costs more than the copy
+        for (int64_t k = 0; k < K; ++k) {
+          for (int64_t c = 0; c < Ci; ++c) dst[k * Ci + c] = in[k * tap_step + c];
+        }
+      }
+      continue;
+    }
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t s = s0 + k * g.dilation;
       T* out = dst + k * Ci;
       if (s >= 0 && s < g.steps) {
-        const T* in = xs + s * g.x_step_stride();
+        const T* in = xs + s * xstep;
         for (int64_t c = 0; c < Ci; ++c) out[c] = in[c];
       } else {
         for (int64_t c = 0; c < Ci; ++c) out[c] = T(0);
@@ -107,6 +121,7 @@ void finish_rows(const Conv1dGeometry& g, const T* bias, T* y, T* pre, int64_t n
       for (int64_t c = 0; c < Co; ++c) row[c] += bias[c];
     }
     if (pre) std::memcpy(pre + at, row, sizeof(T) * Co);
+    FUSEDRNN_PRAGMA(omp simd)  // else GCC unrolls short rows into scalar selects
     for (int64_t c = 0; c < Co; ++c) row[c] = activate<kAct>(row[c]);
   }
 }
@@ -162,6 +177,7 @@ void direct_block(int64_t KC, int64_t Co, const T* w_t, const T* bias, const T* 
       T a[V];
       store_lanes(a, acc[i]);
       T* yr = y + i * ys + c0;
+      FUSEDRNN_PRAGMA(omp simd)  // else GCC unrolls the 16 lanes into scalar selects
       for (int64_t j = 0; j < V; ++j) yr[j] = activate<kAct>(a[j]);
     }
   }
@@ -263,8 +279,11 @@ void activation_backward_rows(const Conv1dGeometry& g, const T* dy, const T* y, 
     const T *dyr = dy + at, *yr = y + at;
     const T* prer = pre ? pre + at : nullptr;
     T* dar = da + r * Co;
-    for (int64_t c = 0; c < Co; ++c) {
-      dar[c] = activation_backward<kAct>(dyr[c], yr[c], prer ? prer[c] : T(0));
+    if (prer) {
+      for (int64_t c = 0; c < Co; ++c) dar[c] = activation_backward<kAct>(dyr[c], yr[c], prer[c]);
+    } else {
+      FUSEDRNN_PRAGMA(omp simd)
+      for (int64_t c = 0; c < Co; ++c) dar[c] = activation_backward<kAct>(dyr[c], yr[c], T(0));
     }
     if (db) {
       FUSEDRNN_INDEPENDENT_ITERATIONS
