@@ -48,9 +48,9 @@ def _g2p_side(backend: str, batches):
     torch.manual_seed(0)
     G, P = data.graphemes, data.phonemes
     model = Seq2Seq(len(G), len(P), emb=64, enc_hidden=256, dec_hidden=256, cell="gru",
-                    attention="luong", input_feeding=False, dropout=0.1, backend=backend,
+                    attention="luong", input_feeding=False, dropout=0.2, backend=backend,
                     pad=P.pad, bos=P.bos, eos=P.eos)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def step(i):
         src, src_len, tgt_in, tgt_out = batches[1][i % len(batches[1])]

@@ -241,11 +241,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--enc-hidden", type=int, default=256, help="encoder hidden size per direction")
     parser.add_argument("--dec-hidden", type=int, default=256, help="decoder hidden size")
     parser.add_argument("--enc-layers", type=int, default=1, help="bidirectional encoder layers")
-    parser.add_argument("--dropout", type=float, default=0.1,
+    parser.add_argument("--dropout", type=float, default=0.2,
                         help="dropout on embeddings and attentional vectors (one mask per sequence)")
     parser.add_argument("--label-smoothing", type=float, default=0.1)
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--lr", type=float, default=3e-3, help="initial Adam learning rate")
+    parser.add_argument("--lr", type=float, default=1e-3, help="initial (peak) Adam learning rate")
     parser.add_argument("--min-lr", type=float, default=5e-5, help="the cosine decay's final learning rate")
     parser.add_argument("--clip-norm", type=float, default=1.0, help="gradient norm clipping")
     parser.add_argument("--patience", type=int, default=None, help="early-stopping patience in epochs")
