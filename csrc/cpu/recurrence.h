@@ -145,7 +145,9 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
         std::vector<T> c_prev(reg.zoneout_c ? static_cast<size_t>(H) : 0);
         for (int64_t b = begin; b < end; ++b) {
           const ForwardRow<T> r = forward_row<Cell>(fs, b);
-          if (reg.zoneout_c) std::memcpy(c_prev.data(), r.c, sizeof(T) * H);
+          if constexpr (Cell::kHasCellState) {  // zoneout_c is refused for the other cells
+            if (reg.zoneout_c) std::memcpy(c_prev.data(), r.c, sizeof(T) * H);
+          }
           if constexpr (Cell::kRowWise) {
             Cell::forward_row(r, H);
           } else {
