@@ -16,6 +16,7 @@
 #include "../cells/simd_sum.h"  // FUSEDRNN_PRAGMA
 #include "../conv1d_geometry.h"
 #include "gemm.h"
+#include "lanes.h"
 #include "vectorize.h"
 
 namespace fusedrnn {
@@ -31,6 +32,7 @@ using at::Tensor;
 // channels, vectorised across output channels, beats a GEMM with such a short inner dimension.
 constexpr int64_t kBlockSteps = 128;
 constexpr int64_t kDirectMaxTaps = 16;  // K·C_in up to which the direct loop is used
+static_assert(kDirectMaxTaps == kLanes, "a window row of taps is one Lanes value");
 // Weight gradients are summed over this many fixed groups of sequences, then over the groups in
 // order: deterministic whatever the thread count, with bounded scratch memory.
 constexpr int64_t kWeightGradGroups = 16;
@@ -124,35 +126,6 @@ void finish_rows(const Conv1dGeometry& g, const T* bias, T* y, T* pre, int64_t n
     FUSEDRNN_PRAGMA(omp simd)  // else GCC unrolls short rows into scalar selects
     for (int64_t c = 0; c < Co; ++c) row[c] = activate<kAct>(row[c]);
   }
-}
-
-// 16 lanes of T as one value: GCC/Clang vector extensions keep these in registers (one AVX-512
-// register of floats), where plain arrays of accumulators get spilled to the stack.
-// (Spelled per type: GCC drops vector_size on an alias template of a dependent type.)
-template <typename T>
-struct LanesOf;
-template <>
-struct LanesOf<float> {
-  typedef float type __attribute__((vector_size(kDirectMaxTaps * sizeof(float))));
-};
-template <>
-struct LanesOf<double> {
-  typedef double type __attribute__((vector_size(kDirectMaxTaps * sizeof(double))));
-};
-template <typename T>
-using Lanes = typename LanesOf<T>::type;
-static_assert(sizeof(Lanes<float>) == kDirectMaxTaps * sizeof(float), "16 lanes");
-
-template <typename T>
-inline Lanes<T> load_lanes(const T* p) {
-  Lanes<T> v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-
-template <typename T>
-inline void store_lanes(T* p, const Lanes<T>& v) {
-  std::memcpy(p, &v, sizeof(v));
 }
 
 // R consecutive output rows (ys apart) by the direct loop, finished in registers: bias, the

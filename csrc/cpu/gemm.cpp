@@ -158,7 +158,10 @@ FixedRightOperand<T>::FixedRightOperand(bool trans_b, int64_t max_m, int64_t n, 
         for (int64_t j = 0; j < n; ++j) transposed_[p * ld + j] = trans_b ? b[j * ldb + p] : b[p * ldb + j];
       }
     }
-    if (blas().spack_size && uses >= kMinUsesToPack && max_m > 0 && n > 0 && k > 0) {
+    // packed for products of more rows than small_gemm takes (one thread owning the batch)
+    const bool small_covers_all = transposed_ && max_m <= kSmallGemmRows;
+    if (blas().spack_size && !small_covers_all && uses >= kMinUsesToPack && max_m > 0 && n > 0 &&
+        k > 0) {
       const size_t bytes = blas().spack_size(kBMatrix, max_m, n, k);
       packed_.reset(new float[bytes / sizeof(float) + 1]);
       blas().spack(kRowMajor, kBMatrix, trans_b ? kTrans : kNoTrans, max_m, n, k, 1.0f, b, ldb,

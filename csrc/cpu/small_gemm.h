@@ -9,6 +9,8 @@
 #include <cstdint>
 #include <cstring>
 
+#include "lanes.h"
+
 namespace fusedrnn {
 namespace cpu {
 
@@ -16,13 +18,7 @@ constexpr int64_t kSmallGemmRows = 8;  // rows up to which small_gemm beats the 
 
 namespace small_gemm_detail {
 
-typedef float Vec16 __attribute__((vector_size(16 * sizeof(float))));
-
-inline Vec16 load(const float* p) {
-  Vec16 v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
+using Vec16 = Lanes<float>;
 
 // rows [0, R) × columns [j0, j0 + 16·NV) of C
 template <int R, int NV>
@@ -31,7 +27,7 @@ void block(const float* a, int64_t lda, const float* bt, int64_t ldbt, int64_t n
   Vec16 acc[R][NV] = {};
   for (int64_t p = 0; p < k; ++p) {
     Vec16 w[NV];
-    for (int q = 0; q < NV; ++q) w[q] = load(bt + p * ldbt + j0 + 16 * q);
+    for (int q = 0; q < NV; ++q) w[q] = load_lanes(bt + p * ldbt + j0 + 16 * q);
     for (int i = 0; i < R; ++i) {
       const float s = a[i * lda + p];
       for (int q = 0; q < NV; ++q) acc[i][q] += s * w[q];
@@ -40,7 +36,7 @@ void block(const float* a, int64_t lda, const float* bt, int64_t ldbt, int64_t n
   for (int i = 0; i < R; ++i) {
     for (int q = 0; q < NV; ++q) {
       float out[16];
-      std::memcpy(out, &acc[i][q], sizeof(out));
+      store_lanes(out, acc[i][q]);
       const int64_t j = j0 + 16 * q, width = std::min<int64_t>(16, n - j);
       float* row = c + i * ldc + j;
       if (beta == 0.0f) {
