@@ -264,6 +264,8 @@ def rnn_layer(
 
 
 # ---- single-step cells ---------------------------------------------------------------------
+# Their autograd is registered in C++ (csrc/cell_autograd.cpp): a decoder calls them every step,
+# and the Python autograd wrapper would cost more than the step itself.
 
 
 @torch.library.register_fake("fusedrnn::lstm_cell")
@@ -283,30 +285,6 @@ def _lstm_cell_backward_fake(grad_hy, grad_cy, x, hx, cx, w_ih, w_hh, hy, worksp
         _bias_grad_fake(x, w_ih.shape[0], has_bias),
         _bias_grad_fake(x, w_ih.shape[0], has_bias),
     )
-
-
-def _lstm_cell_setup(ctx, inputs, output):
-    ctx.set_materialize_grads(False)  # no zero tensors for unused outputs (the workspace is big)
-    x, hx, cx, w_ih, w_hh, b_ih, b_hh, _ = inputs
-    ctx.has_bias = (b_ih is not None, b_hh is not None)
-    ctx.save_for_backward(x, hx, cx, w_ih, w_hh, output[0], output[2])
-
-
-def _lstm_cell_backward(ctx, grad_hy, grad_cy, _grad_workspace):
-    x, hx, cx, w_ih, w_hh, hy, workspace = ctx.saved_tensors
-    _check_workspace(workspace, "lstm_cell")
-    g = _ops.lstm_cell_backward(
-        _or_zeros(grad_hy, hy), _or_zeros(grad_cy, cx), x, hx, cx, w_ih, w_hh, hy, workspace,
-        any(ctx.has_bias),
-    )
-    has_b_ih, has_b_hh = ctx.has_bias
-    return (g[0], g[1], g[2], g[3], g[4], g[5] if has_b_ih else None,
-            g[6] if has_b_hh else None, None)
-
-
-torch.library.register_autograd(
-    "fusedrnn::lstm_cell", _lstm_cell_backward, setup_context=_lstm_cell_setup
-)
 
 
 def _hidden_cell_fake(cell):
@@ -329,37 +307,9 @@ def _hidden_cell_backward_fake(grad_hy, x, hx, w_ih, w_hh, hy, workspace, *flags
     )
 
 
-def _hidden_cell_setup(ctx, inputs, output):
-    ctx.set_materialize_grads(False)  # no zero tensors for unused outputs (the workspace is big)
-    x, hx, w_ih, w_hh, b_ih, b_hh, *flags = inputs
-    ctx.extra_flags = tuple(flags[:-1])
-    ctx.has_bias = (b_ih is not None, b_hh is not None)
-    ctx.save_for_backward(x, hx, w_ih, w_hh, output[0], output[1])
-
-
-def _hidden_cell_backward(cell):
-    backward_op = getattr(_ops, f"{cell}_cell_backward")
-
-    def backward(ctx, grad_hy, _grad_workspace):
-        x, hx, w_ih, w_hh, hy, workspace = ctx.saved_tensors
-        _check_workspace(workspace, f"{cell}_cell")
-        g = backward_op(
-            _or_zeros(grad_hy, hy), x, hx, w_ih, w_hh, hy, workspace, *ctx.extra_flags,
-            any(ctx.has_bias),
-        )
-        has_b_ih, has_b_hh = ctx.has_bias
-        grads = (g[0], g[1], g[2], g[3], g[4] if has_b_ih else None, g[5] if has_b_hh else None)
-        return grads + (None,) * (len(ctx.extra_flags) + 1)
-
-    return backward
-
-
 for _cell in ("gru", "rnn"):
     torch.library.register_fake(f"fusedrnn::{_cell}_cell")(_hidden_cell_fake(_cell))
     torch.library.register_fake(f"fusedrnn::{_cell}_cell_backward")(_hidden_cell_backward_fake)
-    torch.library.register_autograd(
-        f"fusedrnn::{_cell}_cell", _hidden_cell_backward(_cell), setup_context=_hidden_cell_setup
-    )
 
 
 def lstm_cell(x, hx, cx, w_ih, w_hh, b_ih=None, b_hh=None) -> tuple[Tensor, Tensor]:

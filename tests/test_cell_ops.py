@@ -96,6 +96,33 @@ def test_cell_backward_opcheck(cell):
     torch.library.opcheck(op, args)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_cell_gradient_of_one_output_and_one_bias(cell):
+    # the LSTM's c' unused (its gradient arrives undefined), and only b_ih given
+    x, states, weights = _cell_case(cell)
+    weights[3] = None
+    inputs = [x, *states, *weights[:3]]
+    fused, expected = _fused(cell, x, states, weights), _reference(cell, x, states, weights)
+    ga = torch.autograd.grad(fused[0].square().sum(), inputs)
+    gb = torch.autograd.grad(expected[0].square().sum(), inputs)
+    for i, (a, b) in enumerate(zip(ga, gb, strict=True)):
+        assert_close(a, b, what=f"grad {i}")
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_cell_backward_without_workspace_names_the_fix(cell):
+    # called directly with train=False, the graph still records the op, but backward cannot run
+    x, states, weights = _cell_case(cell)
+    if cell == "lstm":
+        out = torch.ops.fusedrnn.lstm_cell(x, *states, *weights, False)[0]
+    elif cell == "gru":
+        out = torch.ops.fusedrnn.gru_cell(x, *states, *weights, False)[0]
+    else:
+        out = torch.ops.fusedrnn.rnn_cell(x, *states, *weights, cell == "rnn_relu", False)[0]
+    with pytest.raises(RuntimeError, match="call it with train=True"):
+        out.sum().backward()
+
+
 def test_cell_rejects_wrong_rank():
     x = torch.rand(2, 3, 5)
     with pytest.raises(RuntimeError, match=r"x must be \[batch, input_size\]"):
