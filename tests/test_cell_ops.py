@@ -54,6 +54,29 @@ def test_cell_matches_reference(cell, bias):
 
 
 @pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_cell_matches_reference_when_threads_split_the_batch(cell, threads):
+    # big enough for the single-step path (csrc/cpu/single_step.h) to give each thread a block of
+    # rows; 33 rows do not split evenly
+    x, states, weights = _cell_case(cell, B=33, I=40, H=72)
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        fused = _fused(cell, x, states, weights)
+        inputs = [x, *states, *weights]
+        probes = [torch.rand(o.shape, generator=torch.Generator().manual_seed(5)) for o in fused]
+        ga = torch.autograd.grad(sum((o * p).sum() for o, p in zip(fused, probes, strict=True)), inputs)
+    finally:
+        torch.set_num_threads(saved)
+    expected = _reference(cell, x, states, weights)
+    gb = torch.autograd.grad(sum((o * p).sum() for o, p in zip(expected, probes, strict=True)), inputs)
+    for a, b in zip(fused, expected, strict=True):
+        assert_close(a, b)
+    for i, (a, b) in enumerate(zip(ga, gb, strict=True)):
+        assert_close(a, b, what=f"grad {i}")
+
+
+@pytest.mark.parametrize("cell", CELLS)
 def test_cell_gradcheck_float64(cell):
     x, states, weights = _cell_case(cell, dtype=torch.float64)
     n = len(states)

@@ -131,6 +131,13 @@ def test_single_step_and_single_sequence(kind, T, B):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_single_step_of_a_batch_split_across_threads(kind):
+    # T = 1 at a size where the single-step path gives each thread a block of rows
+    ref, fused = make_pair(kind, 24, 48, num_layers=2, bidirectional=True)
+    check_parity(ref, fused, torch.randn(1, 37, 24), initial_state(kind, ref, 37, torch.float32))
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_float64_is_tight(kind):
     ref, fused = make_pair(kind, num_layers=2, bidirectional=True, dtype=torch.float64)
     lengths = torch.tensor([6, 2, 4])
@@ -279,12 +286,26 @@ def test_parity_at_sizes_that_use_onednn_gemms(kind, packed):
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_relu"])
-@pytest.mark.parametrize("batch", [1, 3, 8, 16])
+@pytest.mark.parametrize("batch", [1, 3, 7, 8, 11, 16, 29, 45])
 def test_parity_small_batches_with_odd_widths(kind, batch):
-    # at batch <= 16 the per-step products run the small-row kernel (a transposed weight in
-    # 16-float rows): widths 3·21 and 4·21 leave partial vectors, bidirectional runs two of them
+    # the per-step products run small_gemm (a transposed weight in 16-float rows) on each thread's
+    # rows: blocks of 6, 5, 4, 3 rows and the 4 + 3 / 4 + 4 splits of 7 and 8 rows all occur
+    # here; widths 3·21 and 4·21 leave partial vectors, bidirectional runs two of them
     ref, fused = make_pair(kind, 7, 21, num_layers=2, bidirectional=True, batch_first=True)
     check_parity(ref, fused, torch.randn(batch, 9, 7), initial_state(kind, ref, batch, torch.float32))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_parity_when_threads_split_a_steps_columns(kind):
+    # a batch too small for a block of rows per thread: with 2+ threads the per-step product of
+    # 12 × 4·64 × 64 splits its columns between threads instead
+    ref, fused = make_pair(kind, 16, 64, batch_first=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        check_parity(ref, fused, torch.randn(12, 7, 16), initial_state(kind, ref, 12, torch.float32))
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("batch", [1, 6])

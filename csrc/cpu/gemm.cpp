@@ -4,10 +4,12 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
 #include <ATen/Context.h>
+#include <ATen/Parallel.h>
 #include <ATen/ops/addmm.h>
 #include <ATen/ops/from_blob.h>
 #include <c10/util/Exception.h>
@@ -16,20 +18,14 @@ namespace fusedrnn {
 namespace cpu {
 namespace {
 
-// Fortran BLAS and MKL's CBLAS packed API, looked up at run time in the libraries torch loaded.
+// The Fortran BLAS, looked up at run time in the libraries torch loaded.
 using sgemm_fn = void (*)(const char*, const char*, const int*, const int*, const int*,
                           const float*, const float*, const int*, const float*, const int*,
                           const float*, float*, const int*);
 using dgemm_fn = void (*)(const char*, const char*, const int*, const int*, const int*,
                           const double*, const double*, const int*, const double*, const int*,
                           const double*, double*, const int*);
-using pack_size_fn = size_t (*)(int, int, int, int);
-using spack_fn = void (*)(int, int, int, int, int, int, float, const float*, int, float*);
-using scompute_fn = void (*)(int, int, int, int, int, int, const float*, int, const float*, int,
-                             float, float*, int);
 
-// CBLAS enum values (fixed by the CBLAS standard and MKL's headers).
-constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112, kPacked = 151, kBMatrix = 162;
 
 // at::native::mkldnn_matmul(mat1, mat2, result, beta, alpha): oneDNN's matmul as ATen wraps it,
 // exported by libtorch_cpu but with no header shipped; looked up at run time, so builds of torch
@@ -42,16 +38,9 @@ struct Blas {
   onednn_matmul_fn onednn_matmul = nullptr;
   sgemm_fn sgemm = nullptr;
   dgemm_fn dgemm = nullptr;
-  pack_size_fn spack_size = nullptr;
-  spack_fn spack = nullptr;
-  scompute_fn scompute = nullptr;
   Blas() {
     sgemm = reinterpret_cast<sgemm_fn>(dlsym(RTLD_DEFAULT, "sgemm_"));
     dgemm = reinterpret_cast<dgemm_fn>(dlsym(RTLD_DEFAULT, "dgemm_"));
-    spack_size = reinterpret_cast<pack_size_fn>(dlsym(RTLD_DEFAULT, "cblas_sgemm_pack_get_size"));
-    spack = reinterpret_cast<spack_fn>(dlsym(RTLD_DEFAULT, "cblas_sgemm_pack"));
-    scompute = reinterpret_cast<scompute_fn>(dlsym(RTLD_DEFAULT, "cblas_sgemm_compute"));
-    if (!(spack_size && spack && scompute)) spack_size = nullptr;
     const char* choice = std::getenv("FUSEDRNN_BLAS");  // "mkl": the BLAS only (comparisons)
     if (!(choice && std::string(choice) == "mkl")) {
       onednn_matmul = reinterpret_cast<onednn_matmul_fn>(dlsym(RTLD_DEFAULT, kOneDnnMatmulSymbol));
@@ -82,7 +71,7 @@ void aten_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const
 // Large float GEMMs go to oneDNN's matmul: its JIT kernels use AVX-512 on any CPU that has it,
 // while MKL's sgemm runs slower code paths on AMD (measured on a 2-core EPYC: 130-150 GFLOP/s for
 // MKL against oneDNN's 180-200). Each call costs about 10 µs of primitive lookup, so smaller
-// products (most per-step ones) stay with the BLAS and its packed weights.
+// products stay with the BLAS (per-step recurrent products: small_gemm, see FixedRightOperand).
 constexpr int64_t kMinOneDnnWork = int64_t(1) << 22;
 
 bool worth_onednn(int64_t m, int64_t n, int64_t k) {
@@ -110,6 +99,24 @@ void fortran_gemm(F fn, bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alp
   const int im = static_cast<int>(n), in = static_cast<int>(m), ik = static_cast<int>(k);
   const int ilda = static_cast<int>(ldb), ildb = static_cast<int>(lda), ildc = static_cast<int>(ldc);
   fn(tb ? "T" : "N", ta ? "T" : "N", &im, &in, &ik, &alpha, b, &ilda, a, &ildb, &beta, c, &ildc);
+}
+
+// out[p, j] = op(B)[p, j] for the k×n matrix op(B), in 16×16 tiles so that the strided side
+// of a transpose stays in cache (the recurrent weight of H = 512 is 4 MB), threads taking rows.
+void copy_transposed(bool trans_b, int64_t n, int64_t k, const float* b, int64_t ldb, float* out,
+                     int64_t ld) {
+  constexpr int64_t kTile = 16;
+  at::parallel_for(0, (k + kTile - 1) / kTile, 16, [&](int64_t t0, int64_t t1) {
+    for (int64_t p0 = t0 * kTile; p0 < std::min(k, t1 * kTile); p0 += kTile) {
+      const int64_t p1 = std::min(k, p0 + kTile);
+      for (int64_t j0 = 0; j0 < n; j0 += kTile) {
+        const int64_t j1 = std::min(n, j0 + kTile);
+        for (int64_t p = p0; p < p1; ++p) {
+          for (int64_t j = j0; j < j1; ++j) out[p * ld + j] = trans_b ? b[j * ldb + p] : b[p * ldb + j];
+        }
+      }
+    }
+  });
 }
 
 }  // namespace
@@ -149,23 +156,12 @@ FixedRightOperand<T>::FixedRightOperand(bool trans_b, int64_t max_m, int64_t n, 
   constexpr int64_t kMinUsesToPack = 4;
   if constexpr (std::is_same_v<T, float>) {
     if (worth_reduced_precision(reduced_precision_, max_m, n, k)) return;  // ATen multiplies
-    if (worth_onednn(max_m, n, k)) return;
-    // the rows one thread multiplies at a small batch: a transposed copy for small_gemm
-    if (uses >= kMinUsesToPack && max_m <= 2 * kSmallGemmRows && n > 0 && k > 0) {
+    // float: a transposed copy for small_gemm, which beats both MKL's packed GEMM and oneDNN's
+    // per-call matmul at every per-step size measured (see small_gemm.h)
+    if (uses >= kMinUsesToPack && max_m > 0 && n > 0 && k > 0) {
       const int64_t ld = small_gemm_ld(n);
       transposed_.reset(new float[k * ld]());
-      for (int64_t p = 0; p < k; ++p) {
-        for (int64_t j = 0; j < n; ++j) transposed_[p * ld + j] = trans_b ? b[j * ldb + p] : b[p * ldb + j];
-      }
-    }
-    // packed for products of more rows than small_gemm takes (one thread owning the batch)
-    const bool small_covers_all = transposed_ && max_m <= kSmallGemmRows;
-    if (blas().spack_size && !small_covers_all && uses >= kMinUsesToPack && max_m > 0 && n > 0 &&
-        k > 0) {
-      const size_t bytes = blas().spack_size(kBMatrix, max_m, n, k);
-      packed_.reset(new float[bytes / sizeof(float) + 1]);
-      blas().spack(kRowMajor, kBMatrix, trans_b ? kTrans : kNoTrans, max_m, n, k, 1.0f, b, ldb,
-                   packed_.get());
+      copy_transposed(trans_b, n, k, b, ldb, transposed_.get(), ld);
     }
   }
 }
@@ -179,16 +175,33 @@ void FixedRightOperand<T>::multiply(int64_t m, const T* a, int64_t lda, T beta, 
     if (worth_reduced_precision(reduced_precision_, m, n_, k_)) {
       return aten_gemm(false, trans_b_, m, n_, k_, T(1), a, lda, b_, ldb_, beta, c, ldc);
     }
-    if (transposed_ && m <= kSmallGemmRows) {
-      return small_gemm(m, n_, k_, a, lda, transposed_.get(), small_gemm_ld(n_), beta, c, ldc);
-    }
-    if (packed_ && k_ > 0) {
-      blas().scompute(kRowMajor, kNoTrans, kPacked, m, n_, k_, a, lda, packed_.get(), ldb_, beta,
-                      c, ldc);
-      return;
-    }
+    if (transposed_) return multiply_transposed(m, a, lda, beta, c, ldc);
   }
   gemm<T>(false, trans_b_, m, n_, k_, T(1), a, lda, b_, ldb_, beta, c, ldc);
+}
+
+// Within a parallel region (a thread's own rows) one small_gemm; otherwise, when the product is
+// big enough to repay a thread hand-off, the threads take blocks of 64 columns each.
+template <typename T>
+void FixedRightOperand<T>::multiply_transposed(int64_t m, const T* a, int64_t lda, T beta, T* c,
+                                               int64_t ldc) const {
+  if constexpr (std::is_same_v<T, float>) {
+    constexpr int64_t kMinMultiplyAddsPerThread = int64_t(1) << 16;
+    constexpr int64_t kColumnBlock = 64;
+    const int64_t ld = small_gemm_ld(n_);
+    const int64_t col_blocks = (n_ + kColumnBlock - 1) / kColumnBlock;
+    const int64_t threads = at::in_parallel_region() ? 1 : at::get_num_threads();
+    const int64_t parts =
+        std::min({threads, col_blocks, m * n_ * k_ / kMinMultiplyAddsPerThread});
+    if (parts <= 1) return small_gemm(m, n_, k_, a, lda, transposed_.get(), ld, beta, c, ldc);
+    const int64_t per_part = (col_blocks + parts - 1) / parts * kColumnBlock;
+    at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) {
+        const int64_t j0 = p * per_part, j1 = std::min(n_, j0 + per_part);
+        if (j1 > j0) small_gemm(m, j1 - j0, k_, a, lda, transposed_.get() + j0, ld, beta, c + j0, ldc);
+      }
+    });
+  }
 }
 
 template class FixedRightOperand<float>;

@@ -1,8 +1,9 @@
 // Row-major GEMM for the CPU drivers: C[m,n] = alpha·op(A)·op(B) + beta·C.
 //
 // It calls the BLAS that torch itself links (MKL on x86 wheels) directly, because one ATen
-// at::mm call costs ~2 µs of dispatch, more than the whole per-step GEMM of a small RNN. For the
-// recurrent weight, which multiplies every step, MKL's packed-GEMM API packs it once per call.
+// at::mm call costs ~2 µs of dispatch, more than the whole per-step GEMM of a small RNN. The
+// recurrent weight, which multiplies every step, is transposed once per call for small_gemm
+// (FixedRightOperand below).
 // Large float products (at least 4M multiply-adds) go to oneDNN's matmul instead, which is
 // faster than MKL on CPUs where MKL does not pick its best kernels (AMD); FUSEDRNN_BLAS=mkl keeps
 // everything on the BLAS. Where those symbols are absent (other torch builds) it falls back to
@@ -27,9 +28,10 @@ template <typename T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
           int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
 
-// B fixed across many products with different A (the recurrent weight): packed once if the BLAS
-// supports it and `uses` products repay the packing (about one product's cost). Products with any
-// m up to max_m are allowed.
+// B fixed across many products with different A (the recurrent weight). For float, when `uses`
+// products repay it (a copy costs about one product), op(B) is transposed once into the layout of
+// small_gemm; other types and reduced precision call gemm/ATen per product. Products with any m
+// up to max_m are allowed.
 template <typename T>
 class FixedRightOperand {
  public:
@@ -39,13 +41,12 @@ class FixedRightOperand {
   void multiply(int64_t m, const T* a, int64_t lda, T beta, T* c, int64_t ldc) const;
 
  private:
+  void multiply_transposed(int64_t m, const T* a, int64_t lda, T beta, T* c, int64_t ldc) const;
+
   bool trans_b_, reduced_precision_;
   int64_t max_m_, n_, k_, ldb_;
   const T* b_;
-  // MKL asks for megabytes of which packing touches only what B needs: left uninitialised, since
-  // zero-filling it cost ~300 µs per call
-  std::unique_ptr<T[]> packed_;
-  // op(B) as [k, n] rows padded to 16 floats, for small_gemm (float, small batches)
+  // op(B) as [k, n] rows padded to 16 floats, for small_gemm (float only)
   std::unique_ptr<T[]> transposed_;
 };
 

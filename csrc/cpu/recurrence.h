@@ -13,25 +13,15 @@
 #include <vector>
 
 #include "../driver_common.h"
+#include "driver_buffers.h"
 #include "gemm.h"
 #include "reductions.h"
+#include "single_step.h"
 #include "vectorize.h"
 
 
 namespace fusedrnn {
 namespace cpu {
-
-template <typename T>
-struct LayerWeights {
-  const T* w_ih;  // [G·H, I]
-  const T* w_hh;  // [G·H, P]
-  const T* b_ih;  // [G·H] (zeros without bias)
-  const T* b_hh;
-  const T* w_hr;  // [P, H] or nullptr
-  int64_t input_size, hidden_size, proj_size;  // proj_size == hidden_size without projection
-  const T* ln = nullptr;  // LayerNorm cells: packed LN gains and biases (Cell::ln_params)
-  T eps = T(0);
-};
 
 // Pointwise passes are split over rows only when a chunk holds enough elements to pay for a
 // thread wake-up (about a microsecond); below that one thread is faster.
@@ -78,15 +68,6 @@ void for_row_blocks(const Schedule& s, const F& body) {
   });
 }
 
-template <typename Cell, typename T>
-struct ForwardBuffers {
-  T* y;        // [N, P] out
-  T* h;        // [B, P] in h0, out h_n
-  T* c;        // [B, H] in c0, out c_n (cells with a cell state)
-  T* ws;       // [N, ws_cols] scratch; what backward needs when training
-  int64_t ws_cols;
-};
-
 // Zoneout after a row's cell: blends the new h (in y) and c with the previous ones.
 template <typename T>
 void zoneout_row(const Regularizers<T>& reg, int64_t row, int64_t H, const T* h_prev, T* h,
@@ -112,6 +93,9 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
   const int64_t H = w.hidden_size, P = w.proj_size, I = w.input_size;
   const int64_t GH = Cell::kGates * H, W = out.ws_cols, B = s.batch;
   const bool proj = w.w_hr != nullptr;
+  if constexpr (!Cell::kRowWise) {
+    if (single_step_applies<Cell>(s, w, reg)) return single_step_forward<Cell>(B, x, w, out);
+  }
   // input projection of every step at once, into the gate columns of the workspace
   gemm<T>(false, true, s.rows_total, GH, I, T(1), x, I, w.w_ih, I, T(0), out.ws, W);
   if constexpr (Cell::kLayerNorm) {  // input-side LN statistics once for all steps
@@ -170,30 +154,6 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
   });
 }
 
-template <typename T>
-struct BackwardInputs {
-  const T* dy;  // [N, P]
-  const T* x;   // [N, I]
-  const T* h0;  // [B, P]
-  const T* c0;  // [B, H]
-  const T* y;   // [N, P]
-  const T* ws;  // [N, ws_cols]
-  int64_t ws_cols;
-};
-
-template <typename T>
-struct BackwardOutputs {
-  T* dx;     // [N, I]
-  T* dh;     // [B, P]: in dL/dh_n, out dL/dh0
-  T* dc;     // [B, H]: in dL/dc_n, out dL/dc0
-  T* dw_ih;  // [G·H, I]
-  T* dw_hh;  // [G·H, P]
-  T* db_ih;  // [G·H] or nullptr
-  T* db_hh;  // [G·H] or nullptr
-  T* dw_hr;  // [P, H] or nullptr
-  T* dln = nullptr;  // LayerNorm cells: [Cell::ln_params]
-};
-
 template <typename Cell, typename T>
 void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool reverse,
                          const BackwardInputs<T>& in, const BackwardOutputs<T>& out,
@@ -201,6 +161,9 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
   const int64_t H = w.hidden_size, P = w.proj_size, I = w.input_size, N = s.rows_total;
   const int64_t GH = Cell::kGates * H, GC = Cell::grad_cols(H), W = in.ws_cols, B = s.batch;
   const bool proj = w.w_hr != nullptr;
+  if constexpr (!Cell::kRowWise) {
+    if (single_step_applies<Cell>(s, w, reg)) return single_step_backward<Cell>(B, w, in, out);
+  }
 
   // every entry is written by the step passes: no zero fill (a memset of N·GC per call)
   const std::unique_ptr<T[]> dg_buffer(new T[static_cast<size_t>(N * GC)]);
