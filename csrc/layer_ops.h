@@ -155,7 +155,8 @@ LayerGrads layer_backward(const char* op, const Tensor& grad_y, const Tensor& gr
                           const Tensor* c0_in, const Tensor& w_ih_in, const Tensor& w_hh_in,
                           const Tensor* w_hr_in, const OptTensor& batch_sizes, const Tensor& y_in,
                           const Tensor& ws_in, bool reverse, bool has_bias,
-                          const Tensor* ln_in = nullptr, const MaskArgs& masks = {}) {
+                          const Tensor* ln_in = nullptr, const MaskArgs& masks = {},
+                          bool x_grad = true) {
   Driver::check_device(op, x_in);
   const LayerShape s = check_layer(op, Cell::kGates, x_in, h0_in, c0_in, w_ih_in, w_hh_in,
                                    std::nullopt, std::nullopt, w_hr_in, batch_sizes);
@@ -173,7 +174,7 @@ LayerGrads layer_backward(const char* op, const Tensor& grad_y, const Tensor& gr
   const Tensor ln = checked_ln<Cell>(op, ln_in, x, s);
 
   LayerGrads g;
-  g.x = at::empty_like(x);
+  g.x = x_grad ? at::empty_like(x) : at::empty({0}, x.options());  // empty: not computed
   g.h0 = grad_h_n.contiguous().clone();
   g.c0 = grad_c_n ? grad_c_n->contiguous().clone() : at::empty({0}, x.options());
   g.w_ih = at::empty_like(w_ih);
@@ -208,11 +209,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_
     const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh,
     const OptTensor& w_hr, const OptTensor& batch_sizes, const Tensor& y, const Tensor& ws,
     bool reverse, bool has_bias, const OptTensor& rec_mask, const OptTensor& zoneout_h,
-    const OptTensor& zoneout_c) {
+    const OptTensor& zoneout_c, bool x_grad) {
   auto g = layer_backward<LstmCell, Driver>("fusedrnn::lstm_layer_backward", grad_y, grad_h_n, &grad_c_n,
                                     x, h0, &c0, w_ih, w_hh, w_hr ? &*w_hr : nullptr, batch_sizes,
                                     y, ws, reverse, has_bias, nullptr,
-                                    {rec_mask, zoneout_h, zoneout_c});
+                                    {rec_mask, zoneout_h, zoneout_c}, x_grad);
   return {g.x, g.h0, g.c0, g.w_ih, g.w_hh, g.b_ih, g.b_hh, g.w_hr};
 }
 
@@ -235,10 +236,10 @@ GradTuple6 gru_layer_backward(const Tensor& grad_y, const Tensor& grad_h_n, cons
                               const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
                               const OptTensor& batch_sizes, const Tensor& y, const Tensor& ws,
                               bool reverse, bool has_bias, const OptTensor& rec_mask,
-                              const OptTensor& zoneout_h) {
+                              const OptTensor& zoneout_h, bool x_grad) {
   auto g = layer_backward<GruCell, Driver>("fusedrnn::gru_layer_backward", grad_y, grad_h_n, nullptr, x,
                                    h0, nullptr, w_ih, w_hh, nullptr, batch_sizes, y, ws, reverse,
-                                   has_bias, nullptr, {rec_mask, zoneout_h, std::nullopt});
+                                   has_bias, nullptr, {rec_mask, zoneout_h, std::nullopt}, x_grad);
   return {g.x, g.h0, g.w_ih, g.w_hh, g.b_ih, g.b_hh};
 }
 
@@ -259,11 +260,11 @@ GradTuple6 rnn_layer_backward(const Tensor& grad_y, const Tensor& grad_h_n, cons
                               const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
                               const OptTensor& batch_sizes, const Tensor& y, const Tensor& ws,
                               bool reverse, bool relu, bool has_bias, const OptTensor& rec_mask,
-                              const OptTensor& zoneout_h) {
+                              const OptTensor& zoneout_h, bool x_grad) {
   auto run = relu ? layer_backward<RnnCell<true>, Driver> : layer_backward<RnnCell<false>, Driver>;
   auto g = run("fusedrnn::rnn_layer_backward", grad_y, grad_h_n, nullptr, x, h0, nullptr, w_ih,
                w_hh, nullptr, batch_sizes, y, ws, reverse, has_bias, nullptr,
-               {rec_mask, zoneout_h, std::nullopt});
+               {rec_mask, zoneout_h, std::nullopt}, x_grad);
   return {g.x, g.h0, g.w_ih, g.w_hh, g.b_ih, g.b_hh};
 }
 
@@ -288,11 +289,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> ln_ls
     const Tensor& grad_y, const Tensor& grad_h_n, const Tensor& grad_c_n, const Tensor& x,
     const Tensor& h0, const Tensor& c0, const Tensor& w_ih, const Tensor& w_hh, const Tensor& ln,
     const OptTensor& batch_sizes, const Tensor& y, const Tensor& ws, bool reverse, bool has_bias,
-    const OptTensor& rec_mask, const OptTensor& zoneout_h, const OptTensor& zoneout_c) {
+    const OptTensor& rec_mask, const OptTensor& zoneout_h, const OptTensor& zoneout_c,
+    bool x_grad) {
   auto g = layer_backward<LnLstmCell, Driver>("fusedrnn::ln_lstm_layer_backward", grad_y, grad_h_n,
                                               &grad_c_n, x, h0, &c0, w_ih, w_hh, nullptr,
                                               batch_sizes, y, ws, reverse, has_bias, &ln,
-                                              {rec_mask, zoneout_h, zoneout_c});
+                                              {rec_mask, zoneout_h, zoneout_c}, x_grad);
   return {g.x, g.h0, g.c0, g.w_ih, g.w_hh, g.b_ih, g.b_hh, g.ln};
 }
 
@@ -315,11 +317,12 @@ GradTuple7 ln_gru_layer_backward(const Tensor& grad_y, const Tensor& grad_h_n, c
                                  const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
                                  const Tensor& ln, const OptTensor& batch_sizes, const Tensor& y,
                                  const Tensor& ws, bool reverse, bool has_bias,
-                                 const OptTensor& rec_mask, const OptTensor& zoneout_h) {
+                                 const OptTensor& rec_mask, const OptTensor& zoneout_h,
+                                 bool x_grad) {
   auto g = layer_backward<LnGruCell, Driver>("fusedrnn::ln_gru_layer_backward", grad_y, grad_h_n,
                                              nullptr, x, h0, nullptr, w_ih, w_hh, nullptr,
                                              batch_sizes, y, ws, reverse, has_bias, &ln,
-                                             {rec_mask, zoneout_h, std::nullopt});
+                                             {rec_mask, zoneout_h, std::nullopt}, x_grad);
   return {g.x, g.h0, g.w_ih, g.w_hh, g.b_ih, g.b_hh, g.ln};
 }
 

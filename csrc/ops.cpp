@@ -20,7 +20,7 @@ TORCH_LIBRARY(fusedrnn, m) {
   m.def(
       "lstm_layer_backward(Tensor grad_y, Tensor grad_h_n, Tensor grad_c_n, Tensor x, Tensor h0, "
       "Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? w_hr, Tensor? batch_sizes, Tensor y, "
-      "Tensor workspace, bool reverse, bool has_bias, Tensor? rec_mask=None, Tensor? zoneout_h=None, Tensor? zoneout_c=None) -> (Tensor grad_x, "
+      "Tensor workspace, bool reverse, bool has_bias, Tensor? rec_mask=None, Tensor? zoneout_h=None, Tensor? zoneout_c=None, *, bool x_grad=True) -> (Tensor grad_x, "
       "Tensor grad_h0, Tensor grad_c0, Tensor grad_w_ih, Tensor grad_w_hh, Tensor grad_b_ih, "
       "Tensor grad_b_hh, Tensor grad_w_hr)");
   m.def(
@@ -29,7 +29,7 @@ TORCH_LIBRARY(fusedrnn, m) {
       "-> (Tensor y, Tensor h_n, Tensor workspace)");
   m.def(
       "gru_layer_backward(Tensor grad_y, Tensor grad_h_n, Tensor x, Tensor h0, Tensor w_ih, "
-      "Tensor w_hh, Tensor? batch_sizes, Tensor y, Tensor workspace, bool reverse, bool has_bias, Tensor? rec_mask=None, Tensor? zoneout_h=None) "
+      "Tensor w_hh, Tensor? batch_sizes, Tensor y, Tensor workspace, bool reverse, bool has_bias, Tensor? rec_mask=None, Tensor? zoneout_h=None, *, bool x_grad=True) "
       "-> (Tensor grad_x, Tensor grad_h0, Tensor grad_w_ih, Tensor grad_w_hh, Tensor grad_b_ih, "
       "Tensor grad_b_hh)");
   m.def(
@@ -39,7 +39,7 @@ TORCH_LIBRARY(fusedrnn, m) {
   m.def(
       "rnn_layer_backward(Tensor grad_y, Tensor grad_h_n, Tensor x, Tensor h0, Tensor w_ih, "
       "Tensor w_hh, Tensor? batch_sizes, Tensor y, Tensor workspace, bool reverse, bool relu, "
-      "bool has_bias, Tensor? rec_mask=None, Tensor? zoneout_h=None) -> (Tensor grad_x, Tensor grad_h0, Tensor grad_w_ih, Tensor grad_w_hh, "
+      "bool has_bias, Tensor? rec_mask=None, Tensor? zoneout_h=None, *, bool x_grad=True) -> (Tensor grad_x, Tensor grad_h0, Tensor grad_w_ih, Tensor grad_w_hh, "
       "Tensor grad_b_ih, Tensor grad_b_hh)");
 
   // LayerNorm layers (csrc/cells/ln_lstm.h, ln_gru.h): `ln` packs the LayerNorm gains and biases,
@@ -51,7 +51,7 @@ TORCH_LIBRARY(fusedrnn, m) {
   m.def(
       "ln_lstm_layer_backward(Tensor grad_y, Tensor grad_h_n, Tensor grad_c_n, Tensor x, "
       "Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor ln, Tensor? batch_sizes, Tensor y, "
-      "Tensor workspace, bool reverse, bool has_bias, Tensor? rec_mask=None, Tensor? zoneout_h=None, Tensor? zoneout_c=None) -> (Tensor grad_x, "
+      "Tensor workspace, bool reverse, bool has_bias, Tensor? rec_mask=None, Tensor? zoneout_h=None, Tensor? zoneout_c=None, *, bool x_grad=True) -> (Tensor grad_x, "
       "Tensor grad_h0, Tensor grad_c0, Tensor grad_w_ih, Tensor grad_w_hh, Tensor grad_b_ih, "
       "Tensor grad_b_hh, Tensor grad_ln)");
   m.def(
@@ -61,7 +61,7 @@ TORCH_LIBRARY(fusedrnn, m) {
   m.def(
       "ln_gru_layer_backward(Tensor grad_y, Tensor grad_h_n, Tensor x, Tensor h0, Tensor w_ih, "
       "Tensor w_hh, Tensor ln, Tensor? batch_sizes, Tensor y, Tensor workspace, bool reverse, "
-      "bool has_bias, Tensor? rec_mask=None, Tensor? zoneout_h=None) -> (Tensor grad_x, Tensor grad_h0, Tensor grad_w_ih, "
+      "bool has_bias, Tensor? rec_mask=None, Tensor? zoneout_h=None, *, bool x_grad=True) -> (Tensor grad_x, Tensor grad_h0, Tensor grad_w_ih, "
       "Tensor grad_w_hh, Tensor grad_b_ih, Tensor grad_b_hh, Tensor grad_ln)");
 
   m.def(

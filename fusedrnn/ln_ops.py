@@ -11,7 +11,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .ops import _bias_grad_fake, _check_workspace, _fake_workspace, _layer_rows, _needs_grad, _or_zeros
+from .ops import (
+    _bias_grad_fake,
+    _check_workspace,
+    _fake_workspace,
+    _grad_x_fake,
+    _layer_rows,
+    _needs_grad,
+    _or_none,
+    _or_zeros,
+)
 
 _ops = torch.ops.fusedrnn
 
@@ -45,9 +54,9 @@ def _ln_lstm_fake(x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse, e
 @torch.library.register_fake("fusedrnn::ln_lstm_layer_backward")
 def _ln_lstm_backward_fake(grad_y, grad_h_n, grad_c_n, x, h0, c0, w_ih, w_hh, ln, batch_sizes, y,
                            workspace, reverse, has_bias, rec_mask=None, zoneout_h=None,
-                           zoneout_c=None):
+                           zoneout_c=None, *, x_grad=True):
     return (
-        x.new_empty(x.shape), h0.new_empty(h0.shape), c0.new_empty(c0.shape),
+        _grad_x_fake(x, x_grad), h0.new_empty(h0.shape), c0.new_empty(c0.shape),
         w_ih.new_empty(w_ih.shape), w_hh.new_empty(w_hh.shape),
         _bias_grad_fake(x, w_ih.shape[0], has_bias), _bias_grad_fake(x, w_ih.shape[0], has_bias),
         ln.new_empty(ln.shape),
@@ -69,9 +78,11 @@ def _ln_lstm_backward(ctx, grad_y, grad_h_n, grad_c_n, _grad_workspace):
     g = _ops.ln_lstm_layer_backward(
         _or_zeros(grad_y, y), _or_zeros(grad_h_n, h0), _or_zeros(grad_c_n, c0), x, h0, c0, w_ih,
         w_hh, ln, batch_sizes, y, workspace, ctx.reverse, any(ctx.has_bias), *masks,
+        x_grad=ctx.needs_input_grad[0],
     )
     has_b_ih, has_b_hh = ctx.has_bias
-    return (g[0], g[1], g[2], g[3], g[4], g[5] if has_b_ih else None, g[6] if has_b_hh else None,
+    return (_or_none(g[0], ctx.needs_input_grad[0]), g[1], g[2], g[3], g[4],
+            g[5] if has_b_ih else None, g[6] if has_b_hh else None,
             g[7], None, None, None, None, *(None,) * ctx.n_masks)
 
 
@@ -109,9 +120,9 @@ def _ln_gru_fake(x, h0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse, eps, t
 
 @torch.library.register_fake("fusedrnn::ln_gru_layer_backward")
 def _ln_gru_backward_fake(grad_y, grad_h_n, x, h0, w_ih, w_hh, ln, batch_sizes, y, workspace,
-                          reverse, has_bias, rec_mask=None, zoneout_h=None):
+                          reverse, has_bias, rec_mask=None, zoneout_h=None, *, x_grad=True):
     return (
-        x.new_empty(x.shape), h0.new_empty(h0.shape),
+        _grad_x_fake(x, x_grad), h0.new_empty(h0.shape),
         w_ih.new_empty(w_ih.shape), w_hh.new_empty(w_hh.shape),
         _bias_grad_fake(x, w_ih.shape[0], has_bias), _bias_grad_fake(x, w_ih.shape[0], has_bias),
         ln.new_empty(ln.shape),
@@ -132,10 +143,11 @@ def _ln_gru_backward(ctx, grad_y, grad_h_n, _grad_workspace):
     _check_workspace(workspace, "ln_gru_layer")
     g = _ops.ln_gru_layer_backward(
         _or_zeros(grad_y, y), _or_zeros(grad_h_n, h0), x, h0, w_ih, w_hh, ln, batch_sizes, y,
-        workspace, ctx.reverse, any(ctx.has_bias), *masks,
+        workspace, ctx.reverse, any(ctx.has_bias), *masks, x_grad=ctx.needs_input_grad[0],
     )
     has_b_ih, has_b_hh = ctx.has_bias
-    return (g[0], g[1], g[2], g[3], g[4] if has_b_ih else None, g[5] if has_b_hh else None, g[6],
+    return (_or_none(g[0], ctx.needs_input_grad[0]), g[1], g[2], g[3],
+            g[4] if has_b_ih else None, g[5] if has_b_hh else None, g[6],
             None, None, None, None, *(None,) * ctx.n_masks)
 
 

@@ -26,6 +26,15 @@ def _needs_grad(*tensors: Tensor | None) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
+def _grad_x_fake(x: Tensor, x_grad: bool) -> Tensor:
+    # a layer backward op called with x_grad=False returns an empty grad_x
+    return x.new_empty(x.shape if x_grad else (0,))
+
+
+def _or_none(grad: Tensor, wanted: bool) -> Tensor | None:
+    return grad if wanted else None
+
+
 def _or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
     return torch.zeros_like(like) if grad is None else grad
 
@@ -74,10 +83,10 @@ def _lstm_layer_fake(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, rever
 @torch.library.register_fake("fusedrnn::lstm_layer_backward")
 def _lstm_layer_backward_fake(
     grad_y, grad_h_n, grad_c_n, x, h0, c0, w_ih, w_hh, w_hr, batch_sizes, y, workspace, reverse,
-    has_bias, rec_mask=None, zoneout_h=None, zoneout_c=None,
+    has_bias, rec_mask=None, zoneout_h=None, zoneout_c=None, *, x_grad=True,
 ):
     return (
-        x.new_empty(x.shape),
+        _grad_x_fake(x, x_grad),
         h0.new_empty(h0.shape),
         c0.new_empty(c0.shape),
         w_ih.new_empty(w_ih.shape),
@@ -104,10 +113,11 @@ def _lstm_layer_backward(ctx, grad_y, grad_h_n, grad_c_n, _grad_workspace):
     g = _ops.lstm_layer_backward(
         _or_zeros(grad_y, y), _or_zeros(grad_h_n, h0), _or_zeros(grad_c_n, c0), x, h0, c0, w_ih,
         w_hh, w_hr, batch_sizes, y, workspace, ctx.reverse, any(ctx.has_bias), *masks,
+        x_grad=ctx.needs_input_grad[0],
     )
     has_b_ih, has_b_hh = ctx.has_bias
     return (
-        g[0], g[1], g[2], g[3], g[4],
+        _or_none(g[0], ctx.needs_input_grad[0]), g[1], g[2], g[3], g[4],
         g[5] if has_b_ih else None,
         g[6] if has_b_hh else None,
         g[7] if ctx.has_proj else None,
@@ -170,14 +180,14 @@ def _hidden_layer_fake(cell):
 
 
 def _hidden_layer_backward_fake(cell):
-    return lambda *args: _hidden_layer_backward_shapes(cell, *args)
+    return lambda *args, **kwargs: _hidden_layer_backward_shapes(cell, *args, **kwargs)
 
 
 def _hidden_layer_backward_shapes(cell, grad_y, grad_h_n, x, h0, w_ih, w_hh, batch_sizes, y,
-                                  workspace, reverse, *rest):
+                                  workspace, reverse, *rest, x_grad=True):
     has_bias = rest[_EXTRA_FLAGS[cell]]
     return (
-        x.new_empty(x.shape),
+        _grad_x_fake(x, x_grad),
         h0.new_empty(h0.shape),
         w_ih.new_empty(w_ih.shape),
         w_hh.new_empty(w_hh.shape),
@@ -208,9 +218,11 @@ def _hidden_layer_backward(cell):
         g = backward_op(
             _or_zeros(grad_y, y), _or_zeros(grad_h_n, h0), x, h0, w_ih, w_hh, batch_sizes, y,
             workspace, ctx.reverse, *ctx.extra_flags, any(ctx.has_bias), *masks,
+            x_grad=ctx.needs_input_grad[0],
         )
         has_b_ih, has_b_hh = ctx.has_bias
-        grads = (g[0], g[1], g[2], g[3], g[4] if has_b_ih else None, g[5] if has_b_hh else None)
+        grads = (_or_none(g[0], ctx.needs_input_grad[0]), g[1], g[2], g[3],
+                 g[4] if has_b_ih else None, g[5] if has_b_hh else None)
         return grads + (None,) * (2 + len(ctx.extra_flags) + 1 + ctx.n_masks)
 
     return backward

@@ -230,3 +230,19 @@ def test_bad_input_gets_clear_errors():
         fusedrnn.LayerNormGRU(3, 4)(torch.randn(2, 1, 3, dtype=torch.bfloat16))
     with pytest.raises(NotImplementedError, match="torch.nn"):
         fusedrnn.LayerNormLSTM(3, 4).to_torch()
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_parameter_grads_do_not_depend_on_whether_the_input_needs_grad(kind):
+    # without a grad for x the backward op skips grad_x (x_grad=False); nothing else changes
+    torch.manual_seed(0)
+    model = CLASSES[kind](4, 6, num_layers=2, batch_first=True, bidirectional=True)
+    _randomise_ln(model)
+    x = torch.randn(3, 5, 4)
+    grads = []
+    for needs in (True, False):
+        model.zero_grad()
+        model(x.clone().requires_grad_(needs))[0].square().sum().backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    for (name, _), a, b in zip(model.named_parameters(), *grads, strict=True):
+        assert torch.equal(a, b), name

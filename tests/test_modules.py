@@ -138,6 +138,25 @@ def test_single_step_of_a_batch_split_across_threads(kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("packed", [False, True])
+def test_parameter_grads_when_the_input_needs_no_grad(kind, packed):
+    # the first layer's backward then skips grad_x (x_grad=False); the second layer's input
+    # still needs it, so both paths run
+    ref, fused = make_pair(kind, num_layers=2, bidirectional=True)
+    x = torch.randn(6, 4, 5)
+    if packed:
+        x = pack_padded_sequence(x, torch.tensor([6, 3, 5, 2]), enforce_sorted=False)
+    grads = []
+    for module in (ref, fused):
+        module.zero_grad()
+        out = module(x)[0]
+        (out.data if packed else out).square().sum().backward()
+        grads.append([p.grad for p in module.parameters()])
+    for (name, _), a, b in zip(ref.named_parameters(), grads[1], grads[0], strict=True):
+        assert_close(a, b, what=name)
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_float64_is_tight(kind):
     ref, fused = make_pair(kind, num_layers=2, bidirectional=True, dtype=torch.float64)
     lengths = torch.tensor([6, 2, 4])

@@ -96,7 +96,8 @@ def test_layer_opcheck(cell, packed, train):
 
 
 @pytest.mark.parametrize("cell", CELLS)
-def test_backward_op_opcheck(cell):
+@pytest.mark.parametrize("x_grad", [True, False], ids=["x_grad", "no_x_grad"])
+def test_backward_op_opcheck(cell, x_grad):
     case = layer_case(cell, T=4, B=3, packed=True, requires_grad=False)
     name, args = _op_args(case, True)
     out = getattr(torch.ops.fusedrnn, name)(*args)
@@ -111,7 +112,12 @@ def test_backward_op_opcheck(cell):
         bw_args = (*grads, case.x, *case.states, w["w_ih"], w["w_hh"], case.batch_sizes, y,
                    workspace, False, *flags, True)
     op = getattr(torch.ops.fusedrnn, name + "_backward").default
-    torch.library.opcheck(op, bw_args)
+    torch.library.opcheck(op, bw_args, {"x_grad": x_grad})
+    if not x_grad:  # grad_x skipped, every other gradient unchanged
+        without, full = op(*bw_args, x_grad=False), op(*bw_args)
+        assert without[0].numel() == 0 and full[0].shape == case.x.shape
+        for a, b in zip(without[1:], full[1:], strict=True):
+            assert torch.equal(a, b)
 
 
 @pytest.mark.parametrize("cell", CELLS)

@@ -41,7 +41,7 @@ struct BackwardInputs {
 
 template <typename T>
 struct BackwardOutputs {
-  T* dx;     // [N, I]
+  T* dx;     // [N, I], or nullptr: not wanted
   T* dh;     // [B, P]: in dL/dh_n, out dL/dh0
   T* dc;     // [B, H]: in dL/dc_n, out dL/dc0
   T* dw_ih;  // [G·H, I]

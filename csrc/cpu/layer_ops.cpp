@@ -61,7 +61,7 @@ struct CpuDriver {
           ptr_or_null<scalar_t>(in.c0),   in.y.data_ptr<scalar_t>(), in.workspace.data_ptr<scalar_t>(),
           in.workspace.size(1)};
       const BackwardOutputs<scalar_t> out{
-          g.x.data_ptr<scalar_t>(),          g.h0.data_ptr<scalar_t>(),
+          mut_ptr_or_null<scalar_t>(g.x),    g.h0.data_ptr<scalar_t>(),
           mut_ptr_or_null<scalar_t>(g.c0),   g.w_ih.data_ptr<scalar_t>(),
           g.w_hh.data_ptr<scalar_t>(),       mut_ptr_or_null<scalar_t>(g.b_ih),
           mut_ptr_or_null<scalar_t>(g.b_hh), mut_ptr_or_null<scalar_t>(g.w_hr),

@@ -291,8 +291,10 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
   }
   bool first = true;
   for (const GradBlock& blk : input_grad_blocks<Cell>(H)) {
-    gemm<T>(false, false, N, I, blk.width, T(1), dg + blk.grad_col, GC,
-            w.w_ih + blk.weight_row * I, I, first ? T(0) : T(1), out.dx, I);
+    if (out.dx) {
+      gemm<T>(false, false, N, I, blk.width, T(1), dg + blk.grad_col, GC,
+              w.w_ih + blk.weight_row * I, I, first ? T(0) : T(1), out.dx, I);
+    }
     gemm<T>(true, false, blk.width, I, N, T(1), dg + blk.grad_col, GC, in.x, I, T(0),
             out.dw_ih + blk.weight_row * I, I);
     if constexpr (!Cell::kLayerNorm) {

@@ -103,6 +103,7 @@ void single_step_backward(int64_t B, const LayerWeights<T>& w, const BackwardInp
     }
     bool first = true;
     for (const GradBlock& blk : blocks) {
+      if (!out.dx) break;
       gemm<T>(false, false, b1 - b0, I, blk.width, T(1), dg.data() + b0 * GC + blk.grad_col, GC,
               w.w_ih + blk.weight_row * I, I, first ? T(0) : T(1), out.dx + b0 * I, I);
       first = false;

@@ -57,16 +57,33 @@ template <int R, int NV>
   }
 }
 
-template <int R>
-void rows(const float* a, int64_t lda, const float* bt, int64_t ldbt, int64_t n, int64_t k,
-          float beta, float* c, int64_t ldc) {
-  const int64_t padded = (n + 15) / 16 * 16;  // Bt holds zeros up to here (or more columns)
-  int64_t j0 = 0;
-  for (; j0 + 64 <= padded; j0 += 64) block<R, 4>(a, lda, bt, ldbt, n, k, beta, c, ldc, j0);
-  switch ((padded - j0) / 16) {
-    case 3: block<R, 3>(a, lda, bt, ldbt, n, k, beta, c, ldc, j0); break;
-    case 2: block<R, 2>(a, lda, bt, ldbt, n, k, beta, c, ldc, j0); break;
-    case 1: block<R, 1>(a, lda, bt, ldbt, n, k, beta, c, ldc, j0); break;
+// Columns [j0, j0 + 16·NV) of C for all m rows: the Bt panel (k × 16·NV floats, 128 KB at
+// k = 512) stays in L2 while every row block passes over it. Blocks of 6 rows; a remainder of
+// 7 or 8 becomes 4 + 3 or 4 + 4 rather than 6 + 1 or 6 + 2, since a block of 1-2 rows loads as
+// many Bt vectors as it does FMAs.
+template <int NV>
+void panel(int64_t m, const float* a, int64_t lda, const float* bt, int64_t ldbt, int64_t n,
+           int64_t k, float beta, float* c, int64_t ldc, int64_t j0) {
+  const auto run = [&](auto rows_tag, int64_t i) {
+    block<decltype(rows_tag)::value, NV>(a + i * lda, lda, bt, ldbt, n, k, beta, c + i * ldc,
+                                         ldc, j0);
+  };
+  using R6 = std::integral_constant<int, 6>;
+  using R5 = std::integral_constant<int, 5>;
+  using R4 = std::integral_constant<int, 4>;
+  using R3 = std::integral_constant<int, 3>;
+  using R2 = std::integral_constant<int, 2>;
+  using R1 = std::integral_constant<int, 1>;
+  int64_t i = 0;
+  for (; m - i >= 6 && m - i != 7 && m - i != 8; i += 6) run(R6{}, i);
+  switch (m - i) {
+    case 8: run(R4{}, i); run(R4{}, i + 4); break;
+    case 7: run(R4{}, i); run(R3{}, i + 4); break;
+    case 5: run(R5{}, i); break;
+    case 4: run(R4{}, i); break;
+    case 3: run(R3{}, i); break;
+    case 2: run(R2{}, i); break;
+    case 1: run(R1{}, i); break;
     default: break;
   }
 }
@@ -80,29 +97,14 @@ inline int64_t small_gemm_ld(int64_t n) { return (n + 15) / 16 * 16; }
 inline void small_gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
                        const float* bt, int64_t ldbt, float beta, float* c, int64_t ldc) {
   using namespace small_gemm_detail;
-  const auto run = [&](auto rows_tag, int64_t i) {
-    constexpr int R = decltype(rows_tag)::value;
-    rows<R>(a + i * lda, lda, bt, ldbt, n, k, beta, c + i * ldc, ldc);
-  };
-  using R6 = std::integral_constant<int, 6>;
-  using R5 = std::integral_constant<int, 5>;
-  using R4 = std::integral_constant<int, 4>;
-  using R3 = std::integral_constant<int, 3>;
-  using R2 = std::integral_constant<int, 2>;
-  using R1 = std::integral_constant<int, 1>;
-  int64_t i = 0;
-  // blocks of 6 rows; a remainder of 7 or 8 becomes 4 + 3 or 4 + 4 rather than 6 + 1 or 6 + 2,
-  // since a block of 1-2 rows loads as many Bt vectors as it does FMAs
-  for (; m - i >= 6 && m - i != 7 && m - i != 8; i += 6) run(R6{}, i);
-  switch (m - i) {
-    case 8: run(R4{}, i); run(R4{}, i + 4); break;
-    case 7: run(R4{}, i); run(R3{}, i + 4); break;
-    case 5: run(R5{}, i); break;
-    case 4: run(R4{}, i); break;
-    case 3: run(R3{}, i); break;
-    case 2: run(R2{}, i); break;
-    case 1: run(R1{}, i); break;
-    default: break;
+  const int64_t padded = (n + 15) / 16 * 16;  // Bt holds zeros up to here (or more columns)
+  for (int64_t j0 = 0; j0 < padded; j0 += 64) {
+    switch (std::min<int64_t>(4, (padded - j0) / 16)) {
+      case 4: panel<4>(m, a, lda, bt, ldbt, n, k, beta, c, ldc, j0); break;
+      case 3: panel<3>(m, a, lda, bt, ldbt, n, k, beta, c, ldc, j0); break;
+      case 2: panel<2>(m, a, lda, bt, ldbt, n, k, beta, c, ldc, j0); break;
+      default: panel<1>(m, a, lda, bt, ldbt, n, k, beta, c, ldc, j0); break;
+    }
   }
 }
 

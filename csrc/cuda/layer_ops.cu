@@ -154,7 +154,9 @@ void backward_impl(const Schedule& s, const LayerParams& p, bool reverse, const 
   const bool proj = p.w_hr.defined();
   const auto opts = in.x.options();
   const Tensor x2 = in.x.reshape({N, in.x.size(-1)}), y2 = in.y.view({N, P});
-  const Tensor dy2 = in.grad_y.view({N, P}), dx2 = g.x.view({N, in.x.size(-1)});
+  const Tensor dy2 = in.grad_y.view({N, P});
+  const bool want_dx = g.x.numel() > 0;  // empty: the caller needs no grad_x
+  const Tensor dx2 = want_dx ? g.x.view({N, in.x.size(-1)}) : Tensor();
   const Tensor dg = at::empty({N, GC}, opts), zeros = at::zeros({std::max(H, P)}, opts);
   Tensor dh_total, dh_raw;
   if (proj) {
@@ -245,7 +247,8 @@ void backward_impl(const Schedule& s, const LayerParams& p, bool reverse, const 
   for (const GradBlock& blk : input_grad_blocks<Cell>(H)) {
     const Tensor dg_x = dg.narrow(1, blk.grad_col, blk.width);
     const Tensor w_block = p.w_ih.narrow(0, blk.weight_row, blk.width);
-    if (first) {
+    if (!want_dx) {
+    } else if (first) {
       mm_into(dx2, dg_x, w_block);
     } else {
       dx2.addmm_(dg_x, w_block);
