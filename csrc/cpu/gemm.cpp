@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include <ATen/Context.h>
@@ -78,6 +79,35 @@ bool worth_onednn(int64_t m, int64_t n, int64_t k) {
   return blas().onednn_matmul && m * n * k >= kMinOneDnnWork;
 }
 
+// A buffer of at least `count` floats, kept by the calling thread for its next call. A fresh
+// allocation of a few MB per call comes back from the kernel as new pages: at B 16, T 200, H 64
+// an LSTM forward took 1,700 page faults (2.8 ms) per call that way. Buffers above 64 MB are
+// not kept.
+float* scratch(int64_t count) {
+  constexpr int64_t kMaxKeptFloats = int64_t(16) << 20;
+  thread_local std::unique_ptr<float[]> kept;
+  thread_local int64_t kept_count = 0;
+  thread_local std::unique_ptr<float[]> oversized;
+  if (count > kMaxKeptFloats) {
+    oversized.reset(new float[count]);
+    return oversized.get();
+  }
+  oversized.reset();
+  if (count > kept_count) {
+    kept.reset(new float[count]);
+    kept_count = count;
+  }
+  return kept.get();
+}
+
+// ATen's mkldnn_matmul copies an operand that is neither contiguous nor a transposed contiguous
+// matrix (a column block of a wider one, as GRU's input-side gradient columns are) before
+// multiplying: at N·H floats per call that copy cost more than oneDNN gains over the BLAS
+// (GRU training at B 64, T 50, H 256 spent 18% of its time in it). The BLAS takes strides as is.
+bool plain_layout(bool trans, int64_t rows, int64_t cols, int64_t ld) {
+  return ld == (trans ? rows : cols);
+}
+
 void onednn_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   blas().onednn_matmul(view(a, ta, m, k, lda), view(b, tb, k, n, ldb), view(c, false, m, n, ldc),
@@ -135,7 +165,20 @@ void gemm<float>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
   if (worth_reduced_precision(reduced_precision_allowed(), m, n, k)) {
     return aten_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   }
-  if (worth_onednn(m, n, k)) return onednn_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  if (worth_onednn(m, n, k) && plain_layout(ta, m, k, lda) && plain_layout(tb, k, n, ldb)) {
+    if (plain_layout(false, m, n, ldc)) return onednn_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    if (beta == 0.0f) {
+      // C is a column block of a wider matrix (the input projection into the workspace's gate
+      // columns): oneDNN into a contiguous buffer, then rows copied in parallel. Against the
+      // BLAS writing C in place: LSTM inference at B 64, T 50, H 256 0.73x -> 0.93x torch.nn.
+      float* tmp = scratch(m * n);
+      onednn_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, 0.0f, tmp, n);
+      at::parallel_for(0, m, 64, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) std::memcpy(c + r * ldc, tmp + r * n, sizeof(float) * n);
+      });
+      return;
+    }
+  }
   if (blas().sgemm) return fortran_gemm(blas().sgemm, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   aten_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
