@@ -1,5 +1,6 @@
 // Every fusedrnn op schema, in one place. Kernels are registered per device in csrc/cpu and
-// csrc/cuda; fake kernels and autograd are registered from Python (fusedrnn/ops.py).
+// csrc/cuda; fake kernels and autograd are registered from Python (fusedrnn/ops.py), except the
+// cell ops' autograd, which is C++ (csrc/cell_autograd.cpp) for its per-call cost.
 //
 // Layer ops run one layer in one direction, time-major: x is [T, B, I], or packed [N, I] when
 // batch_sizes (a PackedSequence's, int64 on the CPU) is given. They return the output, the final
