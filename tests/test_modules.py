@@ -304,6 +304,17 @@ def test_parity_at_sizes_that_use_onednn_gemms(kind, packed):
                                    msg=lambda m, i=i: f"output/grad {i}: {m}")
 
 
+def test_parity_when_the_input_projection_exceeds_the_kept_scratch_buffer():
+    # the input projection into the LSTM workspace's gate columns goes through a per-thread
+    # scratch buffer of at most 16M floats; 8448 rows × 4·512 gates take the other branch
+    ref, fused = make_pair("lstm", 8, 512)
+    x = torch.randn(33, 256, 8)
+    with torch.no_grad():
+        expected, got = ref(x), fused(x)
+    for a, b in zip(_flatten(got), _flatten(expected), strict=True):
+        assert_close(a, b)
+
+
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_relu"])
 @pytest.mark.parametrize("batch", [1, 3, 7, 8, 11, 16, 29, 45])
 def test_parity_small_batches_with_odd_widths(kind, batch):

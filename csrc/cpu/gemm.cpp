@@ -79,20 +79,15 @@ bool worth_onednn(int64_t m, int64_t n, int64_t k) {
   return blas().onednn_matmul && m * n * k >= kMinOneDnnWork;
 }
 
-// A buffer of at least `count` floats, kept by the calling thread for its next call. A fresh
-// allocation of a few MB per call comes back from the kernel as new pages: at B 16, T 200, H 64
-// an LSTM forward took 1,700 page faults (2.8 ms) per call that way. Buffers above 64 MB are
-// not kept.
-float* scratch(int64_t count) {
+// A buffer of at least `count` floats, kept by the calling thread for its next call, or nullptr
+// above 64 MB (the caller then allocates for itself). A fresh allocation of a few MB per call
+// comes back from the kernel as new pages: at B 16, T 200, H 64 an LSTM forward took 1,700 page
+// faults (2.8 ms) per call that way.
+float* kept_scratch(int64_t count) {
   constexpr int64_t kMaxKeptFloats = int64_t(16) << 20;
   thread_local std::unique_ptr<float[]> kept;
   thread_local int64_t kept_count = 0;
-  thread_local std::unique_ptr<float[]> oversized;
-  if (count > kMaxKeptFloats) {
-    oversized.reset(new float[count]);
-    return oversized.get();
-  }
-  oversized.reset();
+  if (count > kMaxKeptFloats) return nullptr;
   if (count > kept_count) {
     kept.reset(new float[count]);
     kept_count = count;
@@ -171,7 +166,12 @@ void gemm<float>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
       // C is a column block of a wider matrix (the input projection into the workspace's gate
       // columns): oneDNN into a contiguous buffer, then rows copied in parallel. Against the
       // BLAS writing C in place: LSTM inference at B 64, T 50, H 256 0.73x -> 0.93x torch.nn.
-      float* tmp = scratch(m * n);
+      std::unique_ptr<float[]> own;
+      float* tmp = kept_scratch(m * n);
+      if (!tmp) {
+        own.reset(new float[m * n]);
+        tmp = own.get();
+      }
       onednn_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, 0.0f, tmp, n);
       at::parallel_for(0, m, 64, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) std::memcpy(c + r * ldc, tmp + r * n, sizeof(float) * n);
