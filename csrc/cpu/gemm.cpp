@@ -1,5 +1,6 @@
 #include "gemm.h"
 
+#include "parallel_blocks.h"
 #include "small_gemm.h"
 
 #include <dlfcn.h>
@@ -229,20 +230,9 @@ template <typename T>
 void FixedRightOperand<T>::multiply_transposed(int64_t m, const T* a, int64_t lda, T beta, T* c,
                                                int64_t ldc) const {
   if constexpr (std::is_same_v<T, float>) {
-    constexpr int64_t kMinMultiplyAddsPerThread = int64_t(1) << 16;
-    constexpr int64_t kColumnBlock = 64;
     const int64_t ld = small_gemm_ld(n_);
-    const int64_t col_blocks = (n_ + kColumnBlock - 1) / kColumnBlock;
-    const int64_t threads = at::in_parallel_region() ? 1 : at::get_num_threads();
-    const int64_t parts =
-        std::min({threads, col_blocks, m * n_ * k_ / kMinMultiplyAddsPerThread});
-    if (parts <= 1) return small_gemm(m, n_, k_, a, lda, transposed_.get(), ld, beta, c, ldc);
-    const int64_t per_part = (col_blocks + parts - 1) / parts * kColumnBlock;
-    at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
-      for (int64_t p = p0; p < p1; ++p) {
-        const int64_t j0 = p * per_part, j1 = std::min(n_, j0 + per_part);
-        if (j1 > j0) small_gemm(m, j1 - j0, k_, a, lda, transposed_.get() + j0, ld, beta, c + j0, ldc);
-      }
+    for_blocks(n_, m * n_ * k_, 64, [&](int64_t j0, int64_t j1) {
+      small_gemm(m, j1 - j0, k_, a, lda, transposed_.get() + j0, ld, beta, c + j0, ldc);
     });
   }
 }

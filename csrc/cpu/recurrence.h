@@ -94,7 +94,7 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
   const int64_t GH = Cell::kGates * H, W = out.ws_cols, B = s.batch;
   const bool proj = w.w_hr != nullptr;
   if constexpr (!Cell::kRowWise) {
-    if (single_step_applies<Cell>(s, w, reg)) return single_step_forward<Cell>(B, x, w, out);
+    if (single_step_applies(s, w, reg)) return single_step_forward<Cell>(B, x, w, out);
   }
   // input projection of every step at once, into the gate columns of the workspace
   gemm<T>(false, true, s.rows_total, GH, I, T(1), x, I, w.w_ih, I, T(0), out.ws, W);
@@ -162,7 +162,7 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
   const int64_t GH = Cell::kGates * H, GC = Cell::grad_cols(H), W = in.ws_cols, B = s.batch;
   const bool proj = w.w_hr != nullptr;
   if constexpr (!Cell::kRowWise) {
-    if (single_step_applies<Cell>(s, w, reg)) return single_step_backward<Cell>(B, w, in, out);
+    if (single_step_applies(s, w, reg)) return single_step_backward<Cell>(B, w, in, out);
   }
 
   // every entry is written by the step passes: no zero fill (a memset of N·GC per call)

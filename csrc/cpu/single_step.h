@@ -12,44 +12,23 @@
 // never pass them; a layer with T = 1 and either goes through the sequence driver).
 #pragma once
 
-#include <ATen/Parallel.h>
-
-#include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "../driver_common.h"
 #include "driver_buffers.h"
 #include "gemm.h"
+#include "parallel_blocks.h"
+#include "reductions.h"
 #include "vectorize.h"
 
 namespace fusedrnn {
 namespace cpu {
 
-// (callers also check !Cell::kRowWise at compile time: row-wise cells have no per-unit math)
-template <typename Cell, typename T>
+// Callers check !Cell::kRowWise at compile time: row-wise cells have no per-unit math.
+template <typename T>
 bool single_step_applies(const Schedule& s, const LayerWeights<T>& w, const Regularizers<T>& reg) {
-  return s.steps() == 1 && !Cell::kRowWise && w.w_hr == nullptr && !reg.any();
-}
-
-// body(i0, i1) on blocks of [0, n), in parallel when the step's multiply-adds repay a thread
-// hand-off (a few µs); block edges fall on multiples of `align`.
-template <typename F>
-void for_blocks(int64_t n, int64_t multiply_adds, int64_t align, const F& body) {
-  constexpr int64_t kMinMultiplyAddsPerBlock = int64_t(1) << 16;
-  int64_t blocks = at::in_parallel_region() ? 1 : at::get_num_threads();
-  blocks = std::min({blocks, multiply_adds / kMinMultiplyAddsPerBlock, (n + align - 1) / align});
-  if (blocks <= 1) {
-    body(int64_t(0), n);
-    return;
-  }
-  const int64_t per_block = ((n + align - 1) / align + blocks - 1) / blocks * align;
-  at::parallel_for(0, blocks, 1, [&](int64_t k0, int64_t k1) {
-    for (int64_t k = k0; k < k1; ++k) {
-      const int64_t i0 = std::min(n, k * per_block), i1 = std::min(n, i0 + per_block);
-      if (i1 > i0) body(i0, i1);
-    }
-  });
+  return s.steps() == 1 && w.w_hr == nullptr && !reg.any();
 }
 
 template <typename Cell, typename T>
@@ -83,16 +62,6 @@ void single_step_backward(int64_t B, const LayerWeights<T>& w, const BackwardInp
   // every row starts from h0/c0 (prev_rows 0)
   const BackwardStep<T> bs{in.ws, in.y, in.h0, in.c0, in.dy, nullptr, out.dh, out.dc, dg.data(),
                            0,     0,    0,     W,     GC,    H,       H,      false};
-  // Column sums over the batch, in row order: deterministic whatever the thread count.
-  const auto sum_rows = [&](int64_t col, int64_t width, T* dst) {
-    std::fill(dst, dst + width, T(0));
-    for (int64_t b = 0; b < B; ++b) {
-      const T* row = dg.data() + b * GC + col;
-      FUSEDRNN_INDEPENDENT_ITERATIONS
-      for (int64_t c = 0; c < width; ++c) dst[c] += row[c];
-    }
-  };
-
   const int64_t multiply_adds = B * GH * (I + H);
   // rows: the cell's backward, then dx and dh from the whole gradient row
   for_blocks(B, multiply_adds, 1, [&](int64_t b0, int64_t b1) {
@@ -116,10 +85,10 @@ void single_step_backward(int64_t B, const LayerWeights<T>& w, const BackwardInp
   for (const GradBlock& blk : blocks) {
     gemm<T>(true, false, blk.width, I, B, T(1), dg.data() + blk.grad_col, GC, in.x, I, T(0),
             out.dw_ih + blk.weight_row * I, I);
-    if (out.db_ih) sum_rows(blk.grad_col, blk.width, out.db_ih + blk.weight_row);
+    if (out.db_ih) column_sum(dg.data(), B, GC, blk.grad_col, blk.width, out.db_ih + blk.weight_row);
   }
   gemm<T>(true, false, GH, H, B, T(1), dg.data(), GC, in.h0, H, T(0), out.dw_hh, H);
-  if (out.db_hh) sum_rows(0, GH, out.db_hh);
+  if (out.db_hh) column_sum(dg.data(), B, GC, 0, GH, out.db_hh);
 }
 
 }  // namespace cpu

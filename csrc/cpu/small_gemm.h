@@ -17,6 +17,10 @@
 namespace fusedrnn {
 namespace cpu {
 
+// ld of the transposed operand for n columns. Columns [j0, j1) of C alone: pass bt + j0, c + j0
+// and n = j1 - j0, with j0 a multiple of 16.
+inline int64_t small_gemm_ld(int64_t n) { return (n + 15) / 16 * 16; }
+
 namespace small_gemm_detail {
 
 using Vec16 = Lanes<float>;
@@ -90,14 +94,10 @@ void panel(int64_t m, const float* a, int64_t lda, const float* bt, int64_t ldbt
 
 }  // namespace small_gemm_detail
 
-// ld of the transposed operand for n columns. Columns [j0, j1) of C alone: pass bt + j0, c + j0
-// and n = j1 - j0, with j0 a multiple of 16.
-inline int64_t small_gemm_ld(int64_t n) { return (n + 15) / 16 * 16; }
-
 inline void small_gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
                        const float* bt, int64_t ldbt, float beta, float* c, int64_t ldc) {
   using namespace small_gemm_detail;
-  const int64_t padded = (n + 15) / 16 * 16;  // Bt holds zeros up to here (or more columns)
+  const int64_t padded = small_gemm_ld(n);  // Bt holds zeros up to here (or more columns)
   for (int64_t j0 = 0; j0 < padded; j0 += 64) {
     switch (std::min<int64_t>(4, (padded - j0) / 16)) {
       case 4: panel<4>(m, a, lda, bt, ldbt, n, k, beta, c, ldc, j0); break;

@@ -247,10 +247,9 @@ void backward_impl(const Schedule& s, const LayerParams& p, bool reverse, const 
   for (const GradBlock& blk : input_grad_blocks<Cell>(H)) {
     const Tensor dg_x = dg.narrow(1, blk.grad_col, blk.width);
     const Tensor w_block = p.w_ih.narrow(0, blk.weight_row, blk.width);
-    if (!want_dx) {
-    } else if (first) {
+    if (want_dx && first) {
       mm_into(dx2, dg_x, w_block);
-    } else {
+    } else if (want_dx) {
       dx2.addmm_(dg_x, w_block);
     }
     mm_into(g.w_ih.narrow(0, blk.weight_row, blk.width), dg_x.t(), x2);
