@@ -104,11 +104,12 @@ struct BackwardStep {
   const T* zeros;    // at least H zeros
   T* dh;             // [B, P]
   T* dc;             // [B, H]
-  T* dg;             // [N, grad_cols]
+  T* dg;             // [rows held, grad_cols]: packed rows from dg_row0 on
   int64_t offset, prev_offset, prev_rows, ws_cols, grad_cols, hidden, proj_size;
   bool projected;
   const T* ln = nullptr;        // LayerNorm cells only
   int64_t zoned_cell_col = -1;  // with zoneout on c: where c_{t-1} was saved
+  int64_t dg_row0 = 0;          // the packed row that dg's first row belongs to
 };
 
 template <typename Cell, typename T>
@@ -126,7 +127,7 @@ FUSEDRNN_HOST_DEVICE BackwardRow<T> backward_row(const BackwardStep<T>& s, int64
   r.dy = s.projected ? s.dy + b * H : s.dy + (s.offset + b) * P;
   r.dh = s.projected ? const_cast<T*>(s.zeros) : s.dh + b * P;  // read-only when projected
   r.dc = Cell::kHasCellState ? s.dc + b * H : nullptr;
-  r.dg = s.dg + (s.offset + b) * s.grad_cols;
+  r.dg = s.dg + (s.offset - s.dg_row0 + b) * s.grad_cols;
   r.ln = s.ln;
   return r;
 }

@@ -96,7 +96,25 @@ def test_parameters_named_and_initialised_as_documented():
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 def test_module_matches_reference(kind, layers, bidir, packed, bias, dtype):
-    T, B, I, H = 6, 4, 5, 8
+    _check_module_against_reference(kind, layers, bidir, packed, bias, dtype, T=6, B=4,
+                                     lengths=[6, 5, 3, 2])
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+def test_module_matches_reference_when_the_backward_runs_in_chunks(kind, packed, monkeypatch):
+    # chunks of about 50 rows (csrc/cpu/recurrence.h BackwardChunks): the CPU backward's
+    # LN-parameter and bias sums accumulate over chunks of steps, in both directions
+    monkeypatch.setenv("FUSEDRNN_BACKWARD_CHUNK_ROWS", "50")
+    lengths = sorted(torch.randint(1, 13, (20,), generator=torch.Generator().manual_seed(2)).tolist(),
+                     reverse=True)
+    lengths[0] = 12
+    _check_module_against_reference(kind, 1, True, packed, True, torch.float64, T=12, B=20,
+                                    lengths=lengths)
+
+
+def _check_module_against_reference(kind, layers, bidir, packed, bias, dtype, T, B, lengths):
+    I, H = 5, 8
     m = CLASSES[kind](I, H, num_layers=layers, bias=bias, bidirectional=bidir, batch_first=True,
                       dtype=dtype)
     _randomise_ln(m)
@@ -106,7 +124,7 @@ def test_module_matches_reference(kind, layers, bidir, packed, bias, dtype):
     c0 = torch.randn(layers * D, B, H, dtype=dtype, requires_grad=True) if kind == "lstm" else None
     hx = (h0, c0) if kind == "lstm" else h0
     if packed:
-        lengths = torch.tensor([6, 5, 3, 2])
+        lengths = torch.tensor(lengths)
         y, state = m(pack_padded_sequence(x, lengths, batch_first=True), hx)
         y = pad_packed_sequence(y, batch_first=True)[0]
         ref_packed = pack_padded_sequence(x, lengths, batch_first=True)

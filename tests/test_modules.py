@@ -342,3 +342,40 @@ def test_parity_when_threads_split_a_steps_columns(kind):
 def test_parity_small_batches_with_projection(batch):
     ref, fused = make_pair("lstm", 5, 19, proj_size=7, num_layers=2)
     check_parity(ref, fused, torch.randn(11, batch, 5), initial_state("lstm", ref, batch, torch.float32))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_parity_when_the_backward_runs_in_chunks_of_steps(kind, packed, dtype, monkeypatch):
+    # the CPU backward takes the whole-sequence gradients chunk by chunk (csrc/cpu/recurrence.h
+    # BackwardChunks), each chunk adding to dW_ih, dW_hh and the biases; chunks of about 100
+    # rows here: 21 steps of 24 rows make five or six, both directions cross the chunks' edges
+    # from their own ends, and packed rows make chunks of uneven rows
+    monkeypatch.setenv("FUSEDRNN_BACKWARD_CHUNK_ROWS", "100")
+    B, T = 24, 21
+    ref, fused = make_pair(kind, 5, 6, dtype=dtype, num_layers=2, bidirectional=True)
+    x = torch.randn(T, B, 5, dtype=dtype)
+    if packed:
+        lengths = torch.randint(1, T + 1, (B,))
+        lengths[0] = T
+        x = pack_padded_sequence(x, lengths, enforce_sorted=False)
+    check_parity(ref, fused, x, initial_state(kind, ref, B, dtype), dtype=dtype)
+
+
+def test_parity_when_a_projected_lstm_backward_runs_in_chunks_of_steps(monkeypatch):
+    monkeypatch.setenv("FUSEDRNN_BACKWARD_CHUNK_ROWS", "64")
+    ref, fused = make_pair("lstm", 5, 9, proj_size=4, bidirectional=True)
+    check_parity(ref, fused, torch.randn(13, 30, 5), initial_state("lstm", ref, 30, torch.float32))
+
+
+def test_parity_when_the_gradient_buffer_is_chunked_by_default():
+    # 2100 rows × 4·256 gradient columns exceed the default 2M-element buffer: two chunks
+    ref, fused = make_pair("gru", 8, 256)
+    x = torch.randn(21, 100, 8)
+    ref_out, ref_grads = run_and_grads(ref, x, None)
+    fused_out, fused_grads = run_and_grads(fused, x, None)
+    for i, (a, b) in enumerate(zip(fused_out + fused_grads, ref_out + ref_grads, strict=True)):
+        scale = b.abs().max().item()
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=2e-5 * max(scale, 1.0),
+                                   msg=lambda m, i=i: f"output/grad {i}: {m}")

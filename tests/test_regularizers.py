@@ -77,11 +77,18 @@ def _explicit_masks(kind, m, rows_shape, B, dtype, seed=5):
 
 @pytest.mark.parametrize("kind", list(MODULES))
 @pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("B", [4, 24], ids=["B4", "B24"])
-def test_explicit_masks_match_reference(kind, packed, dtype, B):
+@pytest.mark.parametrize(
+    "dtype,B,chunk_rows",
+    [(torch.float64, 4, None), (torch.float32, 4, None), (torch.float64, 24, None),
+     (torch.float32, 24, None), (torch.float64, 24, 30)],
+    ids=["f64-B4", "f32-B4", "f64-B24", "f32-B24", "f64-B24-chunked"],
+)
+def test_explicit_masks_match_reference(kind, packed, dtype, B, chunk_rows, monkeypatch):
     # B=24: with 2+ threads the CPU driver runs row blocks on separate threads
-    # (csrc/cpu/recurrence.h for_row_blocks), each with its own rows of every mask
+    # (csrc/cpu/recurrence.h for_row_blocks), each with its own rows of every mask; chunk_rows:
+    # the backward takes the whole-sequence gradients in chunks of steps of about that many rows
+    if chunk_rows:
+        monkeypatch.setenv("FUSEDRNN_BACKWARD_CHUNK_ROWS", str(chunk_rows))
     T, I, H = 5, 3, 6
     m = MODULES[kind](I, H, num_layers=2, bidirectional=True, dtype=dtype)
     x = torch.randn(T, B, I, dtype=dtype, requires_grad=True)

@@ -8,8 +8,10 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "../driver_common.h"
@@ -154,19 +156,152 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
   });
 }
 
+// The backward runs in chunks of consecutive steps: the step passes fill the gradient rows of
+// one chunk, then the chunk's share of the whole-sequence gradients (dX rows, dW_ih, dW_hh, the
+// biases) is taken from them by GEMMs. The gradient buffer then spans one chunk instead of the
+// whole sequence, so a long sequence's training step holds about kMaxGradElements (8 MB of fp32)
+// of it instead of N·grad_cols. Up to that size the sequence is one chunk: each chunk costs a
+// fork/join and smaller GEMMs (3-10% of a training step at (32, 100, 64, 128) with chunks of
+// 1024 rows, where the whole buffer is 6.5 MB). Chunks of at least kMinRows rows keep the GEMMs
+// efficient. FUSEDRNN_BACKWARD_CHUNK_ROWS=r sets the rows of a chunk instead (tests; tighter
+// memory).
+struct BackwardChunks {
+  static constexpr int64_t kMaxGradElements = int64_t(2) << 20;
+  static constexpr int64_t kMinRows = 1024;
+  std::vector<int64_t> first_step;  // chunk k runs steps [first_step[k], first_step[k + 1])
+  int64_t max_rows = 0;
+
+  static int64_t rows_per_chunk(int64_t N, int64_t grad_cols) {
+    if (const char* env = std::getenv("FUSEDRNN_BACKWARD_CHUNK_ROWS")) {
+      const long long rows = std::atoll(env);
+      if (rows > 0) return rows;
+    }
+    if (N * grad_cols <= kMaxGradElements) return N;
+    const int64_t count = std::max<int64_t>(
+        1, std::min(N / kMinRows, (N * grad_cols + kMaxGradElements - 1) / kMaxGradElements));
+    return (N + count - 1) / count;  // chunks of about equal rows
+  }
+
+  BackwardChunks(const Schedule& s, bool reverse, int64_t grad_cols) {
+    const int64_t target = rows_per_chunk(s.rows_total, grad_cols);
+    first_step.push_back(s.steps());
+    int64_t rows = 0;
+    for (int64_t step = s.steps() - 1; step >= 0; --step) {
+      rows += s.batch_sizes[s.time_at(step, reverse)];
+      if (rows >= target || step == 0) {
+        first_step.push_back(step);
+        max_rows = std::max(max_rows, rows);
+        rows = 0;
+      }
+    }
+    std::reverse(first_step.begin(), first_step.end());  // ascending; backward walks it down
+  }
+  int64_t count() const { return static_cast<int64_t>(first_step.size()) - 1; }
+};
+
+// The packed rows [begin, end) that the steps [step0, step1) of one direction occupy.
+inline std::pair<int64_t, int64_t> step_rows(const Schedule& s, int64_t step0, int64_t step1,
+                                             bool reverse) {
+  const int64_t t_lo = std::min(s.time_at(step0, reverse), s.time_at(step1 - 1, reverse));
+  const int64_t t_hi = std::max(s.time_at(step0, reverse), s.time_at(step1 - 1, reverse));
+  return {s.offsets[t_lo], s.offsets[t_hi] + s.batch_sizes[t_hi]};
+}
+
+// One chunk's share of the whole-sequence gradients, from its gradient rows dg = rows [r0, r1):
+// its rows of dX, and its terms of dW_ih, dW_hh and the biases (added to the earlier chunks'
+// unless first). h_prev is scratch for gathered h_{t-1} rows.
+template <typename Cell, typename T>
+void chunk_gradients(const Schedule& s, const LayerWeights<T>& w, bool reverse,
+                     const BackwardInputs<T>& in, const BackwardOutputs<T>& out,
+                     const Regularizers<T>& reg, T* dg, int64_t r0, int64_t r1, bool first,
+                     std::vector<T>& h_prev) {
+  const int64_t H = w.hidden_size, P = w.proj_size, I = w.input_size, N = s.rows_total;
+  const int64_t GH = Cell::kGates * H, GC = Cell::grad_cols(H), W = in.ws_cols, B = s.batch;
+  const int64_t rows = r1 - r0;
+  const T beta = first ? T(0) : T(1);
+  if constexpr (Cell::kLayerNorm) {
+    // one pass over the rows: the parameter reductions read d(gates) first, then the row's
+    // d(gates) becomes the x side's pre-LN gradient in place
+    std::vector<RowReduction> reds;
+    for (const ColumnReduction& red : Cell::reductions(H)) {
+      T* dst = red.target == ColumnReduction::kBiasIh   ? out.db_ih
+               : red.target == ColumnReduction::kBiasHh ? out.db_hh
+                                                        : out.dln;
+      reds.push_back({red.grad_col, red.ws_col, red.width, dst ? dst + red.out_offset : nullptr});
+    }
+    const T* ws = in.ws + r0 * W;
+    reduce_rows(dg, rows, GC, ws, W, reds, [&](int64_t row) {
+      Cell::input_grad_row(dg + row * GC, ws + row * W, w.ln, H);
+    }, !first);
+  }
+  bool first_block = true;
+  for (const GradBlock& blk : input_grad_blocks<Cell>(H)) {
+    if (out.dx) {
+      gemm<T>(false, false, rows, I, blk.width, T(1), dg + blk.grad_col, GC,
+              w.w_ih + blk.weight_row * I, I, first_block ? T(0) : T(1), out.dx + r0 * I, I);
+    }
+    gemm<T>(true, false, blk.width, I, rows, T(1), dg + blk.grad_col, GC, in.x + r0 * I, I, beta,
+            out.dw_ih + blk.weight_row * I, I);
+    if constexpr (!Cell::kLayerNorm) {
+      if (out.db_ih) {
+        column_sum(dg, rows, GC, blk.grad_col, blk.width, out.db_ih + blk.weight_row, !first);
+      }
+    }
+    first_block = false;
+  }
+  if (!Cell::kLayerNorm && out.db_hh) column_sum(dg, rows, GC, 0, GH, out.db_hh, !first);
+
+  // dW_hh += Σ dG_tᵀ·h_{t-1} over the chunk. Unpacked: h_{t-1} is y one step back, or h0 at the
+  // first step, so at most two GEMMs on views. Packed or masked: gather the rows first.
+  if (s.uniform && !reg.rec_mask) {
+    // rows that read y and where their h_{t-1} row lies; the rest read h0
+    const int64_t y_begin = reverse ? 0 : B, y_end = reverse ? N - B : N;
+    const int64_t y_shift = reverse ? B : -B;
+    const int64_t h0_begin = reverse ? N - B : 0;
+    const int64_t a0 = std::max(r0, y_begin), a1 = std::min(r1, y_end);
+    T b = beta;
+    if (a1 > a0) {
+      gemm<T>(true, false, GH, P, a1 - a0, T(1), dg + (a0 - r0) * GC, GC,
+              in.y + (a0 + y_shift) * P, P, b, out.dw_hh, P);
+      b = T(1);
+    }
+    const int64_t c0 = std::max(r0, h0_begin), c1 = std::min(r1, h0_begin + B);
+    if (c1 > c0) {
+      gemm<T>(true, false, GH, P, c1 - c0, T(1), dg + (c0 - r0) * GC, GC,
+              in.h0 + (c0 - h0_begin) * P, P, b, out.dw_hh, P);
+    }
+  } else {
+    h_prev.resize(static_cast<size_t>(rows * P));
+    for (int64_t t = 0; t < s.steps(); ++t) {
+      if (s.offsets[t] < r0 || s.offsets[t] >= r1) continue;  // not a step of this chunk
+      const int64_t tp = s.previous(t, reverse);
+      const int64_t carried = tp >= 0 ? std::min(s.batch_sizes[tp], s.batch_sizes[t]) : 0;
+      T* dst = h_prev.data() + (s.offsets[t] - r0) * P;
+      if (carried) std::memcpy(dst, in.y + s.offsets[tp] * P, sizeof(T) * carried * P);
+      std::memcpy(dst + carried * P, in.h0 + carried * P,
+                  sizeof(T) * (s.batch_sizes[t] - carried) * P);
+      if (reg.rec_mask) {  // W_hh saw h_{t-1}·d
+        for (int64_t q = 0; q < s.batch_sizes[t] * P; ++q) dst[q] *= reg.rec_mask[q];
+      }
+    }
+    gemm<T>(true, false, GH, P, rows, T(1), dg, GC, h_prev.data(), P, beta, out.dw_hh, P);
+  }
+}
+
 template <typename Cell, typename T>
 void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool reverse,
                          const BackwardInputs<T>& in, const BackwardOutputs<T>& out,
                          const Regularizers<T>& reg = {}) {
-  const int64_t H = w.hidden_size, P = w.proj_size, I = w.input_size, N = s.rows_total;
+  const int64_t H = w.hidden_size, P = w.proj_size, N = s.rows_total;
   const int64_t GH = Cell::kGates * H, GC = Cell::grad_cols(H), W = in.ws_cols, B = s.batch;
   const bool proj = w.w_hr != nullptr;
   if constexpr (!Cell::kRowWise) {
     if (single_step_applies(s, w, reg)) return single_step_backward<Cell>(B, w, in, out);
   }
 
-  // every entry is written by the step passes: no zero fill (a memset of N·GC per call)
-  const std::unique_ptr<T[]> dg_buffer(new T[static_cast<size_t>(N * GC)]);
+  const BackwardChunks chunks(s, reverse, GC);
+  // every entry is written by the step passes: no zero fill (a memset per call)
+  const std::unique_ptr<T[]> dg_buffer(new T[static_cast<size_t>(chunks.max_rows * GC)]);
   T* const dg = dg_buffer.get();
   std::vector<T> zeros(static_cast<size_t>(std::max(H, P)), T(0));
   std::vector<T> dh_total, dh_raw;  // projection only: dL/dy_t + carried dL/dh_t, and through W_hr
@@ -187,38 +322,42 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
     dh_gemm.resize(static_cast<size_t>(B * P));
     if (reg.zoneout_c) dc_kept.resize(static_cast<size_t>(B * H));
   }
+  std::vector<T> h_prev;  // packed or masked: h_{t-1} rows of a chunk gathered for dW_hh
 
-  for_row_blocks(s, [&](int64_t b0, int64_t block_end) {
-    for (int64_t step = s.steps() - 1; step >= 0; --step) {
-      const int64_t t = s.time_at(step, reverse), off = s.offsets[t];
-      const int64_t b1 = std::min(block_end, s.batch_sizes[t]);
-      if (b1 <= b0) continue;  // this block's rows are not active at step t
-      const int64_t tp = s.previous(t, reverse);
-      const BackwardStep<T> bs{in.ws,
-                               in.y,
-                               in.h0,
-                               in.c0,
-                               proj ? dh_raw.data() : (regularized ? dy_cell.data() : in.dy),
-                               zeros.data(),
-                               out.dh,
-                               out.dc,
-                               dg,
-                               off,
-                               tp >= 0 ? s.offsets[tp] : 0,
-                               tp >= 0 ? s.batch_sizes[tp] : 0,
-                               W,
-                               GC,
-                               H,
-                               P,
-                               proj,
-                               w.ln,
-                               reg.zoned_cell_col};
-      {
+  for (int64_t k = chunks.count() - 1; k >= 0; --k) {
+    const int64_t step0 = chunks.first_step[k], step1 = chunks.first_step[k + 1];
+    const auto [r0, r1] = step_rows(s, step0, step1, reverse);
+    for_row_blocks(s, [&](int64_t b0, int64_t block_end) {
+      for (int64_t step = step1 - 1; step >= step0; --step) {
+        const int64_t t = s.time_at(step, reverse), off = s.offsets[t];
+        const int64_t b1 = std::min(block_end, s.batch_sizes[t]);
+        if (b1 <= b0) continue;  // this block's rows are not active at step t
+        const int64_t tp = s.previous(t, reverse);
+        const BackwardStep<T> bs{in.ws,
+                                 in.y,
+                                 in.h0,
+                                 in.c0,
+                                 proj ? dh_raw.data() : (regularized ? dy_cell.data() : in.dy),
+                                 zeros.data(),
+                                 out.dh,
+                                 out.dc,
+                                 dg,
+                                 off,
+                                 tp >= 0 ? s.offsets[tp] : 0,
+                                 tp >= 0 ? s.batch_sizes[tp] : 0,
+                                 W,
+                                 GC,
+                                 H,
+                                 P,
+                                 proj,
+                                 w.ln,
+                                 reg.zoned_cell_col,
+                                 r0};
         if (proj) {
           T* total = dh_total.data() + (off + b0) * P;
           const T* dy = in.dy + (off + b0) * P;
           const T* carried = out.dh + b0 * P;
-          for (int64_t k = 0; k < (b1 - b0) * P; ++k) total[k] = dy[k] + carried[k];
+          for (int64_t q = 0; q < (b1 - b0) * P; ++q) total[q] = dy[q] + carried[q];
           projection->multiply(b1 - b0, total, P, T(0), dh_raw.data() + b0 * H, H);
         }
         if (regularized) {
@@ -257,77 +396,24 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
             }
           }
         });
+        const T* dg_rows = dg + (off - r0 + b0) * GC;
         if (!regularized) {
-          recurrent.multiply(b1 - b0, dg + (off + b0) * GC, GC,
-                             Cell::kDirectHiddenGrad ? T(1) : T(0), out.dh + b0 * P, P);
+          recurrent.multiply(b1 - b0, dg_rows, GC, Cell::kDirectHiddenGrad ? T(1) : T(0),
+                             out.dh + b0 * P, P);
           continue;
         }
-        recurrent.multiply(b1 - b0, dg + (off + b0) * GC, GC, T(0), dh_gemm.data() + b0 * P, P);
-        for (int64_t k = b0 * P; k < b1 * P; ++k) {
-          const T through_w = reg.rec_mask ? dh_gemm[k] * reg.rec_mask[k] : dh_gemm[k];
-          out.dh[k] = (Cell::kDirectHiddenGrad ? out.dh[k] : T(0)) + through_w + dh_kept[k];
+        recurrent.multiply(b1 - b0, dg_rows, GC, T(0), dh_gemm.data() + b0 * P, P);
+        for (int64_t q = b0 * P; q < b1 * P; ++q) {
+          const T through_w = reg.rec_mask ? dh_gemm[q] * reg.rec_mask[q] : dh_gemm[q];
+          out.dh[q] = (Cell::kDirectHiddenGrad ? out.dh[q] : T(0)) + through_w + dh_kept[q];
         }
         if (reg.zoneout_c) {
-          for (int64_t k = b0 * H; k < b1 * H; ++k) out.dc[k] += dc_kept[k];
+          for (int64_t q = b0 * H; q < b1 * H; ++q) out.dc[q] += dc_kept[q];
         }
       }
-    }
-  });
-
-  // whole-sequence gradients
-  if constexpr (Cell::kLayerNorm) {
-    // one pass over the rows: the parameter reductions read d(gates) first, then the row's
-    // d(gates) becomes the x side's pre-LN gradient in place
-    std::vector<RowReduction> reds;
-    for (const ColumnReduction& red : Cell::reductions(H)) {
-      T* dst = red.target == ColumnReduction::kBiasIh   ? out.db_ih
-               : red.target == ColumnReduction::kBiasHh ? out.db_hh
-                                                        : out.dln;
-      reds.push_back({red.grad_col, red.ws_col, red.width, dst ? dst + red.out_offset : nullptr});
-    }
-    reduce_rows(dg, N, GC, in.ws, W, reds, [&](int64_t row) {
-      Cell::input_grad_row(dg + row * GC, in.ws + row * W, w.ln, H);
     });
-  }
-  bool first = true;
-  for (const GradBlock& blk : input_grad_blocks<Cell>(H)) {
-    if (out.dx) {
-      gemm<T>(false, false, N, I, blk.width, T(1), dg + blk.grad_col, GC,
-              w.w_ih + blk.weight_row * I, I, first ? T(0) : T(1), out.dx, I);
-    }
-    gemm<T>(true, false, blk.width, I, N, T(1), dg + blk.grad_col, GC, in.x, I, T(0),
-            out.dw_ih + blk.weight_row * I, I);
-    if constexpr (!Cell::kLayerNorm) {
-      if (out.db_ih) column_sum(dg, N, GC, blk.grad_col, blk.width, out.db_ih + blk.weight_row);
-    }
-    first = false;
-  }
-  if (!Cell::kLayerNorm && out.db_hh) column_sum(dg, N, GC, 0, GH, out.db_hh);
-
-  // dW_hh = Σ_t dG_tᵀ·h_{t-1}. Unpacked: h_{t-1} is y shifted by one step, plus h0 for the first
-  // step, so two GEMMs on views. Packed: gather h_{t-1} rows into one matrix first.
-  if (s.uniform && !reg.rec_mask) {
-    const int64_t shifted = N - B;
-    const T* dg_first = dg + (reverse ? shifted * GC : 0);       // rows that read h0
-    const T* dg_rest = dg + (reverse ? 0 : B * GC);              // rows that read y
-    const T* y_rest = in.y + (reverse ? B * P : 0);
-    gemm<T>(true, false, GH, P, shifted, T(1), dg_rest, GC, y_rest, P, T(0), out.dw_hh, P);
-    gemm<T>(true, false, GH, P, B, T(1), dg_first, GC, in.h0, P, shifted > 0 ? T(1) : T(0),
-            out.dw_hh, P);
-  } else {
-    std::vector<T> h_prev(static_cast<size_t>(N * P));
-    for (int64_t t = 0; t < s.steps(); ++t) {
-      const int64_t tp = s.previous(t, reverse);
-      const int64_t carried = tp >= 0 ? std::min(s.batch_sizes[tp], s.batch_sizes[t]) : 0;
-      T* dst = h_prev.data() + s.offsets[t] * P;
-      if (carried) std::memcpy(dst, in.y + s.offsets[tp] * P, sizeof(T) * carried * P);
-      std::memcpy(dst + carried * P, in.h0 + carried * P,
-                  sizeof(T) * (s.batch_sizes[t] - carried) * P);
-      if (reg.rec_mask) {  // W_hh saw h_{t-1}·d
-        for (int64_t k = 0; k < s.batch_sizes[t] * P; ++k) dst[k] *= reg.rec_mask[k];
-      }
-    }
-    gemm<T>(true, false, GH, P, N, T(1), dg, GC, h_prev.data(), P, T(0), out.dw_hh, P);
+    chunk_gradients<Cell>(s, w, reverse, in, out, reg, dg, r0, r1, k + 1 == chunks.count(),
+                          h_prev);
   }
   if (proj) {
     gemm<T>(true, false, P, H, N, T(1), dh_total.data(), P, in.ws + raw_hidden_col<Cell>(H), W,

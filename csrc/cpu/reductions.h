@@ -12,12 +12,15 @@
 namespace fusedrnn {
 namespace cpu {
 
-// out[c] = Σ_rows g[row, col0 + c]; each column summed in row order, so results do not depend on
-// the thread count.
+// out[c] = Σ_rows g[row, col0 + c] (added to out[c] when accumulate); each column summed in row
+// order, so results do not depend on the thread count.
 template <typename T>
-void column_sum(const T* g, int64_t rows, int64_t ld, int64_t col0, int64_t width, T* out) {
+void column_sum(const T* g, int64_t rows, int64_t ld, int64_t col0, int64_t width, T* out,
+                bool accumulate = false) {
   at::parallel_for(0, width, 256, [&](int64_t begin, int64_t end) {
-    for (int64_t c = begin; c < end; ++c) out[c] = T(0);
+    if (!accumulate) {
+      for (int64_t c = begin; c < end; ++c) out[c] = T(0);
+    }
     for (int64_t r = 0; r < rows; ++r) {
       const T* row = g + r * ld + col0;
       for (int64_t c = begin; c < end; ++c) out[c] += row[c];
@@ -30,7 +33,8 @@ void column_sum(const T* g, int64_t rows, int64_t ld, int64_t col0, int64_t widt
 // runs while the row is still in cache (it may rewrite the row: every sum has read it by then).
 // Rows are cut into a fixed number of groups summed separately, then over the groups in order,
 // so results do not depend on the thread count. Against one column pass per reduction this reads
-// the gradient and workspace rows once instead of once per reduction: memory-bound work.
+// the gradient and workspace rows once instead of once per reduction: memory-bound work. With
+// accumulate the sums are added to out_i.
 struct RowReduction {
   int64_t grad_col, ws_col, width;  // ws_col < 0: a plain sum
   void* out;                        // T*; nullptr: skipped
@@ -38,7 +42,8 @@ struct RowReduction {
 
 template <typename T, typename RowDone>
 void reduce_rows(const T* g, int64_t rows, int64_t ld, const T* w, int64_t ldw,
-                 const std::vector<RowReduction>& reds, const RowDone& row_done) {
+                 const std::vector<RowReduction>& reds, const RowDone& row_done,
+                 bool accumulate = false) {
   constexpr int64_t kGroups = 16;
   std::vector<int64_t> at(reds.size() + 1, 0);
   for (size_t i = 0; i < reds.size(); ++i) at[i + 1] = at[i] + (reds[i].out ? reds[i].width : 0);
@@ -72,7 +77,7 @@ void reduce_rows(const T* g, int64_t rows, int64_t ld, const T* w, int64_t ldw,
     for (int64_t c = 0; c < reds[i].width; ++c) {
       T sum = T(0);
       for (int64_t q = 0; q < groups; ++q) sum += partial[q * width + at[i] + c];
-      out[c] = sum;
+      out[c] = accumulate ? out[c] + sum : sum;
     }
   }
 }
