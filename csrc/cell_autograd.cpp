@@ -23,10 +23,10 @@ c10::OperatorHandle find_op(const char* name) {
   return c10::Dispatcher::singleton().findSchemaOrThrow(name, "");
 }
 
-// The backward needs the workspace that only a train=True forward keeps; this says how to get
-// one. Sizes may be symbolic (torch.compile traces this backward), hence sym_numel.
+// The backward needs the workspace that only a train=True forward keeps ([rows, cols], where an
+// Elman cell's may have no columns); a train=False forward returns a 1-D empty one.
 void check_workspace(const Tensor& ws, const char* op) {
-  TORCH_SYM_CHECK(ws.sym_numel().sym_gt(0), op,
+  TORCH_CHECK(ws.dim() == 2, op,
               ": backward needs the workspace, but the forward op ran with train=False; call it "
               "with train=True (the fusedrnn.ops wrappers do this whenever an input requires grad)");
 }

@@ -107,10 +107,21 @@ Tensor checked_ln(const char* op, const Tensor* ln, const Tensor& x, const Layer
   }
 }
 
+// An Elman cell's workspace row is its output h̃_t, the same as y's row unless zoneout blends y
+// or y is in reduced precision under an fp32 workspace: y itself then serves as the workspace
+// and the saved workspace has no columns (a training step holds one [N, H] buffer less).
+template <typename Cell, typename Driver>
+bool workspace_is_y(const Tensor& x, const MaskArgs& masks) {
+  return Cell::kWorkspaceIsOutput && !masks.zoneout_h.has_value() &&
+         Driver::workspace_dtype(x.scalar_type()) == x.scalar_type();
+}
+
 // with zoneout on c, the zoned c_t is saved in H more columns after the cell's own
-template <typename Cell>
-int64_t workspace_cols(const LayerShape& s, bool proj, bool zoneout_c = false) {
-  return Cell::workspace_cols(s.hidden) + (proj ? s.hidden : 0) + (zoneout_c ? s.hidden : 0);
+template <typename Cell, typename Driver>
+int64_t workspace_cols(const LayerShape& s, const Tensor& x, bool proj, const MaskArgs& masks) {
+  if (workspace_is_y<Cell, Driver>(x, masks)) return 0;
+  return Cell::workspace_cols(s.hidden) + (proj ? s.hidden : 0) +
+         (masks.zoneout_c.has_value() ? s.hidden : 0);
 }
 
 inline Tensor bias_or_zeros(const OptTensor& b, const Tensor& like, int64_t n) {
@@ -131,7 +142,7 @@ LayerResult layer_forward(const char* op, const Tensor& x_in, const Tensor& h0, 
   const Tensor x = x_in.contiguous(), w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
   const Tensor w_hr = w_hr_in ? w_hr_in->contiguous() : Tensor();
   const Tensor bi = bias_or_zeros(b_ih, x, GH), bh = bias_or_zeros(b_hh, x, GH);
-  const int64_t wcols = workspace_cols<Cell>(s, w_hr_in != nullptr, masks.zoneout_c.has_value());
+  const int64_t wcols = workspace_cols<Cell, Driver>(s, x, w_hr_in != nullptr, masks);
   const Tensor ln = checked_ln<Cell>(op, ln_in, x, s);
   if constexpr (Cell::kLayerNorm) TORCH_CHECK(eps > 0.0, op, ": eps must be positive, got ", eps);
   LayerParams params{w_ih, w_hh, bi, bh, w_hr, ln, eps};
@@ -144,8 +155,10 @@ LayerResult layer_forward(const char* op, const Tensor& x_in, const Tensor& h0, 
   r.c_n = c0 ? c0->contiguous().clone() : at::empty({0}, x.options());
   // reduced-precision inputs keep an fp32 workspace (the saved cell state among it)
   Tensor ws = at::empty({s.rows, wcols}, x.options().dtype(Driver::workspace_dtype(x.scalar_type())));
-  Driver::template forward<Cell>(s, x, params, reverse, r.y, r.h_n, r.c_n, ws);
-  r.workspace = train ? ws : at::empty({0}, x.options());
+  const bool ws_is_y = workspace_is_y<Cell, Driver>(x, masks);
+  Tensor ws_used = ws_is_y ? r.y.view({s.rows, s.proj}) : ws;
+  Driver::template forward<Cell>(s, x, params, reverse, r.y, r.h_n, r.c_n, ws_used);
+  r.workspace = train ? ws : at::empty({0}, x.options());  // [rows, 0] when y is the workspace
   return r;
 }
 
@@ -161,13 +174,14 @@ LayerGrads layer_backward(const char* op, const Tensor& grad_y, const Tensor& gr
   const LayerShape s = check_layer(op, Cell::kGates, x_in, h0_in, c0_in, w_ih_in, w_hh_in,
                                    std::nullopt, std::nullopt, w_hr_in, batch_sizes);
   const int64_t GH = Cell::kGates * s.hidden;
-  const int64_t wcols = workspace_cols<Cell>(s, w_hr_in != nullptr, masks.zoneout_c.has_value());
+  const int64_t wcols = workspace_cols<Cell, Driver>(s, x_in, w_hr_in != nullptr, masks);
   check_shape(op, ws_in, "workspace", {s.rows, wcols},
               "saved by the forward op called with train=True");
   check_shape(op, grad_y, "grad_y", y_in.sizes().vec(), "like y");
   check_shape(op, grad_h_n, "grad_h_n", h0_in.sizes().vec(), "like h0");
   const Tensor x = x_in.contiguous(), h0 = h0_in.contiguous(), y = y_in.contiguous();
-  const Tensor ws = ws_in.contiguous(), dy = grad_y.contiguous();
+  const Tensor ws = wcols == 0 ? y.view({s.rows, s.proj}) : ws_in.contiguous();
+  const Tensor dy = grad_y.contiguous();
   const Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
   const Tensor w_hr = w_hr_in ? w_hr_in->contiguous() : Tensor();
   const Tensor c0 = c0_in ? c0_in->contiguous() : Tensor();

@@ -16,10 +16,17 @@ _ops = torch.ops.fusedrnn
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
 
-def workspace_cols(cell: str, hidden: int, proj: bool = False) -> int:
-    """Columns of the workspace, mirroring Cell::workspace_cols in csrc/cells/*.h."""
+def workspace_cols(cell: str, hidden: int, proj: bool = False, *, x: Tensor | None = None,
+                   zoneout_h: Tensor | None = None) -> int:
+    """Columns of the workspace, mirroring workspace_cols in csrc/layer_ops.h: an Elman layer
+    given x (not float16/bfloat16) and no zoneout has none, since y itself is its workspace."""
+    if cell == "rnn" and x is not None and zoneout_h is None and x.dtype not in _REDUCED:
+        return 0
     per_hidden = {"lstm": 5, "gru": 4, "rnn": 1}[cell]
     return per_hidden * hidden + (hidden if proj else 0)
+
+
+_REDUCED = (torch.float16, torch.bfloat16)
 
 
 def _needs_grad(*tensors: Tensor | None) -> bool:
@@ -40,7 +47,8 @@ def _or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
 
 
 def _check_workspace(workspace: Tensor, op: str) -> None:
-    if workspace.numel() == 0:
+    # train=True keeps [rows, cols] (an Elman layer's may have no columns: y is its workspace)
+    if workspace.dim() != 2:
         raise RuntimeError(
             f"fusedrnn::{op}: backward needs the workspace, but the forward op ran with "
             "train=False; call it with train=True (the fusedrnn.ops wrappers do this whenever an "
@@ -54,7 +62,7 @@ def _layer_rows(x: Tensor, batch_sizes: Tensor | None) -> int:
 
 def _fake_workspace(x: Tensor, rows: int, cols: int, train: bool) -> Tensor:
     # float16/bfloat16 layers keep an fp32 workspace (Driver::workspace_dtype in csrc/)
-    reduced = x.dtype in (torch.float16, torch.bfloat16)
+    reduced = x.dtype in _REDUCED
     return x.new_empty((rows, cols) if train else (0,), dtype=torch.float32 if reduced else x.dtype)
 
 
@@ -170,10 +178,13 @@ def _hidden_layer_fake(cell):
     def fake(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, *rest):
         hidden = w_hh.shape[0] // GATES[cell]
         train = rest[_EXTRA_FLAGS[cell]]
+        masks = rest[_EXTRA_FLAGS[cell] + 1:]  # rec_mask, zoneout_h
+        zoneout_h = masks[1] if len(masks) > 1 else None
+        cols = workspace_cols(cell, hidden, x=x, zoneout_h=zoneout_h)
         return (
             x.new_empty((*x.shape[:-1], hidden)),
             h0.new_empty(h0.shape),
-            _fake_workspace(x, _layer_rows(x, batch_sizes), workspace_cols(cell, hidden), train),
+            _fake_workspace(x, _layer_rows(x, batch_sizes), cols, train),
         )
 
     return fake
@@ -301,7 +312,7 @@ def _lstm_cell_backward_fake(grad_hy, grad_cy, x, hx, cx, w_ih, w_hh, hy, worksp
 
 def _hidden_cell_fake(cell):
     def fake(x, hx, w_ih, w_hh, b_ih, b_hh, *flags):
-        cols = workspace_cols(cell, hx.shape[1])
+        cols = workspace_cols(cell, hx.shape[1], x=x)
         return hx.new_empty(hx.shape), _fake_workspace(x, x.shape[0], cols, flags[-1])
 
     return fake

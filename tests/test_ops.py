@@ -4,6 +4,8 @@ gradcheck in float64, and opcheck."""
 import pytest
 import torch
 
+import fusedrnn
+
 from .cases import layer_case
 from .conftest import assert_close
 
@@ -138,6 +140,41 @@ def test_backward_without_workspace_is_a_clear_error():
     y = torch.ops.fusedrnn.lstm_layer(*args)[0]
     with pytest.raises(RuntimeError, match="train=False"):
         y.sum().backward()
+
+
+def test_rnn_layer_uses_y_as_its_workspace_unless_zoneout_blends_y():
+    # an Elman layer's workspace row is its output h̃_t: the op keeps no copy of y (no columns),
+    # except under zoneout, where y holds the blended state and h̃_t needs its own columns
+    T, B, I, H = 4, 3, 5, 6
+    x, h0 = torch.randn(T, B, I, requires_grad=True), torch.randn(B, H)
+    w_ih, w_hh = torch.randn(H, I), torch.randn(H, H)
+    _, _, ws = torch.ops.fusedrnn.rnn_layer(x, h0, w_ih, w_hh, None, None, None, False, False, True)
+    assert ws.shape == (T * B, 0)
+    zoneout = torch.full((T, B, H), 0.5)
+    _, _, ws = torch.ops.fusedrnn.rnn_layer(x, h0, w_ih, w_hh, None, None, None, False, False, True,
+                                            None, zoneout)
+    assert ws.shape == (T * B, H)
+    _, _, ws = torch.ops.fusedrnn.rnn_layer(x, h0, w_ih, w_hh, None, None, None, False, False, False)
+    assert ws.shape == (0,)  # train=False keeps none, and backward says so
+
+
+def test_changing_an_rnn_output_in_place_before_backward_is_caught():
+    # y doubles as the Elman layer's workspace: autograd must refuse a y changed in place
+    m = fusedrnn.RNN(4, 5)
+    y, _ = m(torch.randn(6, 2, 4, requires_grad=True))
+    y.add_(1.0)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
+
+
+def test_rnn_backward_twice_with_retain_graph_gives_the_same_grads():
+    m = fusedrnn.RNN(4, 5, num_layers=2)
+    x = torch.randn(6, 2, 4, requires_grad=True)
+    y, _ = m(x)
+    first = torch.autograd.grad(y.sum(), [x, *m.parameters()], retain_graph=True)
+    second = torch.autograd.grad(y.sum(), [x, *m.parameters()])
+    for a, b in zip(first, second, strict=True):
+        assert torch.equal(a, b)
 
 
 def test_activation_math_matches_torch_over_full_range():

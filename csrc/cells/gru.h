@@ -14,6 +14,7 @@ struct GruCell {
   static constexpr bool kDirectHiddenGrad = true;  // h_t depends on h_{t-1} through z·h_{t-1}
   static constexpr bool kRowWise = false;  // math per element j of a row
   static constexpr bool kLayerNorm = false;
+  static constexpr bool kWorkspaceIsOutput = false;
   // workspace row: r, z, n, then b_n (needed by dr)
   static constexpr int64_t workspace_cols(int64_t H) { return 4 * H; }
   // gradient row: d(pre-activation) on the h side for r, z, n (the n column is scaled by r),

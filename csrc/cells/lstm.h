@@ -12,6 +12,7 @@ struct LstmCell {
   static constexpr bool kDirectHiddenGrad = false;
   static constexpr bool kRowWise = false;  // math per element j of a row
   static constexpr bool kLayerNorm = false;
+  static constexpr bool kWorkspaceIsOutput = false;
   // workspace row: activated i, f, g, o, then c_t
   static constexpr int64_t workspace_cols(int64_t H) { return 5 * H; }
   static constexpr int64_t saved_cell_col(int64_t H) { return 4 * H; }

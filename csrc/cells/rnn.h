@@ -12,7 +12,9 @@ struct RnnCell {
   static constexpr bool kDirectHiddenGrad = false;
   static constexpr bool kRowWise = false;  // math per element j of a row
   static constexpr bool kLayerNorm = false;
-  // workspace row: the cell's own output h̃_t (y holds the zoned state when zoneout is on)
+  // workspace row: the cell's own output h̃_t, which is y's row unless zoneout blends y, so y
+  // itself serves as the workspace then (layer_ops.h workspace_is_y)
+  static constexpr bool kWorkspaceIsOutput = true;
   static constexpr int64_t workspace_cols(int64_t H) { return H; }
   static constexpr int64_t grad_cols(int64_t H) { return H; }
 
