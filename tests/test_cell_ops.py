@@ -55,10 +55,13 @@ def test_cell_matches_reference(cell, bias):
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("threads", [1, 2, 3])
-def test_cell_matches_reference_when_threads_split_the_batch(cell, threads):
+@pytest.mark.parametrize("B,I,H", [(33, 40, 72), (16, 32, 48), (32, 48, 80), (32, 40, 64)])
+def test_cell_matches_reference_when_threads_split_the_batch(cell, threads, B, I, H):
     # big enough for the single-step path (csrc/cpu/single_step.h) to give each thread a block of
-    # rows; 33 rows do not split evenly
-    x, states, weights = _cell_case(cell, B=33, I=40, H=72)
+    # rows (33 do not split evenly), or at batch 16 and 32 a block of hidden units in the
+    # weights' own orientation (80 units split unevenly); widths that are multiples of 16 take
+    # small_gemm against the weights as they are in backward, I = 40 and H = 72 the BLAS
+    x, states, weights = _cell_case(cell, B=B, I=I, H=H)
     saved = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
