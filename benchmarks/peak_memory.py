@@ -1,6 +1,6 @@
 """Peak memory of one training step, torch.nn against fusedrnn.
 
-    python benchmarks/peak_memory.py
+    python benchmarks/peak_memory.py [--upstream sum|dense]
 
 Each measurement runs in a fresh process: one warm-up step at the measured size first (so that
 one-time costs of either side, such as oneDNN's JIT kernels and primitive cache or fusedrnn's
@@ -10,8 +10,14 @@ the resident set before the measured step, with glibc told to return large buffe
 (Linux); without it the script falls back to ru_maxrss after a warm-up on a tiny input. Resident
 memory counts what the C++ kernels allocate outside torch's allocator too, which torch's own
 memory profiler would not see.
+
+The step's loss is y.sum() by default, whose gradient reaches the layer as an expanded tensor of
+ones that torch.nn's step loop never materialises and fusedrnn's backward copies into one [T, B,
+H] buffer. --upstream dense hands the layer a dense gradient made inside the step instead, as any
+loss head after the layer does; both sides then hold it.
 """
 
+import argparse
 import os
 import subprocess
 import sys
@@ -22,7 +28,16 @@ KINDS = ("LSTM", "GRU", "RNN")
 _CHILD = """
 import gc, os, resource, sys, torch, fusedrnn
 side, kind, B, T, I, H = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:7])
+dense = sys.argv[7] == "dense"
 cls = getattr(torch.nn if side == "torch" else fusedrnn, kind)
+
+
+def step(module, x):
+    y = module(x)[0]
+    if dense:  # the upstream gradient, allocated within the step as a loss head's would be
+        y.backward(torch.randn_like(y))
+    else:
+        y.sum().backward()
 
 
 def status_kib(field):
@@ -38,21 +53,21 @@ try:
 except OSError:
     resettable = False
 if resettable:
-    module(x)[0].sum().backward()  # warm-up at the measured size
+    step(module, x)  # warm-up at the measured size
     module.zero_grad(set_to_none=True)
     x.grad = None
     gc.collect()
     before = status_kib("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
-    module(x)[0].sum().backward()
+    step(module, x)
     print((status_kib("VmHWM") - before) / 1024)
 else:
     warm = cls(I, H)
-    warm(torch.randn(2, 2, I, requires_grad=True))[0].sum().backward()
+    step(warm, torch.randn(2, 2, I, requires_grad=True))
     gc.collect()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    module(x)[0].sum().backward()
+    step(module, x)
     print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024)
 """
 
@@ -64,18 +79,23 @@ else:
 _CHILD_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
 
 
-def peak_mib(side: str, kind: str, shape: tuple[int, ...]) -> float:
-    out = subprocess.run([sys.executable, "-c", _CHILD, side, kind, *map(str, shape)],
+def peak_mib(side: str, kind: str, shape: tuple[int, ...], upstream: str) -> float:
+    out = subprocess.run([sys.executable, "-c", _CHILD, side, kind, *map(str, shape), upstream],
                          check=True, capture_output=True, text=True,
                          env={**os.environ, **_CHILD_ENV})
     return float(out.stdout.strip())
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--upstream", choices=("sum", "dense"), default="sum",
+                        help="the loss y.sum() (default) or a dense upstream gradient")
+    args = parser.parse_args()
     print(f"{'module':<6} {'B, T, I, H':<20} {'torch.nn MiB':>12} {'fusedrnn MiB':>12} {'ratio':>6}")
     for shape in SHAPES:
         for kind in KINDS:
-            ref, fused = peak_mib("torch", kind, shape), peak_mib("fused", kind, shape)
+            ref = peak_mib("torch", kind, shape, args.upstream)
+            fused = peak_mib("fused", kind, shape, args.upstream)
             print(f"{kind:<6} {str(shape):<20} {ref:>12.1f} {fused:>12.1f} {fused / ref:>6.2f}",
                   flush=True)
 
