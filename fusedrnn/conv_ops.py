@@ -1,4 +1,5 @@
-"""The fused Conv1D op: typed wrapper, fake kernel and autograd (see csrc/cpu/conv1d.cpp)."""
+"""The fused Conv1D op: typed wrapper and fake kernel (kernels: csrc/cpu/conv1d.cpp; autograd:
+csrc/conv1d_autograd.cpp)."""
 
 from __future__ import annotations
 
@@ -60,30 +61,8 @@ def _conv1d_backward_fake(grad_y, x, weight, y, pre, stride, dilation, pad_left,
             x.new_empty((weight.shape[0] if has_bias else 0,)))
 
 
-def _conv1d_setup(ctx, inputs, output):
-    x, weight, bias, *geometry, train = inputs
-    ctx.geometry = tuple(geometry)  # stride, dilation, pad_left, pad_right, activation, batch_first
-    ctx.has_bias = bias is not None
-    ctx.set_materialize_grads(False)  # the saved preactivation needs no zero gradient tensor
-    ctx.save_for_backward(x, weight, output[0], output[1])
-
-
-def _conv1d_backward(ctx, grad_y, _grad_pre):
-    x, weight, y, pre = ctx.saved_tensors
-    if ctx.geometry[4] == ACTIVATIONS["gelu"] and pre.numel() == 0:
-        raise RuntimeError(
-            "fusedrnn::conv1d: backward needs the preactivation, but the forward op ran with "
-            "train=False"
-        )
-    if grad_y is None:  # y did not reach the loss
-        return None, None, None, *([None] * 7)
-    x_grad = ctx.needs_input_grad[0]  # a first layer over raw input needs no dx: skip it
-    dx, dw, db = torch.ops.fusedrnn.conv1d_backward(grad_y, x, weight, y, pre, *ctx.geometry,
-                                                    ctx.has_bias, x_grad)
-    return dx if x_grad else None, dw, db if ctx.has_bias else None, *([None] * 7)
-
-
-torch.library.register_autograd("fusedrnn::conv1d", _conv1d_backward, setup_context=_conv1d_setup)
+# The autograd of fusedrnn::conv1d is registered in C++ (csrc/conv1d_autograd.cpp): the Python
+# wrapper cost 5-10% of a training step of the small convolutions a sequence front runs.
 
 
 def conv1d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride: int = 1,

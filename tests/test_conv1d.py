@@ -198,3 +198,34 @@ def test_bad_input(make, match):
 def test_module_rejects_zero_stride():
     with pytest.raises(ValueError, match="stride must be positive"):
         fusedrnn.Conv1d(3, 4, 3, stride=0)
+
+
+def test_compiled_gelu_training_step_matches_eager():
+    # gelu saves its preactivation for backward (the C++ autograd checks it with symbolic sizes)
+    conv = fusedrnn.Conv1d(3, 8, 3, dilation=2, padding="causal", activation="gelu")
+    x = torch.randn(2, 25, 3, requires_grad=True)
+
+    def step(inp):
+        return conv(inp).square().sum()
+
+    step(x).backward()
+    expected = [x.grad.clone()] + [p.grad.clone() for p in conv.parameters()]
+    x.grad = None
+    conv.zero_grad()
+    torch.compile(step, fullgraph=True, backend="aot_eager")(x).backward()
+    for got, want in zip([x.grad] + [p.grad for p in conv.parameters()], expected, strict=True):
+        assert_close(got, want)
+
+
+def test_backward_after_a_forward_without_train_names_the_fix():
+    # gelu's backward needs the preactivation, which only a train=True forward keeps
+    x = torch.randn(2, 10, 3)
+    w = torch.randn(4, 3, 2, requires_grad=True)
+    y, pre = torch.ops.fusedrnn.conv1d(x, w, None, 1, 1, 0, 0, 4, True, False)
+    assert pre.numel() == 0
+    with pytest.raises(RuntimeError, match="train=False"):
+        y.sum().backward()
+    # activations that keep nothing are differentiable from a train=False forward as well
+    y, _ = torch.ops.fusedrnn.conv1d(x, w, None, 1, 1, 0, 0, 1, True, False)
+    y.sum().backward()
+    assert w.grad is not None and w.grad.abs().sum() > 0
