@@ -16,7 +16,9 @@ Columns:
   GEMM GF/s           torch.mm on [B*T, I+H] x [I+H, gates*H] (first layer's sizes; packed:
                       sum of lengths rows; cells: B*steps rows), timed in the same rounds
   % GEMM              fused GF/s as a share of GEMM GF/s
-  !                   other processes used more than 10% of the CPUs during the case
+  !                   other processes used more than 10% of the CPUs during the case, or the
+                      GEMM's own times varied by more than 25% (p10-p90 over the median): a
+                      host shared with other machines slows cases without showing in /proc/stat
 
 Variants: "packed" is a PackedSequence of B sequences, lengths uniform in [T/4, T], built with
 pack_padded_sequence(enforce_sorted=False) outside the timed region; "bidir2" is a 2-layer
@@ -84,6 +86,9 @@ CELLS = ("LSTMCell", "GRUCell")
 MODES = ("infer", "train")
 GATES = {"LSTM": 4, "GRU": 3, "RNN": 1, "LSTMCell": 4, "GRUCell": 3}
 NOISE_LIMIT = 0.10  # share of the machine's CPU time other processes may take before we warn
+# p10-p90 spread of the reference GEMM's times over their median before we warn: a host shared
+# with other machines (another VM on the same cores) slows a case without showing in /proc/stat
+SPREAD_LIMIT = 0.25
 MISMATCH_TOL = 1e-4  # max |y_torch - y_fused| tolerated before a row is flagged
 # Conv training cases also check the gradients of x and every parameter. In float32 a relu
 # whose preactivation lies within rounding of 0 can pass the gradient on one side and not the
@@ -617,14 +622,34 @@ class Result:
     max_grad_diff: float | None = None  # conv training cases (see GRAD_TOL)
     max_grad_diff_f64: float | None = None  # conv training cases (see GRAD_TOL_F64)
     fused_gbps: float | None = None  # Conv1d grid: compulsory traffic / fused time
+    gemm_spread: float | None = None  # see spread()
+
+    @property
+    def busy(self) -> bool:
+        return self.foreign_cpu is not None and self.foreign_cpu > NOISE_LIMIT
+
+    @property
+    def unsteady(self) -> bool:
+        return self.gemm_spread is not None and self.gemm_spread > SPREAD_LIMIT
 
     @property
     def noisy(self) -> bool:
-        return self.foreign_cpu is not None and self.foreign_cpu > NOISE_LIMIT
+        return self.busy or self.unsteady
 
     @property
     def mismatch(self) -> bool:
         return disagree(self.max_abs_diff, self.max_grad_diff, self.max_grad_diff_f64)
+
+
+def spread(times: Sequence[float]) -> float | None:
+    """(p90 - p10) / median of one step's times over a case's rounds: the same torch.mm between
+    every pair varies only when the machine does. None under 10 rounds, or for a GEMM under
+    0.5 ms, whose own thread hand-offs jitter by that much."""
+    median = statistics.median(times) if times else 0.0
+    if len(times) < 10 or median < 5e-4:
+        return None
+    deciles = statistics.quantiles(times, n=10)
+    return (deciles[8] - deciles[0]) / median
 
 
 def measure(case: Case | ConvCase, budget: Budget, cpus: int) -> Result:
@@ -649,6 +674,7 @@ def measure(case: Case | ConvCase, budget: Budget, cpus: int) -> Result:
         torch_s * 1e3, fused_s * 1e3, torch_s / fused_s, fused_gflops,
         gemm_gflops, 100 * fused_gflops / gemm_gflops, work.gemm_shape, len(times[0]),
         foreign_share(before, after, cpus), work.max_abs_diff, **conv,
+        gemm_spread=spread(times[2]),
     )
 
 
@@ -677,8 +703,10 @@ _CONV_HEADER = (f"{'case':<52} {'torch ms':>9} {'fused ms':>9} {'torch/fused':>1
 
 def format_row(r: Result) -> str:
     notes = []
-    if r.noisy:
+    if r.busy:
         notes.append(f"! busy {100 * r.foreign_cpu:.0f}%")
+    if r.unsteady:
+        notes.append(f"! unsteady: reference GEMM p10-p90 {100 * r.gemm_spread:.0f}% of median")
     if r.mismatch:
         grads = ("" if r.max_grad_diff is None
                  else f", grads {r.max_grad_diff:.1e} (float64 {r.max_grad_diff_f64:.1e})")
@@ -811,7 +839,9 @@ def run(args: argparse.Namespace) -> int:
     noisy = sum(r.noisy for r in results)
     if noisy:
         print(f"! {noisy} row(s) measured while other processes used more than "
-              f"{100 * NOISE_LIMIT:.0f}% of the CPUs: rerun them (--filter) on a quieter machine")
+              f"{100 * NOISE_LIMIT:.0f}% of the CPUs or the same-size torch.mm between rounds "
+              f"varied by more than {100 * SPREAD_LIMIT:.0f}%: rerun them (--filter) on a "
+              "quieter machine")
     if any(r.mismatch for r in results):
         print(f"MISMATCH: fused output differs from torch.nn by more than {MISMATCH_TOL:g} "
               f"(conv training gradients: see GRAD_TOL in {__name__})")
