@@ -212,3 +212,40 @@ def test_large_batch_split_across_threads(cell, reverse, proj):
     inputs = case.inputs()
     for i, (a, b) in enumerate(zip(_grads(fused, inputs), _grads(expected, inputs), strict=True)):
         assert_close(a, b, what=f"grad of input {i}")
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
+@pytest.mark.parametrize("proj", [0, 3])
+def test_layer_of_no_steps_gives_zero_weight_grads(cell, proj):
+    # the op takes T = 0 (the modules refuse it, as torch.nn does): y is empty, the final states
+    # are the initial ones, and every weight gradient is exactly zero, never uninitialised memory
+    if proj and cell != "lstm":
+        pytest.skip("projection is an LSTM option")
+    case = layer_case(cell, T=0, B=3, I=4, H=5, proj=proj)
+    y, *states = case.fused()
+    assert y.shape[0] == 0
+    for got, given in zip(states, case.states, strict=True):
+        assert torch.equal(got, given)
+    loss = sum(s.sum() for s in states) + y.sum()
+    grads = torch.autograd.grad(loss, case.inputs(), allow_unused=True)
+    for g, w in zip(grads[1 + len(case.states):], case.inputs()[1 + len(case.states):], strict=True):
+        assert g is not None and torch.equal(g, torch.zeros_like(w))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_layer_norm_layer_of_no_steps_gives_zero_grads(kind):
+    from fusedrnn import ln_ops
+
+    G, B, I, H = {"lstm": 4, "gru": 3}[kind], 2, 3, 4
+    x = torch.randn(0, B, I)
+    h0 = torch.randn(B, H)
+    w = [torch.randn(G * H, I, requires_grad=True), torch.randn(G * H, H, requires_grad=True),
+         torch.randn(G * H, requires_grad=True), torch.randn(G * H, requires_grad=True),
+         torch.randn(ln_ops.ln_params(kind, H), requires_grad=True)]
+    if kind == "lstm":
+        out = torch.ops.fusedrnn.ln_lstm_layer(x, h0, torch.randn(B, H), *w, None, False, 1e-5, True)
+    else:
+        out = torch.ops.fusedrnn.ln_gru_layer(x, h0, *w, None, False, 1e-5, True)
+    grads = torch.autograd.grad(out[1].sum(), w, allow_unused=True)
+    for g, p in zip(grads, w, strict=True):
+        assert g is not None and torch.equal(g, torch.zeros_like(p))

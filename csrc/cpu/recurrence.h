@@ -299,6 +299,18 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
     if (single_step_applies(s, w, reg)) return single_step_backward<Cell>(B, w, in, out);
   }
 
+  if (N == 0) {  // no steps (T = 0): every weight gradient is zero, dh and dc pass through
+    const auto zero = [](T* p, int64_t n) {
+      if (p) std::fill(p, p + n, T(0));
+    };
+    zero(out.dw_ih, GH * w.input_size);
+    zero(out.dw_hh, GH * P);
+    zero(out.db_ih, GH);
+    zero(out.db_hh, GH);
+    zero(out.dw_hr, proj ? P * H : 0);
+    if constexpr (Cell::kLayerNorm) zero(out.dln, Cell::ln_params(H));
+    return;
+  }
   const BackwardChunks chunks(s, reverse, GC);
   // every entry is written by the step passes: no zero fill (a memset per call)
   const std::unique_ptr<T[]> dg_buffer(new T[static_cast<size_t>(chunks.max_rows * GC)]);
