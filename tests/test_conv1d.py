@@ -71,6 +71,13 @@ def test_channel_counts(c_in, c_out):
     check("same", 1, 1, 5, "relu", True, True, c_in=c_in, c_out=c_out, T=40, B=3)
 
 
+@pytest.mark.parametrize("c_in,k", [(6, 3), (4, 5), (8, 4), (11, 3)])
+def test_window_widths_around_the_direct_backward_limits(c_in, k):
+    # K·C_in 18 and 20 (the backward's direct loop with 32-tap windows), 32 (its widest), 33
+    # (the GEMMs); 20 output channels leave a partial vector
+    check("causal", 2, 1, k, "tanh", True, True, c_in=c_in, c_out=20, T=50, B=3)
+
+
 @pytest.mark.parametrize("activation", ["identity", "tanh", "gelu"])
 def test_gradcheck_float64(activation):
     x = torch.randn(2, 9, 3, dtype=torch.float64, requires_grad=True)
