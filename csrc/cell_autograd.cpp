@@ -7,21 +7,12 @@
 // C++ torch::autograd::Function below does the same bookkeeping in a few microseconds. Both
 // halves still call the registered ops through the dispatcher, so fake kernels, torch.compile
 // and the CUDA kernels see exactly the ops they see from Python.
-#include <ATen/core/dispatch/Dispatcher.h>
-#include <torch/csrc/autograd/custom_function.h>
-#include <torch/library.h>
+#include "autograd_glue.h"
 
 namespace fusedrnn {
 namespace {
 
-using at::Tensor;
-using OptTensor = std::optional<Tensor>;
-using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
-
-c10::OperatorHandle find_op(const char* name) {
-  return c10::Dispatcher::singleton().findSchemaOrThrow(name, "");
-}
+using namespace autograd_glue;
 
 // The backward needs the workspace that only a train=True forward keeps ([rows, cols], where an
 // Elman cell's may have no columns); a train=False forward returns a 1-D empty one.

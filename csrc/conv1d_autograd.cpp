@@ -3,17 +3,12 @@
 // backward, 5-10% of a training step of the small convolutions a sequence front runs (a step of
 // B 32, T 1000, one input channel takes about a millisecond). Both halves call the registered
 // ops through the dispatcher, so fake kernels, torch.compile and the CUDA kernel see the same ops.
-#include <ATen/core/dispatch/Dispatcher.h>
-#include <torch/csrc/autograd/custom_function.h>
-#include <torch/library.h>
+#include "autograd_glue.h"
 
 namespace fusedrnn {
 namespace {
 
-using at::Tensor;
-using OptTensor = std::optional<Tensor>;
-using torch::autograd::AutogradContext;
-using torch::autograd::variable_list;
+using namespace autograd_glue;
 
 constexpr int64_t kGelu = 4;  // fusedrnn/conv_ops.py ACTIVATIONS: the one that saves its input
 
@@ -23,8 +18,7 @@ struct Conv1dFunction : torch::autograd::Function<Conv1dFunction> {
                                int64_t pad_left, int64_t pad_right, int64_t activation,
                                bool batch_first, bool train) {
     static const auto op =
-        c10::Dispatcher::singleton()
-            .findSchemaOrThrow("fusedrnn::conv1d", "")
+        find_op("fusedrnn::conv1d")
             .typed<std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, const OptTensor&,
                                               int64_t, int64_t, int64_t, int64_t, int64_t, bool,
                                               bool)>();
@@ -43,8 +37,7 @@ struct Conv1dFunction : torch::autograd::Function<Conv1dFunction> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     static const auto op =
-        c10::Dispatcher::singleton()
-            .findSchemaOrThrow("fusedrnn::conv1d_backward", "")
+        find_op("fusedrnn::conv1d_backward")
             .typed<std::tuple<Tensor, Tensor, Tensor>(
                 const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                 int64_t, int64_t, int64_t, int64_t, int64_t, bool, bool, bool)>();
