@@ -78,6 +78,13 @@ def test_window_widths_around_the_direct_backward_limits(c_in, k):
     check("causal", 2, 1, k, "tanh", True, True, c_in=c_in, c_out=20, T=50, B=3)
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_long_sequences_cross_the_gemm_blocks(stride):
+    # the GEMM path (K·C_in 36) takes 512 output steps a block: 1100 steps leave a short last one
+    check("same" if stride == 1 else 1, stride, 1, 3, "relu", True, False, c_in=12, c_out=8,
+          T=1100, B=2)
+
+
 @pytest.mark.parametrize("activation", ["identity", "tanh", "gelu"])
 def test_gradcheck_float64(activation):
     x = torch.randn(2, 9, 3, dtype=torch.float64, requires_grad=True)
