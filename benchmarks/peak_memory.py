@@ -26,7 +26,7 @@ SHAPES = ((16, 200, 32, 64), (32, 100, 64, 128), (64, 50, 256, 256), (128, 25, 5
 KINDS = ("LSTM", "GRU", "RNN")
 
 _CHILD = """
-import gc, os, resource, sys, torch, fusedrnn
+import gc, resource, sys, torch, fusedrnn
 side, kind, B, T, I, H = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:7])
 dense = sys.argv[7] == "dense"
 cls = getattr(torch.nn if side == "torch" else fusedrnn, kind)

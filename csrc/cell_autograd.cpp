@@ -1,9 +1,10 @@
 // Autograd of the single-step cell ops (lstm_cell, gru_cell, rnn_cell), registered in C++.
 //
-// Every other op registers its autograd from Python (fusedrnn/ops.py), as pytorch/extension-cpp
-// does. The cells are the exception because a decoder calls one once per step: torch.library's
-// Python autograd wrapper costs about 70 µs per forward call and as much again in backward
-// (measured on the 2-core CI machine at batch 32, H 128), more than the step's arithmetic. The
+// The layer ops register their autograd from Python (fusedrnn/ops.py), as pytorch/extension-cpp
+// does. The cells (and conv1d, csrc/conv1d_autograd.cpp) are the exception because a decoder
+// calls one once per step: torch.library's Python autograd wrapper costs about 70 µs per forward
+// call and as much again in backward (measured on the 2-core CI machine at batch 32, H 128), more
+// than the step's arithmetic. The
 // C++ torch::autograd::Function below does the same bookkeeping in a few microseconds. Both
 // halves still call the registered ops through the dispatcher, so fake kernels, torch.compile
 // and the CUDA kernels see exactly the ops they see from Python.

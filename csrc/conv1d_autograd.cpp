@@ -4,13 +4,12 @@
 // B 32, T 1000, one input channel takes about a millisecond). Both halves call the registered
 // ops through the dispatcher, so fake kernels, torch.compile and the CUDA kernel see the same ops.
 #include "autograd_glue.h"
+#include "cells/conv_activation.h"
 
 namespace fusedrnn {
 namespace {
 
 using namespace autograd_glue;
-
-constexpr int64_t kGelu = 4;  // fusedrnn/conv_ops.py ACTIVATIONS: the one that saves its input
 
 struct Conv1dFunction : torch::autograd::Function<Conv1dFunction> {
   static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& weight,
@@ -45,7 +44,7 @@ struct Conv1dFunction : torch::autograd::Function<Conv1dFunction> {
     const Tensor &x = saved[0], &weight = saved[1], &y = saved[2], &pre = saved[3];
     const auto g = ctx->saved_data["geometry"].toIntVector();
     // sizes may be symbolic (torch.compile traces this backward), hence sym_numel
-    if (g[4] == kGelu) {
+    if (needs_preactivation(static_cast<ConvActivation>(g[4]))) {
       TORCH_SYM_CHECK(pre.sym_numel().sym_gt(0),
                       "fusedrnn::conv1d: backward needs the preactivation, but the forward op ran "
                       "with train=False");

@@ -180,7 +180,8 @@ LayerGrads layer_backward(const char* op, const Tensor& grad_y, const Tensor& gr
   check_shape(op, grad_y, "grad_y", y_in.sizes().vec(), "like y");
   check_shape(op, grad_h_n, "grad_h_n", h0_in.sizes().vec(), "like h0");
   const Tensor x = x_in.contiguous(), h0 = h0_in.contiguous(), y = y_in.contiguous();
-  const Tensor ws = wcols == 0 ? y.view({s.rows, s.proj}) : ws_in.contiguous();
+  const Tensor ws =
+      workspace_is_y<Cell, Driver>(x_in, masks) ? y.view({s.rows, s.proj}) : ws_in.contiguous();
   const Tensor dy = grad_y.contiguous();
   const Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
   const Tensor w_hr = w_hr_in ? w_hr_in->contiguous() : Tensor();

@@ -1,6 +1,7 @@
 // Every fusedrnn op schema, in one place. Kernels are registered per device in csrc/cpu and
 // csrc/cuda; fake kernels and autograd are registered from Python (fusedrnn/ops.py), except the
-// cell ops' autograd, which is C++ (csrc/cell_autograd.cpp) for its per-call cost.
+// autograd of the cell ops and of conv1d, which is C++ (csrc/cell_autograd.cpp,
+// csrc/conv1d_autograd.cpp) for its per-call cost.
 //
 // Layer ops run one layer in one direction, time-major: x is [T, B, I], or packed [N, I] when
 // batch_sizes (a PackedSequence's, int64 on the CPU) is given. They return the output, the final

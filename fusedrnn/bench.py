@@ -17,8 +17,9 @@ Columns:
                       sum of lengths rows; cells: B*steps rows), timed in the same rounds
   % GEMM              fused GF/s as a share of GEMM GF/s
   !                   other processes used more than 10% of the CPUs during the case, or the
-                      GEMM's own times varied by more than 25% (p10-p90 over the median): a
-                      host shared with other machines slows cases without showing in /proc/stat
+                      GEMM's own times (when 0.5 ms or more) varied by more than 25% (p10-p90
+                      over the median): a host shared with other machines slows cases without
+                      showing in /proc/stat
 
 Variants: "packed" is a PackedSequence of B sequences, lengths uniform in [T/4, T], built with
 pack_padded_sequence(enforce_sorted=False) outside the timed region; "bidir2" is a 2-layer

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 import fusedrnn
+from fusedrnn import ln_ops
 
 from .cases import layer_case
 from .conftest import assert_close
@@ -234,8 +235,6 @@ def test_layer_of_no_steps_gives_zero_weight_grads(cell, proj):
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_layer_norm_layer_of_no_steps_gives_zero_grads(kind):
-    from fusedrnn import ln_ops
-
     G, B, I, H = {"lstm": 4, "gru": 3}[kind], 2, 3, 4
     x = torch.randn(0, B, I)
     h0 = torch.randn(B, H)
