@@ -48,7 +48,12 @@ template <int R, int NV>
   }
   for (int i = 0; i < R; ++i) {
     for (int q = 0; q < NV; ++q) {
-      float out[16];
+      float* full = c + i * ldc + j0 + 16 * q;
+      if (j0 + 16 * (q + 1) <= n) {  // a whole vector of C: one store, no loop over lanes
+        store_lanes(full, beta == 0.0f ? acc[i][q] : beta * load_lanes(full) + acc[i][q]);
+        continue;
+      }
+      float out[16];  // the last, partial vector of a row
       store_lanes(out, acc[i][q]);
       const int64_t j = j0 + 16 * q, width = std::min<int64_t>(16, n - j);
       float* row = c + i * ldc + j;
