@@ -248,3 +248,32 @@ def test_layer_norm_layer_of_no_steps_gives_zero_grads(kind):
     grads = torch.autograd.grad(out[1].sum(), w, allow_unused=True)
     for g, p in zip(grads, w, strict=True):
         assert g is not None and torch.equal(g, torch.zeros_like(p))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize(
+    "T, B, packed",
+    [(6, 4, False), (6, 40, True), (1, 3, False), (1, 16, False), (1, 32, False), (3, 16, False)],
+    ids=["padded", "packed-blocks", "one-step", "one-step-b16", "one-step-b32", "b16"],
+)
+@pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
+def test_inference_without_workspace_matches_training_forward(cell, T, B, packed, reverse):
+    # train=False runs the lean path (csrc/layer_ops.h lean_inference): the workspace holds only
+    # the input projection and the cell writes nothing back; y and the final states must equal
+    # those of train=True bit for bit (same products, same cell arithmetic), across the driver's
+    # paths: row blocks, packed rows and the single step (in the weights' orientation at 16, 32)
+    case = layer_case(cell, T=T, B=B, I=5, H=16, packed=packed, reverse=reverse,
+                      requires_grad=False)
+    w = case.weights
+    op = torch.ops.fusedrnn.lstm_layer if cell == "lstm" else torch.ops.fusedrnn.gru_layer
+    args = [case.x, *case.states, w["w_ih"], w["w_hh"], w["b_ih"], w["b_hh"]]
+    if cell == "lstm":
+        args.append(None)  # w_hr
+    args += [case.batch_sizes, reverse]
+    *lean, lean_ws = op(*args, False)
+    *full, full_ws = op(*args, True)
+    assert lean_ws.numel() == 0 and full_ws.numel() > 0
+    for i, (a, b) in enumerate(zip(lean, full, strict=True)):
+        assert torch.equal(a, b), f"output {i} differs between train=False and train=True"
+    for i, (a, b) in enumerate(zip(lean, case.reference(), strict=True)):
+        assert_close(a, b, what=f"output {i}")

@@ -15,13 +15,16 @@ struct GruCell {
   static constexpr bool kRowWise = false;  // math per element j of a row
   static constexpr bool kLayerNorm = false;
   static constexpr bool kWorkspaceIsOutput = false;
+  // forward<T, false> writes only the new state: inference keeps no workspace row
+  static constexpr bool kLeanInference = true;
   // workspace row: r, z, n, then b_n (needed by dr)
   static constexpr int64_t workspace_cols(int64_t H) { return 4 * H; }
   // gradient row: d(pre-activation) on the h side for r, z, n (the n column is scaled by r),
   // then the x side's n column. The x side's gradient is columns [0,2H) and [3H,4H).
   static constexpr int64_t grad_cols(int64_t H) { return 4 * H; }
 
-  template <typename T>
+  // kSave = false (inference): only the new state is written, nothing for backward
+  template <typename T, bool kSave = true>
   FUSEDRNN_HOST_DEVICE static void forward(const ForwardRow<T>& r, int64_t H, int64_t j) {
     const T a_r = r.ws[j] + r.b_ih[j];
     const T a_z = r.ws[H + j] + r.b_ih[H + j];
@@ -32,10 +35,12 @@ struct GruCell {
     const T rg = math::sigmoid(a_r + b_r);
     const T z = math::sigmoid(a_z + b_z);
     const T n = math::tanh(a_n + rg * b_n);
-    r.ws[j] = rg;
-    r.ws[H + j] = z;
-    r.ws[2 * H + j] = n;
-    r.ws[3 * H + j] = b_n;
+    if constexpr (kSave) {
+      r.ws[j] = rg;
+      r.ws[H + j] = z;
+      r.ws[2 * H + j] = n;
+      r.ws[3 * H + j] = b_n;
+    }
     r.h_out[j] = n + z * (r.h_prev[j] - n);
   }
 

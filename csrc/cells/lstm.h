@@ -13,13 +13,16 @@ struct LstmCell {
   static constexpr bool kRowWise = false;  // math per element j of a row
   static constexpr bool kLayerNorm = false;
   static constexpr bool kWorkspaceIsOutput = false;
+  // forward<T, false> writes only the new state: inference keeps no workspace row
+  static constexpr bool kLeanInference = true;
   // workspace row: activated i, f, g, o, then c_t
   static constexpr int64_t workspace_cols(int64_t H) { return 5 * H; }
   static constexpr int64_t saved_cell_col(int64_t H) { return 4 * H; }
   // gradient row: pre-activation gradients of i, f, g, o (shared by the x and h sides)
   static constexpr int64_t grad_cols(int64_t H) { return 4 * H; }
 
-  template <typename T>
+  // kSave = false (inference): only the new state is written, nothing for backward
+  template <typename T, bool kSave = true>
   FUSEDRNN_HOST_DEVICE static void forward(const ForwardRow<T>& r, int64_t H, int64_t j) {
     T pre[4];
     for (int k = 0; k < 4; ++k) {
@@ -31,11 +34,13 @@ struct LstmCell {
     const T g = math::tanh(pre[2]);
     const T o = math::sigmoid(pre[3]);
     const T c = f * r.c[j] + i * g;
-    r.ws[j] = i;
-    r.ws[H + j] = f;
-    r.ws[2 * H + j] = g;
-    r.ws[3 * H + j] = o;
-    r.ws[4 * H + j] = c;
+    if constexpr (kSave) {
+      r.ws[j] = i;
+      r.ws[H + j] = f;
+      r.ws[2 * H + j] = g;
+      r.ws[3 * H + j] = o;
+      r.ws[4 * H + j] = c;
+    }
     r.c[j] = c;
     r.h_out[j] = o * math::tanh(c);
   }

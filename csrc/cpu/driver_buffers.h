@@ -26,6 +26,9 @@ struct ForwardBuffers {
   T* c;        // [B, H] in c0, out c_n (cells with a cell state)
   T* ws;       // [N, ws_cols] scratch; what backward needs when training
   int64_t ws_cols;
+  // false (inference, Cell::kLeanInference): ws holds only the input pre-activations
+  // (ws_cols = G·H) and the cell writes nothing back to it
+  bool save = true;
 };
 
 template <typename T>

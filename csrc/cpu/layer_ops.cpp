@@ -38,14 +38,15 @@ struct CpuDriver {
   }
 
   static at::ScalarType workspace_dtype(at::ScalarType input) { return input; }
+  static constexpr bool kLeanInference = true;
 
   template <typename Cell>
   static void forward(const LayerShape& s, const Tensor& x, const LayerParams& p, bool reverse,
-                      Tensor& y, Tensor& h, Tensor& c, Tensor& ws) {
+                      Tensor& y, Tensor& h, Tensor& c, Tensor& ws, bool save) {
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fusedrnn_layer_forward", [&] {
       const ForwardBuffers<Cell, scalar_t> out{y.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(),
                                                mut_ptr_or_null<scalar_t>(c),
-                                               ws.data_ptr<scalar_t>(), ws.size(1)};
+                                               ws.data_ptr<scalar_t>(), ws.size(1), save};
       recurrence_forward<Cell, scalar_t>(Schedule(s.batch_sizes), x.data_ptr<scalar_t>(),
                                          weights<scalar_t>(s, p), reverse, out,
                                          regularizers<Cell, scalar_t>(s, p));

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "../driver_common.h"
+#include "cell_forward.h"
 #include "driver_buffers.h"
 #include "gemm.h"
 #include "reductions.h"
@@ -137,8 +138,7 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
           if constexpr (Cell::kRowWise) {
             Cell::forward_row(r, H);
           } else {
-            FUSEDRNN_INDEPENDENT_ITERATIONS
-            for (int64_t j = 0; j < H; ++j) Cell::forward(r, H, j);
+            cell_forward<Cell>(r, H, 0, H, out.save);
           }
           if (reg.zoneout_h || reg.zoneout_c) {
             zoneout_row(reg, off + b, H, r.h_prev, r.h_out, c_prev.data(), r.c,

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "../driver_common.h"
+#include "cell_forward.h"
 #include "driver_buffers.h"
 #include "gemm.h"
 #include "parallel_blocks.h"
@@ -91,11 +92,7 @@ void single_step_forward_weight_major(int64_t B, const float* x, const LayerWeig
         }
       }
     }
-    for (int64_t b = 0; b < B; ++b) {
-      const ForwardRow<float> r = forward_row<Cell>(fs, b);
-      FUSEDRNN_INDEPENDENT_ITERATIONS
-      for (int64_t j = j0; j < j1; ++j) Cell::forward(r, H, j);
-    }
+    for (int64_t b = 0; b < B; ++b) cell_forward<Cell>(forward_row<Cell>(fs, b), H, j0, j1, out.save);
   });
   std::memcpy(out.h, out.y, sizeof(float) * B * H);
 }
@@ -114,11 +111,7 @@ void single_step_forward(int64_t B, const T* x, const LayerWeights<T>& w,
     gemm<T>(false, true, b1 - b0, GH, I, T(1), x + b0 * I, I, w.w_ih, I, T(0), out.ws + b0 * W, W);
     gemm<T>(false, true, b1 - b0, GH, H, T(1), out.h + b0 * H, H, w.w_hh, H, T(0),
             gh.data() + b0 * GH, GH);
-    for (int64_t b = b0; b < b1; ++b) {
-      const ForwardRow<T> r = forward_row<Cell>(fs, b);
-      FUSEDRNN_INDEPENDENT_ITERATIONS
-      for (int64_t j = 0; j < H; ++j) Cell::forward(r, H, j);
-    }
+    for (int64_t b = b0; b < b1; ++b) cell_forward<Cell>(forward_row<Cell>(fs, b), H, 0, H, out.save);
   });
   // out.h held h0 for every block's product; the new state replaces it only now
   std::memcpy(out.h, out.y, sizeof(T) * B * H);

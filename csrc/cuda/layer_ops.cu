@@ -301,9 +301,12 @@ struct CudaDriver {
     return input == at::kHalf || input == at::kBFloat16 ? at::kFloat : input;
   }
 
+  // The kernels always write the full workspace row (inference too).
+  static constexpr bool kLeanInference = false;
+
   template <typename Cell>
   static void forward(const LayerShape& shape, const Tensor& x, const LayerParams& p, bool reverse,
-                      Tensor& y, Tensor& h, Tensor& c, Tensor& ws) {
+                      Tensor& y, Tensor& h, Tensor& c, Tensor& ws, bool /*save*/) {
     const c10::cuda::CUDAGuard guard(x.device());
     const Schedule s(shape.batch_sizes);
     if (reduced(x)) {
