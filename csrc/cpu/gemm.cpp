@@ -2,6 +2,7 @@
 
 #include "parallel_blocks.h"
 #include "small_gemm.h"
+#include "transpose.h"
 
 #include <dlfcn.h>
 
@@ -127,20 +128,18 @@ void fortran_gemm(F fn, bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alp
   fn(tb ? "T" : "N", ta ? "T" : "N", &im, &in, &ik, &alpha, b, &ilda, a, &ildb, &beta, c, &ildc);
 }
 
-// out[p, j] = op(B)[p, j] for the k×n matrix op(B), in 16×16 tiles so that the strided side
-// of a transpose stays in cache (the recurrent weight of H = 512 is 4 MB), threads taking rows.
+// out[p, j] = op(B)[p, j] for the k×n matrix op(B), threads taking blocks of 16 rows p; a
+// transposed B goes through 16 × 16 register tiles (transpose.h), so that its strided side stays
+// in cache (the recurrent weight of H = 512 is 4 MB).
 void copy_transposed(bool trans_b, int64_t n, int64_t k, const float* b, int64_t ldb, float* out,
                      int64_t ld) {
   constexpr int64_t kTile = 16;
   at::parallel_for(0, (k + kTile - 1) / kTile, 16, [&](int64_t t0, int64_t t1) {
-    for (int64_t p0 = t0 * kTile; p0 < std::min(k, t1 * kTile); p0 += kTile) {
-      const int64_t p1 = std::min(k, p0 + kTile);
-      for (int64_t j0 = 0; j0 < n; j0 += kTile) {
-        const int64_t j1 = std::min(n, j0 + kTile);
-        for (int64_t p = p0; p < p1; ++p) {
-          for (int64_t j = j0; j < j1; ++j) out[p * ld + j] = trans_b ? b[j * ldb + p] : b[p * ldb + j];
-        }
-      }
+    const int64_t p0 = t0 * kTile, p1 = std::min(k, t1 * kTile);
+    if (trans_b) {
+      transpose_block(b + p0, ldb, n, p1 - p0, out + p0 * ld, ld);
+    } else {
+      for (int64_t p = p0; p < p1; ++p) std::memcpy(out + p * ld, b + p * ldb, sizeof(float) * n);
     }
   });
 }

@@ -25,6 +25,7 @@
 #include "parallel_blocks.h"
 #include "reductions.h"
 #include "small_gemm.h"
+#include "transpose.h"
 #include "vectorize.h"
 
 namespace fusedrnn {
@@ -39,10 +40,10 @@ bool single_step_applies(const Schedule& s, const LayerWeights<T>& w, const Regu
 // A[rows, cols] transposed into [cols, ld] (ld ≥ rows, zeros past rows): the batch as small_gemm's
 // fixed operand.
 inline void transpose_padded(const float* a, int64_t rows, int64_t cols, int64_t ld, float* out) {
+  transpose_block(a, cols, rows, cols, out, ld);
+  if (ld == rows) return;
   for (int64_t c = 0; c < cols; ++c) {
-    float* dst = out + c * ld;
-    for (int64_t r = 0; r < rows; ++r) dst[r] = a[r * cols + c];
-    for (int64_t r = rows; r < ld; ++r) dst[r] = 0.0f;
+    for (int64_t r = rows; r < ld; ++r) out[c * ld + r] = 0.0f;
   }
 }
 
@@ -76,21 +77,9 @@ void single_step_forward_weight_major(int64_t B, const float* x, const LayerWeig
       const int64_t row = g * H + j0;
       small_gemm(j1 - j0, B, I, w.w_ih + row * I, I, xt.data(), ld, 0.0f, gx_t.get() + row * ld, ld);
       small_gemm(j1 - j0, B, H, w.w_hh + row * H, H, ht.data(), ld, 0.0f, gh_t.get() + row * ld, ld);
-      // back to the row layout, in 16 × 16 tiles (a tile's rows stay in L1 both ways)
-      for (int64_t jt = row; jt < row + (j1 - j0); jt += 16) {
-        const int64_t je = std::min(jt + 16, row + (j1 - j0));
-        for (int64_t bt = 0; bt < B; bt += 16) {
-          const int64_t be = std::min(bt + 16, B);
-          for (int64_t b = bt; b < be; ++b) {
-            float* ws_row = out.ws + b * W;
-            float* gh_row = gh.get() + b * GH;
-            for (int64_t j = jt; j < je; ++j) {
-              ws_row[j] = gx_t[j * ld + b];
-              gh_row[j] = gh_t[j * ld + b];
-            }
-          }
-        }
-      }
+      // back to the row layout
+      transpose_block(gx_t.get() + row * ld, ld, j1 - j0, B, out.ws + row, W);
+      transpose_block(gh_t.get() + row * ld, ld, j1 - j0, B, gh.get() + row, GH);
     }
     for (int64_t b = 0; b < B; ++b) cell_forward<Cell>(forward_row<Cell>(fs, b), H, j0, j1, out.save);
   });
