@@ -4,10 +4,9 @@
 // does. The cells (and conv1d, csrc/conv1d_autograd.cpp) are the exception because a decoder
 // calls one once per step: torch.library's Python autograd wrapper costs about 70 µs per forward
 // call and as much again in backward (measured on the 2-core CI machine at batch 32, H 128), more
-// than the step's arithmetic. The
-// C++ torch::autograd::Function below does the same bookkeeping in a few microseconds. Both
-// halves still call the registered ops through the dispatcher, so fake kernels, torch.compile
-// and the CUDA kernels see exactly the ops they see from Python.
+// than the step's arithmetic. The C++ torch::autograd::Function below does the same bookkeeping
+// in a few microseconds. Both halves still call the registered ops through the dispatcher, so
+// fake kernels, torch.compile and the CUDA kernels see exactly the ops they see from Python.
 #include "autograd_glue.h"
 
 namespace fusedrnn {

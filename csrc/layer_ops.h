@@ -120,8 +120,8 @@ bool workspace_is_y(const Tensor& x, const MaskArgs& masks) {
 
 // Inference on a driver that supports it (Driver::kLeanInference): a plain LSTM or GRU layer's
 // workspace is only the input projection's G·H columns, which the input GEMM then writes
-// without a copy, and the cells write nothing back (LSTM at B 16, T 200, H 64: 5H columns
-// written per row, and a 4H-column copy, fewer). Projection and the regularisers read the full
+// without a copy, and the cells write nothing back (an LSTM row saves 5H columns fewer, and the
+// input projection's 4H columns are not copied). Projection and the regularisers read the full
 // row, so they keep it.
 template <typename Cell, typename Driver>
 bool lean_inference(bool train, bool proj, const MaskArgs& masks) {

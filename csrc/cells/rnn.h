@@ -15,7 +15,7 @@ struct RnnCell {
   // workspace row: the cell's own output h̃_t, which is y's row unless zoneout blends y, so y
   // itself serves as the workspace then (layer_ops.h workspace_is_y)
   static constexpr bool kWorkspaceIsOutput = true;
-  static constexpr bool kLeanInference = false;  // forward always writes its workspace row
+  static constexpr bool kLeanInference = false;  // its workspace row is y's: nothing to skip
   static constexpr int64_t workspace_cols(int64_t H) { return H; }
   static constexpr int64_t grad_cols(int64_t H) { return H; }
 

@@ -1,8 +1,8 @@
 // 16 × 16 tiles of floats transposed in registers (GCC's vector shuffles; other compilers move
-// elements one by one): 16 row loads, four stages of two-source lane
-// shuffles (vpermt2ps with AVX-512), 16 row stores, instead of 256 strided scalar moves. The
-// per-call transposes of the cell step (the batch into the weights' orientation and the gates
-// back) spent 18% of an LSTM cell call at batch 32, H 128 in the scalar loop.
+// elements one by one): 16 row loads, four stages of two-source lane shuffles (vpermt2ps with
+// AVX-512), 16 row stores, instead of 256 strided scalar moves. The per-call transposes of the
+// cell step (the batch into the weights' orientation and the gates back) spent 18% of an LSTM
+// cell call at batch 32, H 128 in the scalar loop.
 #pragma once
 
 #include <cstdint>
