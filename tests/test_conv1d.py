@@ -71,6 +71,25 @@ def test_channel_counts(c_in, c_out):
     check("same", 1, 1, 5, "relu", True, True, c_in=c_in, c_out=c_out, T=40, B=3)
 
 
+@pytest.mark.parametrize("c_in,k", [(1, 2), (1, 5), (2, 4), (3, 3)])
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_weight_grad_across_channels_for_few_taps(c_in, k, batch_first):
+    # K·C_in 2, 5 and 8 take the weight gradient across output channels, 9 across taps; 53
+    # channels are two 16-channel vectors, one, then 5 single ones; 43 steps end on a partial
+    # group of rows. The input has no gradient, as a first layer over raw data.
+    torch.manual_seed(0)
+    shape = (3, 43, c_in) if batch_first else (43, 3, c_in)
+    x = torch.randn(shape)
+    w = (torch.randn(53, c_in, k) / (c_in * k) ** 0.5).requires_grad_()
+    b = torch.randn(53, requires_grad=True)
+    args = (x, w, b, 1, "causal", 1, "relu", batch_first)
+    probe = torch.randn_like(reference(*args))
+    got = torch.autograd.grad((conv1d(*args) * probe).sum(), (w, b))
+    want = torch.autograd.grad((reference(*args) * probe).sum(), (w, b))
+    for name, a, e in zip(["weight", "bias"], got, want, strict=True):
+        assert_close(a, e, torch.float32, what=f"grad {name}")
+
+
 @pytest.mark.parametrize("c_in,k", [(6, 3), (4, 5), (8, 4), (11, 3)])
 def test_window_widths_around_the_direct_backward_limits(c_in, k):
     # K·C_in 18 and 20 (the backward's direct loop with 32-tap windows), 32 (its widest), 33
@@ -115,6 +134,35 @@ def test_backward_opcheck(x_grad, in_channels):
     torch.library.opcheck(torch.ops.fusedrnn.conv1d_backward.default, args)
     dx, dw, db = torch.ops.fusedrnn.conv1d_backward(*args)
     assert dx.shape == (x.shape if x_grad else (0,))
+
+
+@pytest.mark.parametrize("activation", [1, 4])  # relu reads y, gelu the preactivation
+@pytest.mark.parametrize("in_channels", [3, 8])  # direct loop and GEMM path
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_backward_reads_strided_upstream_gradients_in_place(activation, in_channels, batch_first):
+    # the backward reads grad_y through its strides (no copy): expanded gradients (y.sum()'s is
+    # one value for all), a permuted one and a slice of a larger one give what their contiguous
+    # copies give
+    torch.manual_seed(0)
+    x, w, b = torch.randn(3, 17, in_channels), torch.randn(6, in_channels, 3), torch.randn(6)
+    if not batch_first:
+        x = x.transpose(0, 1).contiguous()
+    y, pre = torch.ops.fusedrnn.conv1d(x, w, b, 2, 1, 1, 1, activation, batch_first, True)
+    a, t, c = y.shape
+    grads = {
+        "expanded": torch.randn(1, 1, c).expand(a, t, c),
+        "scalar": torch.randn(()).expand(a, t, c),  # y.sum()'s
+        "permuted": torch.randn(c, t, a).permute(2, 1, 0),
+        "sliced": torch.randn(a, 2 * t, c + 3)[:, ::2, 1 : c + 1],
+    }
+    for name, grad in grads.items():
+        assert not grad.is_contiguous(), name
+        got = torch.ops.fusedrnn.conv1d_backward(grad, x, w, y, pre, 2, 1, 1, 1, activation,
+                                                 batch_first, True, True)
+        want = torch.ops.fusedrnn.conv1d_backward(grad.contiguous(), x, w, y, pre, 2, 1, 1, 1,
+                                                  activation, batch_first, True, True)
+        for g, r in zip(got, want, strict=True):
+            torch.testing.assert_close(g, r, rtol=0, atol=0, msg=name)
 
 
 @pytest.mark.parametrize("in_channels", [1, 8])

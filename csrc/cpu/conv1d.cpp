@@ -201,7 +201,7 @@ void direct_rows(const Conv1dGeometry& g, int64_t P, const T* w_t, const T* bias
 // windows_grad[r, :] += da[r, c]·w[c, :] and dw[c, :] += Σ_r da[r, c]·windows[r, :]. Both are
 // 16-lane vector updates, so nothing needs a horizontal sum; R rows share each load and store
 // of dw[c, :], and their windows and gradients stay in registers across the channel loop.
-template <int64_t R, int64_t NV, bool kWindowsGrad, typename T>
+template <int64_t R, int64_t NV, bool kWindowsGrad, bool kWeightGrad, typename T>
 void direct_backward_block(int64_t Co, const T* da, const T* w, const T* windows, T* dw,
                            T* windows_grad) {
   constexpr int64_t P = kLanes * NV;
@@ -216,16 +216,18 @@ void direct_backward_block(int64_t Co, const T* da, const T* w, const T* windows
     Lanes<T> wc[NV], dwc[NV];
     for (int64_t v = 0; v < NV; ++v) {
       wc[v] = load_lanes(w + c * P + v * kLanes);
-      dwc[v] = load_lanes(dw + c * P + v * kLanes);
+      if (kWeightGrad) dwc[v] = load_lanes(dw + c * P + v * kLanes);
     }
     for (int64_t i = 0; i < R; ++i) {
       const T grad = da[i * Co + c];
       for (int64_t v = 0; v < NV; ++v) {
         if (kWindowsGrad) acc[i][v] += grad * wc[v];
-        dwc[v] += grad * win[i][v];
+        if (kWeightGrad) dwc[v] += grad * win[i][v];
       }
     }
-    for (int64_t v = 0; v < NV; ++v) store_lanes(dw + c * P + v * kLanes, dwc[v]);
+    if (kWeightGrad) {
+      for (int64_t v = 0; v < NV; ++v) store_lanes(dw + c * P + v * kLanes, dwc[v]);
+    }
   }
   if (kWindowsGrad) {
     for (int64_t i = 0; i < R; ++i) {
@@ -235,57 +237,159 @@ void direct_backward_block(int64_t Co, const T* da, const T* w, const T* windows
 }
 
 // direct_backward_block over a block's rows: da is [rows, C_out], windows and windows_grad
-// [rows, P], w and dw [C_out, P]; windows_grad may be null (no input gradient). With K·C_in this
-// small, GEMM calls cost more in overhead than the arithmetic.
-template <int64_t NV, bool kWindowsGrad, typename T>
+// [rows, P], w and dw [C_out, P]. kWindowsGrad: the input gradient is wanted; kWeightGrad: dw is
+// taken here (else by weight_grad_by_channels). With K·C_in this small, GEMM calls cost more in
+// overhead than the arithmetic.
+template <int64_t NV, bool kWindowsGrad, bool kWeightGrad, typename T>
 void direct_backward_rows_as(int64_t Co, const T* da, const T* w, const T* windows,
                              int64_t rows, T* dw, T* windows_grad) {
   constexpr int64_t P = kLanes * NV, R = 4;
   int64_t r = 0;
   for (; r + R <= rows; r += R) {
-    direct_backward_block<R, NV, kWindowsGrad>(Co, da + r * Co, w, windows + r * P, dw,
+    direct_backward_block<R, NV, kWindowsGrad, kWeightGrad>(Co, da + r * Co, w, windows + r * P, dw,
                                                kWindowsGrad ? windows_grad + r * P : nullptr);
   }
   for (; r < rows; ++r) {
-    direct_backward_block<1, NV, kWindowsGrad>(Co, da + r * Co, w, windows + r * P, dw,
+    direct_backward_block<1, NV, kWindowsGrad, kWeightGrad>(Co, da + r * Co, w, windows + r * P, dw,
                                                kWindowsGrad ? windows_grad + r * P : nullptr);
   }
 }
 
-// P: the padded window width, 16 or 32 (window_width)
+// Up to this many taps (K·C_in) the weight gradient without an input gradient runs across output
+// channels instead of taps (weight_grad_by_channels): the tap-vectorised block spends 16 lanes on
+// K·C_in useful ones. Measured at C_in 1, C_out 32, K 2-5 (see weight_grad_by_channels).
+constexpr int64_t kChannelMajorMaxTaps = 8;
+
+// dw[c, kc] += Σ_r da[r, c]·windows[r, kc] for a block's rows, vectorised across output channels:
+// per row and tap, one FMA per 16 channels with the window value broadcast, where the
+// tap-vectorised block needs one per channel. Four rows go at once into separate accumulators so
+// the FMA chains overlap. da is [rows, C_out], windows [rows, ld], dw [C_out, ld].
+template <int64_t CV, typename T>
+void weight_grad_channel_chunk(int64_t KC, int64_t ld, int64_t Co, const T* da, const T* windows,
+                               int64_t rows, int64_t c0, T* dw) {
+  constexpr int64_t V = kLanes, U = 4;
+  for (int64_t kc = 0; kc < KC; ++kc) {
+    Lanes<T> acc[U][CV] = {};
+    int64_t r = 0;
+    for (; r + U <= rows; r += U) {
+      for (int64_t u = 0; u < U; ++u) {
+        const T win = windows[(r + u) * ld + kc];
+        for (int64_t v = 0; v < CV; ++v) acc[u][v] += win * load_lanes(da + (r + u) * Co + c0 + v * V);
+      }
+    }
+    for (; r < rows; ++r) {
+      const T win = windows[r * ld + kc];
+      for (int64_t v = 0; v < CV; ++v) acc[0][v] += win * load_lanes(da + r * Co + c0 + v * V);
+    }
+    for (int64_t v = 0; v < CV; ++v) {
+      T sum[V];
+      store_lanes(sum, (acc[0][v] + acc[1][v]) + (acc[2][v] + acc[3][v]));
+      for (int64_t j = 0; j < V; ++j) dw[(c0 + v * V + j) * ld + kc] += sum[j];
+    }
+  }
+}
+
+template <typename T>
+void weight_grad_by_channels(int64_t KC, int64_t ld, int64_t Co, const T* da, const T* windows,
+                             int64_t rows, T* dw) {
+  constexpr int64_t V = kLanes;
+  int64_t c0 = 0;
+  for (; c0 + 2 * V <= Co; c0 += 2 * V) {
+    weight_grad_channel_chunk<2>(KC, ld, Co, da, windows, rows, c0, dw);
+  }
+  if (c0 + V <= Co) {
+    weight_grad_channel_chunk<1>(KC, ld, Co, da, windows, rows, c0, dw);
+    c0 += V;
+  }
+  for (int64_t c = c0; c < Co; ++c) {  // the last channels when C_out is not a multiple of 16
+    for (int64_t kc = 0; kc < KC; ++kc) {
+      T sum = T(0);
+      for (int64_t r = 0; r < rows; ++r) sum += da[r * Co + c] * windows[r * ld + kc];
+      dw[c * ld + kc] += sum;
+    }
+  }
+}
+
+// P: the padded window width, 16 or 32 (window_width); dw or windows_grad may be null
+template <int64_t NV, typename T>
+void direct_backward_rows_nv(int64_t Co, const T* da, const T* w, const T* windows, int64_t rows,
+                             T* dw, T* windows_grad) {
+  if (dw && windows_grad) {
+    direct_backward_rows_as<NV, true, true>(Co, da, w, windows, rows, dw, windows_grad);
+  } else if (dw) {
+    direct_backward_rows_as<NV, false, true>(Co, da, w, windows, rows, dw, windows_grad);
+  } else if (windows_grad) {
+    direct_backward_rows_as<NV, true, false>(Co, da, w, windows, rows, dw, windows_grad);
+  }
+}
+
 template <typename T>
 void direct_backward_rows(int64_t P, int64_t Co, const T* da, const T* w, const T* windows,
                           int64_t rows, T* dw, T* windows_grad) {
-  if (P == 2 * kLanes) {
-    if (windows_grad) return direct_backward_rows_as<2, true>(Co, da, w, windows, rows, dw, windows_grad);
-    return direct_backward_rows_as<2, false>(Co, da, w, windows, rows, dw, windows_grad);
-  }
-  if (windows_grad) return direct_backward_rows_as<1, true>(Co, da, w, windows, rows, dw, windows_grad);
-  direct_backward_rows_as<1, false>(Co, da, w, windows, rows, dw, windows_grad);
+  if (P == 2 * kLanes) return direct_backward_rows_nv<2>(Co, da, w, windows, rows, dw, windows_grad);
+  direct_backward_rows_nv<1>(Co, da, w, windows, rows, dw, windows_grad);
 }
+
+// db[c] += Σ_r da[r, c] over a block's rows, in vector accumulators: adding each row into db in
+// memory made every row wait for the previous row's store.
+template <typename T>
+void column_sums(const T* da, int64_t rows, int64_t Co, T* db) {
+  constexpr int64_t V = kLanes, U = 4;
+  int64_t c0 = 0;
+  for (; c0 + V <= Co; c0 += V) {
+    Lanes<T> acc[U] = {};
+    int64_t r = 0;
+    for (; r + U <= rows; r += U) {
+      for (int64_t u = 0; u < U; ++u) acc[u] += load_lanes(da + (r + u) * Co + c0);
+    }
+    for (; r < rows; ++r) acc[0] += load_lanes(da + r * Co + c0);
+    store_lanes(db + c0, load_lanes(db + c0) + ((acc[0] + acc[1]) + (acc[2] + acc[3])));
+  }
+  for (int64_t c = c0; c < Co; ++c) {
+    T sum = T(0);
+    for (int64_t r = 0; r < rows; ++r) sum += da[r * Co + c];
+    db[c] += sum;
+  }
+}
+
+// The upstream gradient as the backward reads it: any strides, so an expanded gradient (the ones
+// of y.sum()) or a view of a larger one is read where it lies instead of being copied whole.
+template <typename T>
+struct StridedGrad {
+  const T* data;
+  int64_t batch, step, channel;  // element strides
+  const T* row(int64_t n, int64_t t) const { return data + n * batch + t * step; }
+};
 
 // da[r, :] = dL/d(pre-activation) of a block's rows (from dy, y and, for gelu, the saved
 // preactivation), packed as [rows, C_out]; db[:] += Σ_r da[r, :] when db is given
 template <ConvActivation kAct, typename T>
-void activation_backward_rows(const Conv1dGeometry& g, const T* dy, const T* y, const T* pre,
-                              int64_t n, int64_t t0, int64_t rows, T* da, T* db) {
-  const int64_t Co = g.out_channels;
+void activation_backward_rows(const Conv1dGeometry& g, const StridedGrad<T>& dy, const T* y,
+                              const T* pre, int64_t n, int64_t t0, int64_t rows, T* da, T* db) {
+  const int64_t Co = g.out_channels, dc = dy.channel;
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t at = n * g.y_batch_stride() + (t0 + r) * g.y_step_stride();
-    const T *dyr = dy + at, *yr = y + at;
+    const T *dyr = dy.row(n, t0 + r), *yr = y + at;
     const T* prer = pre ? pre + at : nullptr;
     T* dar = da + r * Co;
     if (prer) {
-      for (int64_t c = 0; c < Co; ++c) dar[c] = activation_backward<kAct>(dyr[c], yr[c], prer[c]);
-    } else {
+      for (int64_t c = 0; c < Co; ++c) {
+        dar[c] = activation_backward<kAct>(dyr[c * dc], yr[c], prer[c]);
+      }
+    } else if (dc == 1) {
       FUSEDRNN_PRAGMA(omp simd)
       for (int64_t c = 0; c < Co; ++c) dar[c] = activation_backward<kAct>(dyr[c], yr[c], T(0));
-    }
-    if (db) {
-      FUSEDRNN_INDEPENDENT_ITERATIONS
-      for (int64_t c = 0; c < Co; ++c) db[c] += dar[c];
+    } else if (dc == 0) {  // one value for every channel (expanded)
+      const T g = dyr[0];
+      FUSEDRNN_PRAGMA(omp simd)
+      for (int64_t c = 0; c < Co; ++c) dar[c] = activation_backward<kAct>(g, yr[c], T(0));
+    } else {
+      for (int64_t c = 0; c < Co; ++c) {
+        dar[c] = activation_backward<kAct>(dyr[c * dc], yr[c], T(0));
+      }
     }
   }
+  if (db) column_sums(da, rows, Co, db);
 }
 
 std::tuple<Tensor, Tensor> conv1d(const Tensor& x_in, const Tensor& weight,
@@ -361,7 +465,7 @@ std::tuple<Tensor, Tensor, Tensor> conv1d_backward(
   const Tensor x = x_in.contiguous();
   Tensor w = weight.permute({0, 2, 1}).reshape({Co, KC});
   w = direct ? at::constant_pad_nd(w, {0, ld - KC}).contiguous() : w.contiguous();
-  const Tensor y = y_in.contiguous(), pre = pre_in.contiguous(), dy = grad_y.contiguous();
+  const Tensor y = y_in.contiguous(), pre = pre_in.contiguous();
   Tensor dx = x_grad ? at::zeros(x.sizes(), x.options()) : at::empty({0}, x.options());
   // weight and bias gradients per fixed group of sequences, summed over the groups in order
   const int64_t groups = std::min(kWeightGradGroups, std::max<int64_t>(g.batch, 1));
@@ -369,7 +473,10 @@ std::tuple<Tensor, Tensor, Tensor> conv1d_backward(
   Tensor db_groups = at::zeros({has_bias ? groups : 0, Co}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fusedrnn_conv1d_backward", [&] {
     using T = scalar_t;
-    const T *dyp = dy.data_ptr<T>(), *yp = y.data_ptr<T>();
+    const int64_t batch_dim = batch_first ? 0 : 1;
+    const StridedGrad<T> dy{grad_y.const_data_ptr<T>(), grad_y.stride(batch_dim),
+                            grad_y.stride(1 - batch_dim), grad_y.stride(2)};
+    const T* yp = y.data_ptr<T>();
     const T* prep = needs_preactivation(act) ? pre.data_ptr<T>() : nullptr;
     const T *xp = x.data_ptr<T>(), *wp = w.data_ptr<T>();
     T* dxp = x_grad ? dx.data_ptr<T>() : nullptr;
@@ -389,13 +496,16 @@ std::tuple<Tensor, Tensor, Tensor> conv1d_backward(
           for (int64_t t0 = 0; t0 < g.out_steps; t0 += block) {
             const int64_t rows = std::min(block, g.out_steps - t0);
             dispatch_activation(act, [&](auto tag) {
-              activation_backward_rows<decltype(tag)::value>(g, dyp, yp, prep, n, t0, rows,
+              activation_backward_rows<decltype(tag)::value>(g, dy, yp, prep, n, t0, rows,
                                                              da.data(), db);
             });
             gather_windows(g, xp, n, t0, rows, windows.data(), ld);
             if (direct) {
-              direct_backward_rows(ld, Co, da.data(), wp, windows.data(), rows, dw,
-                                   dxp ? windows_grad.data() : nullptr);
+              // few taps: the weight gradient across channels, the windows' as before
+              const bool by_channels = KC <= kChannelMajorMaxTaps;
+              if (by_channels) weight_grad_by_channels(KC, ld, Co, da.data(), windows.data(), rows, dw);
+              direct_backward_rows(ld, Co, da.data(), wp, windows.data(), rows,
+                                   by_channels ? nullptr : dw, dxp ? windows_grad.data() : nullptr);
             } else {
               gemm<T>(true, false, Co, KC, rows, T(1), da.data(), Co, windows.data(), KC, T(1),
                       dw, KC);
