@@ -110,6 +110,7 @@ struct BackwardStep {
   const T* ln = nullptr;        // LayerNorm cells only
   int64_t zoned_cell_col = -1;  // with zoneout on c: where c_{t-1} was saved
   int64_t dg_row0 = 0;          // the packed row that dg's first row belongs to
+  int64_t dy_ld = -1;           // dy's row stride when not projected; -1: P (contiguous)
 };
 
 template <typename Cell, typename T>
@@ -124,7 +125,7 @@ FUSEDRNN_HOST_DEVICE BackwardRow<T> backward_row(const BackwardStep<T>& s, int64
     const int64_t c_col = s.zoned_cell_col >= 0 ? s.zoned_cell_col : Cell::saved_cell_col(H);
     r.c_prev = carried ? s.ws + (s.prev_offset + b) * s.ws_cols + c_col : s.c0 + b * H;
   }
-  r.dy = s.projected ? s.dy + b * H : s.dy + (s.offset + b) * P;
+  r.dy = s.projected ? s.dy + b * H : s.dy + (s.offset + b) * (s.dy_ld >= 0 ? s.dy_ld : P);
   r.dh = s.projected ? const_cast<T*>(s.zeros) : s.dh + b * P;  // read-only when projected
   r.dc = Cell::kHasCellState ? s.dc + b * H : nullptr;
   r.dg = s.dg + (s.offset - s.dg_row0 + b) * s.grad_cols;

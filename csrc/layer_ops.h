@@ -5,6 +5,7 @@
 //     static void check_device(const char* op, const Tensor& x);
 //     static at::ScalarType workspace_dtype(at::ScalarType input);
 //     static constexpr bool kLeanInference;  // see lean_inference below
+//     static constexpr bool kStridedGradRows;  // see gradient_rows below
 //     template <typename Cell> static void forward(const LayerShape&, const Tensor& x,
 //         const LayerParams&, bool reverse, Tensor& y, Tensor& h, Tensor& c, Tensor& workspace,
 //         bool save);  // save: false only in lean inference
@@ -118,6 +119,34 @@ bool workspace_is_y(const Tensor& x, const MaskArgs& masks) {
          Driver::workspace_dtype(x.scalar_type()) == x.scalar_type();
 }
 
+// The upstream gradient as a driver that reads it by rows through a row stride takes it
+// (Driver::kStridedGradRows): as it lies when its rows are unit-stride and evenly spaced (one
+// direction's half of a bidirectional output's gradient, one expanded over steps and batch),
+// as one row of P values when it is one value everywhere (the expanded ones of y.sum()), else a
+// contiguous copy. Each of the first two saves a copy of [N, P]; gradient_row_stride tells the
+// spacing.
+inline Tensor gradient_rows(const Tensor& g) {
+  if (g.numel() == 0) return g.contiguous();
+  const int64_t d = g.dim();
+  if (g.stride(d - 1) == 1 || g.size(d - 1) == 1) {
+    if (d == 2) return g;  // packed: [rows, P]
+    if (d == 3 && (g.size(0) == 1 || g.size(1) == 1 || g.stride(0) == g.size(1) * g.stride(1))) {
+      return g;  // [T, B, P]: row t·B + b lies at (t·B + b)·stride(1)
+    }
+  }
+  bool one_value = true;
+  for (int64_t i = 0; i < d; ++i) one_value = one_value && (g.stride(i) == 0 || g.size(i) == 1);
+  if (one_value) return g.as_strided({g.size(d - 1)}, {0}).contiguous();
+  return g.contiguous();
+}
+
+// The distance between consecutive rows of gradient_rows(g), in elements (0: one row for all).
+inline int64_t gradient_row_stride(const Tensor& g) {
+  if (g.dim() == 1) return 0;
+  if (g.dim() == 2 || g.size(1) == 1) return g.size(0) == 1 ? g.size(-1) : g.stride(0);
+  return g.stride(1);
+}
+
 // Inference on a driver that supports it (Driver::kLeanInference): a plain LSTM or GRU layer's
 // workspace is only the input projection's G·H columns, which the input GEMM then writes
 // without a copy, and the cells write nothing back (an LSTM row saves 5H columns fewer, and the
@@ -197,7 +226,7 @@ LayerGrads layer_backward(const char* op, const Tensor& grad_y, const Tensor& gr
   const Tensor x = x_in.contiguous(), h0 = h0_in.contiguous(), y = y_in.contiguous();
   const Tensor ws =
       workspace_is_y<Cell, Driver>(x_in, masks) ? y.view({s.rows, s.proj}) : ws_in.contiguous();
-  const Tensor dy = grad_y.contiguous();
+  const Tensor dy = Driver::kStridedGradRows ? gradient_rows(grad_y) : grad_y.contiguous();
   const Tensor w_ih = w_ih_in.contiguous(), w_hh = w_hh_in.contiguous();
   const Tensor w_hr = w_hr_in ? w_hr_in->contiguous() : Tensor();
   const Tensor c0 = c0_in ? c0_in->contiguous() : Tensor();

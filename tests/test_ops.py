@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import fusedrnn
-from fusedrnn import ln_ops
+from fusedrnn import ln_ops, ops
 
 from .cases import layer_case
 from .conftest import assert_close
@@ -277,3 +277,39 @@ def test_inference_without_workspace_matches_training_forward(cell, T, B, packed
         assert torch.equal(a, b), f"output {i} differs between train=False and train=True"
     for i, (a, b) in enumerate(zip(lean, case.reference(), strict=True)):
         assert_close(a, b, what=f"output {i}")
+
+
+@pytest.mark.parametrize("variant", ["lstm", "gru", "rnn_tanh", "lstm_proj", "gru_zoneout"])
+@pytest.mark.parametrize("packed", [False, True])
+@pytest.mark.parametrize("B", [1, 4])  # B = 1 takes the single-row paths
+def test_backward_reads_strided_upstream_gradients(variant, packed, B):
+    # the CPU backward reads the upstream gradient by rows through a row stride
+    # (csrc/layer_ops.h gradient_rows): a direction's half of a wider gradient, one expanded over
+    # the rows, one value everywhere (y.sum()'s), every other row of a taller one and a transposed
+    # one (the last two copied) give exactly what their contiguous copies give, through the plain,
+    # projected and regularised paths of the driver
+    torch.manual_seed(0)
+    cell = variant.split("_")[0] if variant != "rnn_tanh" else variant
+    case = layer_case(cell, T=6, B=B, I=5, H=7, packed=packed, proj=3 if variant == "lstm_proj" else 0)
+    if variant == "gru_zoneout":
+        w = case.weights
+        zoneout = (torch.rand(*case.x.shape[:-1], 7) < 0.3).float()
+        y, _ = ops.gru_layer(case.x, *case.states, w["w_ih"], w["w_hh"], w["b_ih"], w["b_hh"],
+                             case.batch_sizes, zoneout_h=zoneout)
+    else:
+        y = case.fused()[0]
+    P = y.shape[-1]
+    grads = {
+        "half of a wider one": torch.randn(*y.shape[:-1], 2 * P)[..., P:],
+        "expanded over the rows": torch.randn(P).expand_as(y),
+        "one value": torch.randn(()).expand_as(y),
+        "every other row": torch.randn(2 * y.shape[0], *y.shape[1:])[::2],
+    }
+    if not packed and B > 1:
+        grads["transposed"] = torch.randn(y.shape[1], y.shape[0], P).transpose(0, 1)
+    for name, g in grads.items():
+        assert not g.is_contiguous(), name
+        got = torch.autograd.grad(y, case.inputs(), g, retain_graph=True)
+        want = torch.autograd.grad(y, case.inputs(), g.contiguous(), retain_graph=True)
+        for a, b in zip(got, want, strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)

@@ -33,13 +33,14 @@ struct ForwardBuffers {
 
 template <typename T>
 struct BackwardInputs {
-  const T* dy;  // [N, P]
+  const T* dy;  // N rows of P, dy_ld apart (0: one row for all)
   const T* x;   // [N, I]
   const T* h0;  // [B, P]
   const T* c0;  // [B, H]
   const T* y;   // [N, P]
   const T* ws;  // [N, ws_cols]
   int64_t ws_cols;
+  int64_t dy_ld;
 };
 
 template <typename T>

@@ -39,6 +39,7 @@ struct CpuDriver {
 
   static at::ScalarType workspace_dtype(at::ScalarType input) { return input; }
   static constexpr bool kLeanInference = true;
+  static constexpr bool kStridedGradRows = true;
 
   template <typename Cell>
   static void forward(const LayerShape& s, const Tensor& x, const LayerParams& p, bool reverse,
@@ -60,7 +61,7 @@ struct CpuDriver {
       const BackwardInputs<scalar_t> saved{
           in.grad_y.data_ptr<scalar_t>(), in.x.data_ptr<scalar_t>(), in.h0.data_ptr<scalar_t>(),
           ptr_or_null<scalar_t>(in.c0),   in.y.data_ptr<scalar_t>(), in.workspace.data_ptr<scalar_t>(),
-          in.workspace.size(1)};
+          in.workspace.size(1),           gradient_row_stride(in.grad_y)};
       const BackwardOutputs<scalar_t> out{
           mut_ptr_or_null<scalar_t>(g.x),    g.h0.data_ptr<scalar_t>(),
           mut_ptr_or_null<scalar_t>(g.c0),   g.w_ih.data_ptr<scalar_t>(),

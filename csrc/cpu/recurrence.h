@@ -364,18 +364,21 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
                                  proj,
                                  w.ln,
                                  reg.zoned_cell_col,
-                                 r0};
+                                 r0,
+                                 proj || regularized ? -1 : in.dy_ld};
         if (proj) {
           T* total = dh_total.data() + (off + b0) * P;
-          const T* dy = in.dy + (off + b0) * P;
           const T* carried = out.dh + b0 * P;
-          for (int64_t q = 0; q < (b1 - b0) * P; ++q) total[q] = dy[q] + carried[q];
+          for (int64_t b = 0; b < b1 - b0; ++b) {
+            const T* dy = in.dy + (off + b0 + b) * in.dy_ld;
+            for (int64_t j = 0; j < P; ++j) total[b * P + j] = dy[j] + carried[b * P + j];
+          }
           projection->multiply(b1 - b0, total, P, T(0), dh_raw.data() + b0 * H, H);
         }
         if (regularized) {
           for (int64_t b = b0; b < b1; ++b) {
             const int64_t row = off + b;
-            const T* dy = in.dy + row * P;
+            const T* dy = in.dy + row * in.dy_ld;
             T* dh = out.dh + b * P;
             T* cell = dy_cell.data() + row * P;
             T* kept = dh_kept.data() + b * P;

@@ -128,8 +128,9 @@ void single_step_backward(int64_t B, const LayerWeights<T>& w, const BackwardInp
   std::vector<T> dg(static_cast<size_t>(B * GC));
   const std::vector<GradBlock> blocks = input_grad_blocks<Cell>(H);
   // every row starts from h0/c0 (prev_rows 0)
-  const BackwardStep<T> bs{in.ws, in.y, in.h0, in.c0, in.dy, nullptr, out.dh, out.dc, dg.data(),
-                           0,     0,    0,     W,     GC,    H,       H,      false};
+  BackwardStep<T> bs{in.ws, in.y, in.h0, in.c0, in.dy, nullptr, out.dh, out.dc, dg.data(),
+                     0,     0,    0,     W,     GC,    H,       H,      false};
+  bs.dy_ld = in.dy_ld;
   const int64_t multiply_adds = B * GH * (I + H);
   // rows: the cell's backward, then dx and dh from the whole gradient row
   for_blocks(B, multiply_adds, 1, [&](int64_t b0, int64_t b1) {

@@ -303,6 +303,7 @@ struct CudaDriver {
 
   // The kernels always write the full workspace row (inference too).
   static constexpr bool kLeanInference = false;
+  static constexpr bool kStridedGradRows = false;
 
   template <typename Cell>
   static void forward(const LayerShape& shape, const Tensor& x, const LayerParams& p, bool reverse,
