@@ -48,14 +48,19 @@ template <int R, int NV>
   }
   for (int i = 0; i < R; ++i) {
     for (int q = 0; q < NV; ++q) {
-      const int64_t j = j0 + 16 * q, width = std::min<int64_t>(16, n - j);
-      float* row = c + i * ldc + j;
-      if (width == 16) {  // a whole vector of C: one store, no loop over lanes
-        store_lanes(row, beta == 0.0f ? acc[i][q] : beta * load_lanes(row) + acc[i][q]);
+      // Spelled this way on purpose: computing the partial vector's width before this test (one
+      // row pointer for both paths) made GCC 12 keep every accumulator on the stack in the loop
+      // above (GRU and LSTM inference at H 512 took 1.8x as long); tests/test_codegen.py checks
+      // the built blocks for multiply-adds from the stack.
+      float* full = c + i * ldc + j0 + 16 * q;
+      if (j0 + 16 * (q + 1) <= n) {  // a whole vector of C: one store, no loop over lanes
+        store_lanes(full, beta == 0.0f ? acc[i][q] : beta * load_lanes(full) + acc[i][q]);
         continue;
       }
       float out[16];  // the last, partial vector of a row
       store_lanes(out, acc[i][q]);
+      const int64_t j = j0 + 16 * q, width = std::min<int64_t>(16, n - j);
+      float* row = c + i * ldc + j;
       if (beta == 0.0f) {
         for (int64_t l = 0; l < width; ++l) row[l] = out[l];
       } else {
