@@ -379,3 +379,19 @@ def test_parity_when_the_gradient_buffer_is_chunked_by_default():
     ref, fused = make_pair("gru", 8, 256)
     x = torch.randn(21, 100, 8)
     check_parity_scaled(ref, fused, x)
+
+
+@pytest.mark.parametrize("kind", ["gru", "rnn_relu"])
+@pytest.mark.parametrize("packed", [False, True])
+def test_parity_when_the_gradient_buffer_is_held_to_a_quarter_of_y(kind, packed):
+    # GRU and Elman backwards hold their gradient rows to a quarter of y (csrc/cpu/recurrence.h
+    # bounds_gradient_buffer) in chunks of at least 256 rows: 53 steps of 23 rows (1219) make
+    # four chunks of about 305 rows, whose edges fall inside steps' rows for neither direction
+    B, T = 23, 53
+    ref, fused = make_pair(kind, 5, 12, num_layers=2, bidirectional=True)
+    x = torch.randn(T, B, 5)
+    if packed:
+        lengths = torch.randint(T // 2, T + 1, (B,))
+        lengths[0] = T
+        x = pack_padded_sequence(x, lengths, enforce_sorted=False)
+    check_parity(ref, fused, x, initial_state(kind, ref, B, torch.float32))

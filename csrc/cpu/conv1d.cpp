@@ -159,11 +159,19 @@ void direct_block(int64_t KC, int64_t P, int64_t Co, const T* w_t, const T* bias
     }
     for (int64_t i = 0; i < R; ++i) {
       if (pre) store_lanes(pre + i * ys + c0, acc[i]);
-      T a[V];
-      store_lanes(a, acc[i]);
       T* yr = y + i * ys + c0;
-      FUSEDRNN_PRAGMA(omp simd)  // else GCC unrolls the 16 lanes into scalar selects
-      for (int64_t j = 0; j < V; ++j) yr[j] = activate<kAct>(a[j]);
+      if constexpr (kAct == ConvActivation::kIdentity) {
+        store_lanes(yr, acc[i]);
+      } else if constexpr (kAct == ConvActivation::kRelu) {
+        // math::relu on the whole vector: the lane loop below went through the stack
+        const Lanes<T> zero{};
+        store_lanes(yr, acc[i] > zero ? acc[i] : zero);
+      } else {
+        T a[V];
+        store_lanes(a, acc[i]);
+        FUSEDRNN_PRAGMA(omp simd)  // else GCC unrolls the 16 lanes into scalar selects
+        for (int64_t j = 0; j < V; ++j) yr[j] = activate<kAct>(a[j]);
+      }
     }
   }
   for (int64_t c = c0; c < Co; ++c) {  // the last channels when C_out is not a multiple of 16

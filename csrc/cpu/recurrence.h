@@ -11,9 +11,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
+#include "../cells/gru.h"
+#include "../cells/rnn.h"
 #include "../driver_common.h"
 #include "cell_forward.h"
 #include "driver_buffers.h"
@@ -156,34 +159,54 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
   });
 }
 
+// Whether a cell's backward holds its gradient buffer to a quarter of y. A GRU's gradient rows
+// (4H) are as wide as its saved workspace and an Elman cell saves nothing beside y, so a
+// whole-sequence buffer was the largest thing their training step allocated (peak memory up to
+// 1.6x torch.nn's). Measured interleaved in one process against the 8 MB rule alone: GRU
+// training 3-7% faster at H 32-256 (the chunk's rows stay in cache), 2-4% slower at H 512;
+// Elman training 2-12% slower. The LSTM's workspace (5H) dominates its peak, which is already
+// below torch.nn's, while chunks cost its training step 3-14%: it keeps the 8 MB rule, as do the
+// LayerNorm cells (not measured).
+template <typename Cell>
+struct BoundsGradientBuffer : std::false_type {};
+template <>
+struct BoundsGradientBuffer<GruCell> : std::true_type {};
+template <bool kRelu>
+struct BoundsGradientBuffer<RnnCell<kRelu>> : std::true_type {};
+
+template <typename Cell>
+constexpr bool bounds_gradient_buffer() {
+  return BoundsGradientBuffer<Cell>::value;
+}
+
 // The backward runs in chunks of consecutive steps: the step passes fill the gradient rows of
 // one chunk, then the chunk's share of the whole-sequence gradients (dX rows, dW_ih, dW_hh, the
 // biases) is taken from them by GEMMs. The gradient buffer then spans one chunk instead of the
-// whole sequence, so a long sequence's training step holds about kMaxGradElements (8 MB of fp32)
-// of it instead of N·grad_cols. Up to that size the sequence is one chunk: each chunk costs a
-// fork/join and smaller GEMMs (3-10% of a training step at (32, 100, 64, 128) with chunks of
-// 1024 rows, where the whole buffer is 6.5 MB). Chunks of at least kMinRows rows keep the GEMMs
-// efficient. FUSEDRNN_BACKWARD_CHUNK_ROWS=r sets the rows of a chunk instead (tests; tighter
-// memory).
+// whole sequence: at most kMaxGradElements (8 MB of fp32), and for the GRU and Elman cells at
+// most a quarter of y's size (N·P, see bounds_gradient_buffer). Chunks of at least kMinRows rows
+// keep the GEMMs efficient. FUSEDRNN_BACKWARD_CHUNK_ROWS=r sets the rows of a chunk instead
+// (tests; tighter memory).
 struct BackwardChunks {
   static constexpr int64_t kMaxGradElements = int64_t(2) << 20;
-  static constexpr int64_t kMinRows = 1024;
+  static constexpr int64_t kMinRows = 256;
   std::vector<int64_t> first_step;  // chunk k runs steps [first_step[k], first_step[k + 1])
   int64_t max_rows = 0;
 
-  static int64_t rows_per_chunk(int64_t N, int64_t grad_cols) {
+  // row_width: y's columns P when the buffer is bounded by y's size, else 0
+  static int64_t rows_per_chunk(int64_t N, int64_t grad_cols, int64_t row_width) {
     if (const char* env = std::getenv("FUSEDRNN_BACKWARD_CHUNK_ROWS")) {
       const long long rows = std::atoll(env);
       if (rows > 0) return rows;
     }
-    if (N * grad_cols <= kMaxGradElements) return N;
-    const int64_t count = std::max<int64_t>(
-        1, std::min(N / kMinRows, (N * grad_cols + kMaxGradElements - 1) / kMaxGradElements));
-    return (N + count - 1) / count;  // chunks of about equal rows
+    const auto ceil_div = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
+    int64_t count = ceil_div(N * grad_cols, kMaxGradElements);
+    if (row_width > 0) count = std::max(count, ceil_div(4 * grad_cols, row_width));
+    count = std::min(count, std::max<int64_t>(1, N / kMinRows));
+    return ceil_div(N, count);  // chunks of about equal rows
   }
 
-  BackwardChunks(const Schedule& s, bool reverse, int64_t grad_cols) {
-    const int64_t target = rows_per_chunk(s.rows_total, grad_cols);
+  BackwardChunks(const Schedule& s, bool reverse, int64_t grad_cols, int64_t row_width) {
+    const int64_t target = rows_per_chunk(s.rows_total, grad_cols, row_width);
     first_step.push_back(s.steps());
     int64_t rows = 0;
     for (int64_t step = s.steps() - 1; step >= 0; --step) {
@@ -311,7 +334,7 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
     if constexpr (Cell::kLayerNorm) zero(out.dln, Cell::ln_params(H));
     return;
   }
-  const BackwardChunks chunks(s, reverse, GC);
+  const BackwardChunks chunks(s, reverse, GC, bounds_gradient_buffer<Cell>() ? P : 0);
   // every entry is written by the step passes: no zero fill (a memset per call)
   const std::unique_ptr<T[]> dg_buffer(new T[static_cast<size_t>(chunks.max_rows * GC)]);
   T* const dg = dg_buffer.get();
