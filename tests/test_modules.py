@@ -1,6 +1,7 @@
 """The drop-in modules against torch.nn: outputs, final states, and the gradients of the input,
 of hx and of every parameter, over the constructor and input options users combine."""
 
+import copy
 import itertools
 
 import pytest
@@ -395,3 +396,26 @@ def test_parity_when_the_gradient_buffer_is_held_to_a_quarter_of_y(kind, packed)
         lengths[0] = T
         x = pack_padded_sequence(x, lengths, enforce_sorted=False)
     check_parity(ref, fused, x, initial_state(kind, ref, B, torch.float32))
+
+
+@pytest.mark.parametrize("cls", [fusedrnn.GRU, fusedrnn.LayerNormGRU, fusedrnn.LayerNormLSTM])
+@pytest.mark.parametrize("I,H", [(256, 24), (8, 256)], ids=["x_side", "h_side"])
+def test_plain_copies_of_gradient_columns_match_float64(cls, I, H):
+    # float32 backwards copy the x side's (I >= 256) or h side's (P >= 256) gradient columns into
+    # a plain matrix for oneDNN when the products are large (csrc/cpu/recurrence.h
+    # kPlainCopyMinWidth); float64 multiplies the strided columns where they lie. Both must agree.
+    torch.manual_seed(0)
+    m32 = cls(I, H)
+    m64 = copy.deepcopy(m32).double()
+    x = torch.randn(20, 16, I)
+    probe = torch.randn(20, 16, H)
+    grads = []
+    for module, dtype in ((m32, torch.float32), (m64, torch.float64)):
+        xd = x.to(dtype).detach().clone().requires_grad_()
+        (module(xd)[0] * probe.to(dtype)).sum().backward()
+        grads.append([xd.grad] + [p.grad for p in module.parameters()])
+    for (name, _), a, b in zip(m32.named_parameters(), grads[0][1:], grads[1][1:], strict=True):
+        err = ((a.double() - b).norm() / b.norm().clamp(min=1e-12)).item()
+        assert err < 1e-4, f"{name}: relative error {err:.2e}"
+    err = ((grads[0][0].double() - grads[1][0]).norm() / grads[1][0].norm()).item()
+    assert err < 1e-4, f"x: relative error {err:.2e}"

@@ -146,6 +146,10 @@ void copy_transposed(bool trans_b, int64_t n, int64_t k, const float* b, int64_t
 
 }  // namespace
 
+bool plain_operands_pay(int64_t m, int64_t n, int64_t k) {
+  return !worth_reduced_precision(reduced_precision_allowed(), m, n, k) && worth_onednn(m, n, k);
+}
+
 bool reduced_precision_allowed() {
   const auto& ctx = at::globalContext();
   const auto bf16 = at::Float32Precision::BF16;

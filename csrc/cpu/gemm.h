@@ -24,6 +24,11 @@ namespace cpu {
 // Whether torch allows bf16 for float32 matmuls or RNNs right now (read once per op call).
 bool reduced_precision_allowed();
 
+// Whether a float product of this size goes to oneDNN, which wants plain operands (rows of a
+// matrix adjacent in memory): a caller holding a column block of a wider matrix does better to
+// copy it out first than to hand it to the BLAS, which takes strided operands but runs slower.
+bool plain_operands_pay(int64_t m, int64_t n, int64_t k);
+
 template <typename T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
           int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc);
