@@ -113,6 +113,19 @@ def test_module_matches_reference_when_the_backward_runs_in_chunks(kind, packed,
                                     lengths=lengths)
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+def test_module_matches_reference_with_the_default_gradient_chunks(kind, packed):
+    # by default the LayerNorm backwards hold their gradient rows to a quarter of y
+    # (csrc/cpu/recurrence.h bounds_gradient_buffer), in chunks of at least 256 rows: 31 steps
+    # of 20 rows make two or three chunks, crossed by both directions
+    lengths = sorted(torch.randint(20, 32, (20,), generator=torch.Generator().manual_seed(4)).tolist(),
+                     reverse=True)
+    lengths[0] = 31
+    _check_module_against_reference(kind, 1, True, packed, True, torch.float64, T=31, B=20,
+                                    lengths=lengths)
+
+
 def _check_module_against_reference(kind, layers, bidir, packed, bias, dtype, T, B, lengths):
     I, H = 5, 8
     m = CLASSES[kind](I, H, num_layers=layers, bias=bias, bidirectional=bidir, batch_first=True,

@@ -16,6 +16,8 @@
 #include <vector>
 
 #include "../cells/gru.h"
+#include "../cells/ln_gru.h"
+#include "../cells/ln_lstm.h"
 #include "../cells/rnn.h"
 #include "../driver_common.h"
 #include "cell_forward.h"
@@ -160,19 +162,24 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
 }
 
 // Whether a cell's backward holds its gradient buffer to a quarter of y. A GRU's gradient rows
-// (4H) are as wide as its saved workspace and an Elman cell saves nothing beside y, so a
-// whole-sequence buffer was the largest thing their training step allocated (peak memory up to
-// 1.6x torch.nn's). Measured interleaved in one process against the 8 MB rule alone: GRU
-// training 3-7% faster at H 32-256 (the chunk's rows stay in cache), 2-4% slower at H 512;
-// Elman training 2-12% slower. The LSTM's workspace (5H) dominates its peak, which is already
-// below torch.nn's, while chunks cost its training step 3-14%: it keeps the 8 MB rule, as do the
-// LayerNorm cells (not measured).
+// (4H) are as wide as its saved workspace, an Elman cell saves nothing beside y and the
+// LayerNorm cells' rows are 9H wide, so a whole-sequence buffer was the largest thing their
+// training step allocated (a GRU's peak memory up to 1.6x torch.nn's). Measured interleaved in
+// one process against the 8 MB rule alone: GRU training 3-7% faster at H 32-256 (a chunk's rows
+// stay in cache), 2-4% slower at H 512; LayerNorm GRU and LSTM 2-12% faster at H 64-256, 1%
+// slower at 512; Elman training 2-12% slower. The LSTM's workspace (5H) dominates its peak,
+// which is already below torch.nn's, while chunks cost its training step 3-14%: it keeps the
+// 8 MB rule.
 template <typename Cell>
 struct BoundsGradientBuffer : std::false_type {};
 template <>
 struct BoundsGradientBuffer<GruCell> : std::true_type {};
 template <bool kRelu>
 struct BoundsGradientBuffer<RnnCell<kRelu>> : std::true_type {};
+template <>
+struct BoundsGradientBuffer<LnGruCell> : std::true_type {};
+template <>
+struct BoundsGradientBuffer<LnLstmCell> : std::true_type {};
 
 template <typename Cell>
 constexpr bool bounds_gradient_buffer() {
@@ -182,7 +189,7 @@ constexpr bool bounds_gradient_buffer() {
 // The backward runs in chunks of consecutive steps: the step passes fill the gradient rows of
 // one chunk, then the chunk's share of the whole-sequence gradients (dX rows, dW_ih, dW_hh, the
 // biases) is taken from them by GEMMs. The gradient buffer then spans one chunk instead of the
-// whole sequence: at most kMaxGradElements (8 MB of fp32), and for the GRU and Elman cells at
+// whole sequence: at most kMaxGradElements (8 MB of fp32), and for every cell but the LSTM at
 // most a quarter of y's size (N·P, see bounds_gradient_buffer). Chunks of at least kMinRows rows
 // keep the GEMMs efficient. FUSEDRNN_BACKWARD_CHUNK_ROWS=r sets the rows of a chunk instead
 // (tests; tighter memory).
