@@ -282,7 +282,8 @@ def test_inference_without_workspace_matches_training_forward(cell, T, B, packed
 @pytest.mark.parametrize("variant", ["lstm", "gru", "rnn_tanh", "lstm_proj", "gru_zoneout"])
 @pytest.mark.parametrize("packed", [False, True])
 @pytest.mark.parametrize("B", [1, 4])  # B = 1 takes the single-row paths
-def test_backward_reads_strided_upstream_gradients(variant, packed, B):
+@pytest.mark.parametrize("T", [1, 6])  # one step without projection or masks: the single-step path
+def test_backward_reads_strided_upstream_gradients(variant, packed, B, T):
     # the CPU backward reads the upstream gradient by rows through a row stride
     # (csrc/layer_ops.h gradient_rows): a direction's half of a wider gradient, one expanded over
     # the rows, one value everywhere (y.sum()'s), every other row of a taller one and a transposed
@@ -290,7 +291,7 @@ def test_backward_reads_strided_upstream_gradients(variant, packed, B):
     # projected and regularised paths of the driver
     torch.manual_seed(0)
     cell = variant.split("_")[0] if variant != "rnn_tanh" else variant
-    case = layer_case(cell, T=6, B=B, I=5, H=7, packed=packed, proj=3 if variant == "lstm_proj" else 0)
+    case = layer_case(cell, T=T, B=B, I=5, H=7, packed=packed, proj=3 if variant == "lstm_proj" else 0)
     if variant == "gru_zoneout":
         w = case.weights
         zoneout = (torch.rand(*case.x.shape[:-1], 7) < 0.3).float()
@@ -307,8 +308,10 @@ def test_backward_reads_strided_upstream_gradients(variant, packed, B):
     }
     if not packed and B > 1:
         grads["transposed"] = torch.randn(y.shape[1], y.shape[0], P).transpose(0, 1)
+    # with one row some of these layouts come out contiguous: they test nothing new
+    grads = {name: g for name, g in grads.items() if not g.is_contiguous()}
+    assert "one value" in grads
     for name, g in grads.items():
-        assert not g.is_contiguous(), name
         got = torch.autograd.grad(y, case.inputs(), g, retain_graph=True)
         want = torch.autograd.grad(y, case.inputs(), g.contiguous(), retain_graph=True)
         for a, b in zip(got, want, strict=True):
