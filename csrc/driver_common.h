@@ -4,11 +4,20 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 #include "cells/rows.h"
 
 namespace fusedrnn {
+
+// Cells whose workspace row ends in a recurrent pre-activation that a driver may leave out and
+// recompute in backward (GruCell::recurrent_n_col).
+template <typename Cell, typename = void>
+struct HasRecurrentN : std::false_type {};
+template <typename Cell>
+struct HasRecurrentN<Cell, std::void_t<decltype(Cell::recurrent_n_col(int64_t(0)))>>
+    : std::true_type {};
 
 // Rows of step t are the first batch_sizes[t] rows of the batch (PackedSequence order), starting
 // at row offsets[t] of the packed [N, ·] matrices; an unpacked batch is the case of equal sizes.
@@ -75,6 +84,7 @@ struct ForwardStep {
   bool projected;
   const T* ln = nullptr;  // LayerNorm cells only
   T eps = T(0);
+  bool n_hh_saved = true;  // GRU: b_n kept in the workspace row (else recomputed in backward)
 };
 
 template <typename Cell, typename T>
@@ -90,6 +100,9 @@ FUSEDRNN_HOST_DEVICE ForwardRow<T> forward_row(const ForwardStep<T>& s, int64_t 
   r.h_out = s.projected ? r.ws + raw_hidden_col<Cell>(H) : s.y + (s.offset + b) * s.proj_size;
   r.ln = s.ln;
   r.eps = s.eps;
+  if constexpr (HasRecurrentN<Cell>::value) {
+    r.n_hh = s.n_hh_saved ? r.ws + Cell::recurrent_n_col(H) : nullptr;
+  }
   return r;
 }
 
@@ -111,6 +124,8 @@ struct BackwardStep {
   int64_t zoned_cell_col = -1;  // with zoneout on c: where c_{t-1} was saved
   int64_t dg_row0 = 0;          // the packed row that dg's first row belongs to
   int64_t dy_ld = -1;           // dy's row stride when not projected; -1: P (contiguous)
+  const T* n_hh = nullptr;      // GRU: recomputed b_n rows [rows held, H] from packed row
+  int64_t n_hh_row0 = 0;        // n_hh_row0 on; null: b_n was saved in the workspace row
 };
 
 template <typename Cell, typename T>
@@ -130,6 +145,9 @@ FUSEDRNN_HOST_DEVICE BackwardRow<T> backward_row(const BackwardStep<T>& s, int64
   r.dc = Cell::kHasCellState ? s.dc + b * H : nullptr;
   r.dg = s.dg + (s.offset - s.dg_row0 + b) * s.grad_cols;
   r.ln = s.ln;
+  if constexpr (HasRecurrentN<Cell>::value) {
+    r.n_hh = s.n_hh ? s.n_hh + (s.offset - s.n_hh_row0 + b) * H : r.ws + Cell::recurrent_n_col(H);
+  }
   return r;
 }
 

@@ -6,6 +6,7 @@
 //     static at::ScalarType workspace_dtype(at::ScalarType input);
 //     static constexpr bool kLeanInference;  // see lean_inference below
 //     static constexpr bool kStridedGradRows;  // see gradient_rows below
+//     static bool recomputes_recurrent_n(const LayerShape&, const MaskArgs&);  // see workspace_cols
 //     template <typename Cell> static void forward(const LayerShape&, const Tensor& x,
 //         const LayerParams&, bool reverse, Tensor& y, Tensor& h, Tensor& c, Tensor& workspace,
 //         bool save);  // save: false only in lean inference
@@ -28,6 +29,7 @@
 #include "cells/ln_lstm.h"
 #include "cells/lstm.h"
 #include "cells/rnn.h"
+#include "driver_common.h"
 #include "layer_checks.h"
 
 namespace fusedrnn {
@@ -157,14 +159,18 @@ bool lean_inference(bool train, bool proj, const MaskArgs& masks) {
   return !train && Driver::kLeanInference && Cell::kLeanInference && !proj && !masks.any();
 }
 
-// with zoneout on c, the zoned c_t is saved in H more columns after the cell's own
+// With zoneout on c, the zoned c_t is saved in H more columns after the cell's own. A GRU row
+// leaves out b_n when the driver recomputes it in backward (Driver::recomputes_recurrent_n).
 template <typename Cell, typename Driver>
 int64_t workspace_cols(const LayerShape& s, const Tensor& x, bool proj, const MaskArgs& masks,
                        bool lean = false) {
   if (lean) return Cell::kGates * s.hidden;
   if (workspace_is_y<Cell, Driver>(x, masks)) return 0;
-  return Cell::workspace_cols(s.hidden) + (proj ? s.hidden : 0) +
-         (masks.zoneout_c.has_value() ? s.hidden : 0);
+  int64_t own = Cell::workspace_cols(s.hidden);
+  if constexpr (HasRecurrentN<Cell>::value) {
+    if (Driver::recomputes_recurrent_n(s, masks)) own = Cell::recurrent_n_col(s.hidden);
+  }
+  return own + (proj ? s.hidden : 0) + (masks.zoneout_c.has_value() ? s.hidden : 0);
 }
 
 inline Tensor bias_or_zeros(const OptTensor& b, const Tensor& like, int64_t n) {
@@ -213,7 +219,7 @@ LayerGrads layer_backward(const char* op, const Tensor& grad_y, const Tensor& gr
                           const Tensor* w_hr_in, const OptTensor& batch_sizes, const Tensor& y_in,
                           const Tensor& ws_in, bool reverse, bool has_bias,
                           const Tensor* ln_in = nullptr, const MaskArgs& masks = {},
-                          bool x_grad = true) {
+                          bool x_grad = true, const OptTensor& b_hh = std::nullopt) {
   Driver::check_device(op, x_in);
   const LayerShape s = check_layer(op, Cell::kGates, x_in, h0_in, c0_in, w_ih_in, w_hh_in,
                                    std::nullopt, std::nullopt, w_hr_in, batch_sizes);
@@ -242,7 +248,14 @@ LayerGrads layer_backward(const char* op, const Tensor& grad_y, const Tensor& gr
   g.b_hh = at::empty({has_bias ? GH : 0}, x.options());
   g.w_hr = w_hr.defined() ? at::empty_like(w_hr) : at::empty({0}, x.options());
   g.ln = ln.defined() ? at::empty_like(ln) : at::empty({0}, x.options());
-  LayerParams params{w_ih, w_hh, Tensor(), Tensor(), w_hr, ln};
+  // b_hh only where backward recomputes a GRU's b_n, which includes it
+  Tensor bh;
+  if (b_hh.has_value()) {
+    check_shape(op, *b_hh, "b_hh", {GH}, "the b_hh given to the forward op");
+    check_same_kind(op, x, *b_hh, "b_hh");
+    bh = b_hh->contiguous();
+  }
+  LayerParams params{w_ih, w_hh, Tensor(), bh, w_hr, ln};
   attach_masks<Cell>(op, masks, s, x, w_hr_in != nullptr, params);
   Driver::template backward<Cell>(s, params, reverse, SavedLayer{x, h0, c0, y, ws, dy}, g);
   return g;
@@ -295,10 +308,11 @@ GradTuple6 gru_layer_backward(const Tensor& grad_y, const Tensor& grad_h_n, cons
                               const Tensor& h0, const Tensor& w_ih, const Tensor& w_hh,
                               const OptTensor& batch_sizes, const Tensor& y, const Tensor& ws,
                               bool reverse, bool has_bias, const OptTensor& rec_mask,
-                              const OptTensor& zoneout_h, bool x_grad) {
+                              const OptTensor& zoneout_h, bool x_grad, const OptTensor& b_hh) {
   auto g = layer_backward<GruCell, Driver>("fusedrnn::gru_layer_backward", grad_y, grad_h_n, nullptr, x,
                                    h0, nullptr, w_ih, w_hh, nullptr, batch_sizes, y, ws, reverse,
-                                   has_bias, nullptr, {rec_mask, zoneout_h, std::nullopt}, x_grad);
+                                   has_bias, nullptr, {rec_mask, zoneout_h, std::nullopt}, x_grad,
+                                   b_hh);
   return {g.x, g.h0, g.w_ih, g.w_hh, g.b_ih, g.b_hh};
 }
 
@@ -323,7 +337,7 @@ GradTuple6 rnn_layer_backward(const Tensor& grad_y, const Tensor& grad_h_n, cons
   auto run = relu ? layer_backward<RnnCell<true>, Driver> : layer_backward<RnnCell<false>, Driver>;
   auto g = run("fusedrnn::rnn_layer_backward", grad_y, grad_h_n, nullptr, x, h0, nullptr, w_ih,
                w_hh, nullptr, batch_sizes, y, ws, reverse, has_bias, nullptr,
-               {rec_mask, zoneout_h, std::nullopt}, x_grad);
+               {rec_mask, zoneout_h, std::nullopt}, x_grad, std::nullopt);
   return {g.x, g.h0, g.w_ih, g.w_hh, g.b_ih, g.b_hh};
 }
 

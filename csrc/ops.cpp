@@ -12,6 +12,8 @@
 // Regularizers): rec_mask [B, H] scales h_{t-1} before W_hh (variational recurrent dropout);
 // zoneout_h / zoneout_c, shaped like y (with H columns for c), hold each element's weight m of
 // the previous state: h_t = h̃_t + m·(h_{t-1} − h̃_t). The backward op takes the same masks.
+// gru_layer_backward also takes the forward's b_hh: the CPU workspace leaves out the recurrent
+// n pre-activation h_{t-1}·W_hnᵀ + b_hn, which its backward recomputes.
 #include <torch/library.h>
 
 TORCH_LIBRARY(fusedrnn, m) {
@@ -31,7 +33,7 @@ TORCH_LIBRARY(fusedrnn, m) {
       "-> (Tensor y, Tensor h_n, Tensor workspace)");
   m.def(
       "gru_layer_backward(Tensor grad_y, Tensor grad_h_n, Tensor x, Tensor h0, Tensor w_ih, "
-      "Tensor w_hh, Tensor? batch_sizes, Tensor y, Tensor workspace, bool reverse, bool has_bias, Tensor? rec_mask=None, Tensor? zoneout_h=None, *, bool x_grad=True) "
+      "Tensor w_hh, Tensor? batch_sizes, Tensor y, Tensor workspace, bool reverse, bool has_bias, Tensor? rec_mask=None, Tensor? zoneout_h=None, *, bool x_grad=True, Tensor? b_hh=None) "
       "-> (Tensor grad_x, Tensor grad_h0, Tensor grad_w_ih, Tensor grad_w_hh, Tensor grad_b_ih, "
       "Tensor grad_b_hh)");
   m.def(

@@ -17,11 +17,17 @@ GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
 
 def workspace_cols(cell: str, hidden: int, proj: bool = False, *, x: Tensor | None = None,
-                   zoneout_h: Tensor | None = None) -> int:
+                   zoneout_h: Tensor | None = None, steps: int | None = None,
+                   masked: bool = False) -> int:
     """Columns of the workspace, mirroring workspace_cols in csrc/layer_ops.h: an Elman layer
-    given x (not float16/bfloat16) and no zoneout has none, since y itself is its workspace."""
+    given x (not float16/bfloat16) and no zoneout has none, since y itself is its workspace. A
+    GRU layer on the CPU given its `steps` leaves out b_n (3H) unless it runs one step without
+    regularisers (`masked`: recurrent dropout or zoneout), as the cell ops do."""
     if cell == "rnn" and x is not None and zoneout_h is None and x.dtype not in _REDUCED:
         return 0
+    if (cell == "gru" and x is not None and x.device.type == "cpu" and steps is not None
+            and (steps != 1 or masked)):
+        return 3 * hidden
     per_hidden = {"lstm": 5, "gru": 4, "rnn": 1}[cell]
     return per_hidden * hidden + (hidden if proj else 0)
 
@@ -180,7 +186,9 @@ def _hidden_layer_fake(cell):
         train = rest[_EXTRA_FLAGS[cell]]
         masks = rest[_EXTRA_FLAGS[cell] + 1:]  # rec_mask, zoneout_h
         zoneout_h = masks[1] if len(masks) > 1 else None
-        cols = workspace_cols(cell, hidden, x=x, zoneout_h=zoneout_h)
+        steps = batch_sizes.shape[0] if batch_sizes is not None else x.shape[0]
+        cols = workspace_cols(cell, hidden, x=x, zoneout_h=zoneout_h, steps=steps,
+                              masked=any(m is not None for m in masks))
         return (
             x.new_empty((*x.shape[:-1], hidden)),
             h0.new_empty(h0.shape),
@@ -195,7 +203,7 @@ def _hidden_layer_backward_fake(cell):
 
 
 def _hidden_layer_backward_shapes(cell, grad_y, grad_h_n, x, h0, w_ih, w_hh, batch_sizes, y,
-                                  workspace, reverse, *rest, x_grad=True):
+                                  workspace, reverse, *rest, x_grad=True, b_hh=None):
     has_bias = rest[_EXTRA_FLAGS[cell]]
     return (
         _grad_x_fake(x, x_grad),
@@ -217,19 +225,20 @@ def _hidden_layer_setup(ctx, inputs, output):
     ctx.extra_flags = tuple(flags[:-1])  # rnn: (relu,)
     ctx.n_masks = len(masks)
     ctx.has_bias = (b_ih is not None, b_hh is not None)
-    ctx.save_for_backward(x, h0, w_ih, w_hh, batch_sizes, output[0], output[2], *masks)
+    # a GRU's backward recomputes b_n = h·W_hnᵀ + b_hn on the CPU: it needs b_hh
+    ctx.save_for_backward(x, h0, w_ih, w_hh, b_hh, batch_sizes, output[0], output[2], *masks)
 
 
 def _hidden_layer_backward(cell):
     backward_op = getattr(_ops, f"{cell}_layer_backward")
 
     def backward(ctx, grad_y, grad_h_n, _grad_workspace):
-        x, h0, w_ih, w_hh, batch_sizes, y, workspace, *masks = ctx.saved_tensors
+        x, h0, w_ih, w_hh, b_hh, batch_sizes, y, workspace, *masks = ctx.saved_tensors
         _check_workspace(workspace, f"{cell}_layer")
         g = backward_op(
             _or_zeros(grad_y, y), _or_zeros(grad_h_n, h0), x, h0, w_ih, w_hh, batch_sizes, y,
             workspace, ctx.reverse, *ctx.extra_flags, any(ctx.has_bias), *masks,
-            x_grad=ctx.needs_input_grad[0],
+            x_grad=ctx.needs_input_grad[0], **({"b_hh": b_hh} if cell == "gru" else {}),
         )
         has_b_ih, has_b_hh = ctx.has_bias
         grads = (_or_none(g[0], ctx.needs_input_grad[0]), g[1], g[2], g[3],

@@ -17,8 +17,11 @@ struct GruCell {
   static constexpr bool kWorkspaceIsOutput = false;
   // forward<T, false> writes only the new state: inference keeps no workspace row
   static constexpr bool kLeanInference = true;
-  // workspace row: r, z, n, then b_n (needed by dr)
+  // workspace row: r, z, n, then b_n = h_{t-1}·W_hnᵀ + b_hn (needed by dr). A driver may keep
+  // only r, z, n and hand backward a recomputed b_n (ForwardRow/BackwardRow::n_hh): one more
+  // [rows, H]×[H, H] product instead of a quarter of the workspace (the CPU sequence driver).
   static constexpr int64_t workspace_cols(int64_t H) { return 4 * H; }
+  static constexpr int64_t recurrent_n_col(int64_t H) { return 3 * H; }
   // gradient row: d(pre-activation) on the h side for r, z, n (the n column is scaled by r),
   // then the x side's n column. The x side's gradient is columns [0,2H) and [3H,4H).
   static constexpr int64_t grad_cols(int64_t H) { return 4 * H; }
@@ -39,7 +42,7 @@ struct GruCell {
       r.ws[j] = rg;
       r.ws[H + j] = z;
       r.ws[2 * H + j] = n;
-      r.ws[3 * H + j] = b_n;
+      if (r.n_hh) r.n_hh[j] = b_n;
     }
     r.h_out[j] = n + z * (r.h_prev[j] - n);
   }
@@ -49,7 +52,7 @@ struct GruCell {
     const T rg = r.ws[j];
     const T z = r.ws[H + j];
     const T n = r.ws[2 * H + j];
-    const T b_n = r.ws[3 * H + j];
+    const T b_n = r.n_hh[j];
     const T dh = r.dy[j] + r.dh[j];
     const T dn_pre = dh * (T(1) - z) * (T(1) - n * n);
     r.dg[j] = dn_pre * b_n * rg * (T(1) - rg);

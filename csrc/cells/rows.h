@@ -19,6 +19,7 @@ struct ForwardRow {
   T* h_out;         // out: the new hidden state (before any projection)
   const T* ln = nullptr;  // LayerNorm cells: their packed LN gains and biases
   T eps = T(0);           // LayerNorm cells: the variance epsilon
+  T* n_hh = nullptr;      // GRU: where b_n is saved for backward; null: not saved (recomputed)
 };
 
 template <typename T>
@@ -31,7 +32,8 @@ struct BackwardRow {
                     // part of dL/dh_{t-1} that bypasses W_hh
   T* dc;            // in: dL/dc_t from step t+1; out: dL/dc_{t-1}
   T* dg;            // out: gradient columns (Cell::grad_cols), see the cell for their layout
-  const T* ln = nullptr;  // LayerNorm cells: their packed LN gains and biases
+  const T* ln = nullptr;    // LayerNorm cells: their packed LN gains and biases
+  const T* n_hh = nullptr;  // GRU: b_n of this row and step, saved or recomputed
 };
 
 // A gradient a row-wise cell leaves to the driver as a column reduction over all rows:

@@ -40,6 +40,12 @@ struct CpuDriver {
   static at::ScalarType workspace_dtype(at::ScalarType input) { return input; }
   static constexpr bool kLeanInference = true;
   static constexpr bool kStridedGradRows = true;
+  // The sequence driver recomputes a GRU's b_n in backward, chunk by chunk (recurrence.h): its
+  // workspace row is 3H instead of 4H. The single-step path (one step, no regularisers: the cell
+  // ops) keeps it, since there the product would cost more than the B·H floats it saves.
+  static bool recomputes_recurrent_n(const LayerShape& s, const MaskArgs& masks) {
+    return s.steps != 1 || masks.any();
+  }
 
   template <typename Cell>
   static void forward(const LayerShape& s, const Tensor& x, const LayerParams& p, bool reverse,

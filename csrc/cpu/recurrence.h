@@ -38,6 +38,17 @@ inline int64_t row_grain(int64_t elements_per_row) {
   return std::max<int64_t>(1, kMinElementsPerChunk / std::max<int64_t>(1, elements_per_row));
 }
 
+// Whether a workspace of W columns leaves out a GRU's b_n (CpuDriver::recomputes_recurrent_n
+// chose its width): backward then recomputes it chunk by chunk.
+template <typename Cell>
+bool recomputes_recurrent_n(int64_t H, int64_t W) {
+  if constexpr (HasRecurrentN<Cell>::value) {
+    return W == Cell::recurrent_n_col(H);
+  } else {
+    return false;
+  }
+}
+
 // Runs body(b0, b1) on blocks of rows, one block per thread. Row b at step t reads only row b
 // of the previous step, so rows are independent over the whole sequence: each thread runs the
 // entire time loop on its own block (its GEMMs, pointwise work and state) with no
@@ -114,6 +125,7 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
 
   std::vector<T> gh(static_cast<size_t>(B * GH));
   std::vector<T> h_masked(reg.rec_mask ? static_cast<size_t>(B * P) : 0);
+  const bool n_hh_saved = !recomputes_recurrent_n<Cell>(H, W);
   const FixedRightOperand<T> recurrent(true, B, GH, P, w.w_hh, P, s.steps());
   std::unique_ptr<FixedRightOperand<T>> projection;
   if (proj) projection = std::make_unique<FixedRightOperand<T>>(true, B, P, H, w.w_hr, H, s.steps());
@@ -123,8 +135,8 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
       const int64_t t = s.time_at(step, reverse), off = s.offsets[t];
       const int64_t b1 = std::min(block_end, s.batch_sizes[t]);
       if (b1 <= b0) continue;  // this block's rows are not active at step t
-      const ForwardStep<T> fs{out.ws, gh.data(), w.b_ih, w.b_hh, out.h, out.c, out.y,
-                              off,    W,         H,      P,      proj,  w.ln,  w.eps};
+      const ForwardStep<T> fs{out.ws, gh.data(), w.b_ih, w.b_hh, out.h, out.c, out.y, off, W,
+                              H,      P,         proj,   w.ln,   w.eps, n_hh_saved};
       const T* h_in = out.h + b0 * P;
       if (reg.rec_mask) {  // W_hh sees h_{t-1}·d; the cell's own uses of h_{t-1} do not
         T* dst = h_masked.data() + b0 * P;
@@ -244,17 +256,95 @@ inline std::pair<int64_t, int64_t> step_rows(const Schedule& s, int64_t step0, i
 // LayerNorm cells 4-20% slower.
 constexpr int64_t kPlainCopyMinWidth = 256;
 
+// Where the h_{t-1} rows of a chunk's packed rows [r0, r1) lie, for an unpacked batch without
+// recurrent dropout: y one step back, or h0 at the first step -- at most two runs of rows.
+template <typename T>
+struct HPrevRun {
+  int64_t begin, end;  // packed rows
+  const T* h_prev;     // h_{t-1} of row `begin`; the run's rows follow P apart
+};
+
+template <typename T>
+std::vector<HPrevRun<T>> h_prev_runs(const Schedule& s, bool reverse, const BackwardInputs<T>& in,
+                                     int64_t P, int64_t r0, int64_t r1) {
+  const int64_t N = s.rows_total, B = s.batch;
+  const int64_t y_begin = reverse ? 0 : B, y_end = reverse ? N - B : N;
+  const int64_t y_shift = reverse ? B : -B;
+  const int64_t h0_begin = reverse ? N - B : 0;
+  std::vector<HPrevRun<T>> runs;
+  const int64_t a0 = std::max(r0, y_begin), a1 = std::min(r1, y_end);
+  if (a1 > a0) runs.push_back({a0, a1, in.y + (a0 + y_shift) * P});
+  const int64_t c0 = std::max(r0, h0_begin), c1 = std::min(r1, h0_begin + B);
+  if (c1 > c0) runs.push_back({c0, c1, in.h0 + (c0 - h0_begin) * P});
+  return runs;
+}
+
+// The same rows gathered into h_prev [r1 - r0, P] as W_hh saw them (times the recurrent dropout
+// mask): packed batches, where a step's rows follow the previous step's fewer or more rows.
+template <typename T>
+void gather_h_prev(const Schedule& s, bool reverse, const BackwardInputs<T>& in,
+                   const Regularizers<T>& reg, int64_t P, int64_t r0, int64_t r1,
+                   std::vector<T>& h_prev) {
+  h_prev.resize(static_cast<size_t>((r1 - r0) * P));
+  for (int64_t t = 0; t < s.steps(); ++t) {
+    if (s.offsets[t] < r0 || s.offsets[t] >= r1) continue;  // not a step of this chunk
+    const int64_t tp = s.previous(t, reverse);
+    const int64_t carried = tp >= 0 ? std::min(s.batch_sizes[tp], s.batch_sizes[t]) : 0;
+    T* dst = h_prev.data() + (s.offsets[t] - r0) * P;
+    if (carried) std::memcpy(dst, in.y + s.offsets[tp] * P, sizeof(T) * carried * P);
+    std::memcpy(dst + carried * P, in.h0 + carried * P,
+                sizeof(T) * (s.batch_sizes[t] - carried) * P);
+    if (reg.rec_mask) {  // W_hh saw h_{t-1}·d
+      for (int64_t q = 0; q < s.batch_sizes[t] * P; ++q) dst[q] *= reg.rec_mask[q];
+    }
+  }
+}
+
+// A GRU's b_n = h_{t-1}·W_hnᵀ + b_hn for a chunk's rows [r0, r1), into n_hh [r1 - r0, H]: what
+// its forward computed and the workspace does not keep (W_hn: W_hh's third block of H rows).
+// Packed or masked batches gather h_{t-1} into h_prev, which the chunk's dW_hh then reuses
+// (returns true).
+template <typename T>
+bool recompute_recurrent_n(const Schedule& s, const LayerWeights<T>& w, bool reverse,
+                           const BackwardInputs<T>& in, const Regularizers<T>& reg, int64_t r0,
+                           int64_t r1, std::vector<T>& h_prev, T* n_hh) {
+  const int64_t H = w.hidden_size, P = w.proj_size;
+  const T* w_hn = w.w_hh + 2 * H * P;
+  bool gathered = false;
+  if (s.uniform && !reg.rec_mask) {
+    for (const HPrevRun<T>& run : h_prev_runs(s, reverse, in, P, r0, r1)) {
+      gemm<T>(false, true, run.end - run.begin, H, P, T(1), run.h_prev, P, w_hn, P, T(0),
+              n_hh + (run.begin - r0) * H, H);
+    }
+  } else {
+    gather_h_prev(s, reverse, in, reg, P, r0, r1, h_prev);
+    gemm<T>(false, true, r1 - r0, H, P, T(1), h_prev.data(), P, w_hn, P, T(0), n_hh, H);
+    gathered = true;
+  }
+  if (w.b_hh) {
+    const T* b_hn = w.b_hh + 2 * H;
+    at::parallel_for(0, r1 - r0, row_grain(H), [&](int64_t begin, int64_t end) {
+      for (int64_t row = begin; row < end; ++row) {
+        T* dst = n_hh + row * H;
+        FUSEDRNN_INDEPENDENT_ITERATIONS
+        for (int64_t j = 0; j < H; ++j) dst[j] += b_hn[j];
+      }
+    });
+  }
+  return gathered;
+}
+
 // One chunk's share of the whole-sequence gradients, from its gradient rows dg = rows [r0, r1):
 // its rows of dX, and its terms of dW_ih, dW_hh and the biases (added to the earlier chunks'
-// unless first). h_prev is scratch for gathered h_{t-1} rows, plain_cols for plain copies of
-// gradient columns.
+// unless first). h_prev is scratch for gathered h_{t-1} rows (already holding this chunk's when
+// h_prev_ready), plain_cols for plain copies of gradient columns.
 template <typename Cell, typename T>
 void chunk_gradients(const Schedule& s, const LayerWeights<T>& w, bool reverse,
                      const BackwardInputs<T>& in, const BackwardOutputs<T>& out,
                      const Regularizers<T>& reg, T* dg, int64_t r0, int64_t r1, bool first,
-                     std::vector<T>& h_prev, std::vector<T>& plain_cols) {
-  const int64_t H = w.hidden_size, P = w.proj_size, I = w.input_size, N = s.rows_total;
-  const int64_t GH = Cell::kGates * H, GC = Cell::grad_cols(H), W = in.ws_cols, B = s.batch;
+                     std::vector<T>& h_prev, bool h_prev_ready, std::vector<T>& plain_cols) {
+  const int64_t H = w.hidden_size, P = w.proj_size, I = w.input_size;
+  const int64_t GH = Cell::kGates * H, GC = Cell::grad_cols(H), W = in.ws_cols;
   const int64_t rows = r1 - r0;
   const T beta = first ? T(0) : T(1);
   if constexpr (Cell::kLayerNorm) {
@@ -329,36 +419,14 @@ void chunk_gradients(const Schedule& s, const LayerWeights<T>& w, bool reverse,
   // dW_hh += Σ dG_tᵀ·h_{t-1} over the chunk. Unpacked: h_{t-1} is y one step back, or h0 at the
   // first step, so at most two GEMMs on views. Packed or masked: gather the rows first.
   if (s.uniform && !reg.rec_mask) {
-    // rows that read y and where their h_{t-1} row lies; the rest read h0
-    const int64_t y_begin = reverse ? 0 : B, y_end = reverse ? N - B : N;
-    const int64_t y_shift = reverse ? B : -B;
-    const int64_t h0_begin = reverse ? N - B : 0;
-    const int64_t a0 = std::max(r0, y_begin), a1 = std::min(r1, y_end);
     T b = beta;
-    if (a1 > a0) {
-      gemm<T>(true, false, GH, P, a1 - a0, T(1), dg_h + (a0 - r0) * ld_h, ld_h,
-              in.y + (a0 + y_shift) * P, P, b, out.dw_hh, P);
+    for (const HPrevRun<T>& run : h_prev_runs(s, reverse, in, P, r0, r1)) {
+      gemm<T>(true, false, GH, P, run.end - run.begin, T(1), dg_h + (run.begin - r0) * ld_h, ld_h,
+              run.h_prev, P, b, out.dw_hh, P);
       b = T(1);
     }
-    const int64_t c0 = std::max(r0, h0_begin), c1 = std::min(r1, h0_begin + B);
-    if (c1 > c0) {
-      gemm<T>(true, false, GH, P, c1 - c0, T(1), dg_h + (c0 - r0) * ld_h, ld_h,
-              in.h0 + (c0 - h0_begin) * P, P, b, out.dw_hh, P);
-    }
   } else {
-    h_prev.resize(static_cast<size_t>(rows * P));
-    for (int64_t t = 0; t < s.steps(); ++t) {
-      if (s.offsets[t] < r0 || s.offsets[t] >= r1) continue;  // not a step of this chunk
-      const int64_t tp = s.previous(t, reverse);
-      const int64_t carried = tp >= 0 ? std::min(s.batch_sizes[tp], s.batch_sizes[t]) : 0;
-      T* dst = h_prev.data() + (s.offsets[t] - r0) * P;
-      if (carried) std::memcpy(dst, in.y + s.offsets[tp] * P, sizeof(T) * carried * P);
-      std::memcpy(dst + carried * P, in.h0 + carried * P,
-                  sizeof(T) * (s.batch_sizes[t] - carried) * P);
-      if (reg.rec_mask) {  // W_hh saw h_{t-1}·d
-        for (int64_t q = 0; q < s.batch_sizes[t] * P; ++q) dst[q] *= reg.rec_mask[q];
-      }
-    }
+    if (!h_prev_ready) gather_h_prev(s, reverse, in, reg, P, r0, r1, h_prev);
     gemm<T>(true, false, GH, P, rows, T(1), dg_h, ld_h, h_prev.data(), P, beta, out.dw_hh, P);
   }
 }
@@ -411,10 +479,16 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
   }
   std::vector<T> h_prev;  // packed or masked: h_{t-1} rows of a chunk gathered for dW_hh
   std::vector<T> plain_cols;  // a chunk's x- or h-side gradient columns, made plain for oneDNN
+  // a GRU's b_n for the chunk's rows, when the workspace left it out
+  const bool recompute_n = recomputes_recurrent_n<Cell>(H, W);
+  const std::unique_ptr<T[]> n_hh(recompute_n ? new T[static_cast<size_t>(chunks.max_rows * H)]
+                                              : nullptr);
 
   for (int64_t k = chunks.count() - 1; k >= 0; --k) {
     const int64_t step0 = chunks.first_step[k], step1 = chunks.first_step[k + 1];
     const auto [r0, r1] = step_rows(s, step0, step1, reverse);
+    const bool h_prev_ready =
+        recompute_n && recompute_recurrent_n(s, w, reverse, in, reg, r0, r1, h_prev, n_hh.get());
     for_row_blocks(s, [&](int64_t b0, int64_t block_end) {
       for (int64_t step = step1 - 1; step >= step0; --step) {
         const int64_t t = s.time_at(step, reverse), off = s.offsets[t];
@@ -441,7 +515,9 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
                                  w.ln,
                                  reg.zoned_cell_col,
                                  r0,
-                                 proj || regularized ? -1 : in.dy_ld};
+                                 proj || regularized ? -1 : in.dy_ld,
+                                 n_hh.get(),
+                                 r0};
         if (proj) {
           T* total = dh_total.data() + (off + b0) * P;
           const T* carried = out.dh + b0 * P;
@@ -504,7 +580,7 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
       }
     });
     chunk_gradients<Cell>(s, w, reverse, in, out, reg, dg, r0, r1, k + 1 == chunks.count(),
-                          h_prev, plain_cols);
+                          h_prev, h_prev_ready, plain_cols);
   }
   if (proj) {
     gemm<T>(true, false, P, H, N, T(1), dh_total.data(), P, in.ws + raw_hidden_col<Cell>(H), W,
