@@ -84,7 +84,6 @@ struct ForwardStep {
   bool projected;
   const T* ln = nullptr;  // LayerNorm cells only
   T eps = T(0);
-  bool n_hh_saved = true;  // GRU: b_n kept in the workspace row (else recomputed in backward)
 };
 
 template <typename Cell, typename T>
@@ -100,8 +99,8 @@ FUSEDRNN_HOST_DEVICE ForwardRow<T> forward_row(const ForwardStep<T>& s, int64_t 
   r.h_out = s.projected ? r.ws + raw_hidden_col<Cell>(H) : s.y + (s.offset + b) * s.proj_size;
   r.ln = s.ln;
   r.eps = s.eps;
-  if constexpr (HasRecurrentN<Cell>::value) {
-    r.n_hh = s.n_hh_saved ? r.ws + Cell::recurrent_n_col(H) : nullptr;
+  if constexpr (HasRecurrentN<Cell>::value) {  // a row that ends before b_n does not save it
+    r.n_hh = s.ws_cols > Cell::recurrent_n_col(H) ? r.ws + Cell::recurrent_n_col(H) : nullptr;
   }
   return r;
 }
@@ -124,8 +123,8 @@ struct BackwardStep {
   int64_t zoned_cell_col = -1;  // with zoneout on c: where c_{t-1} was saved
   int64_t dg_row0 = 0;          // the packed row that dg's first row belongs to
   int64_t dy_ld = -1;           // dy's row stride when not projected; -1: P (contiguous)
-  const T* n_hh = nullptr;      // GRU: recomputed b_n rows [rows held, H] from packed row
-  int64_t n_hh_row0 = 0;        // n_hh_row0 on; null: b_n was saved in the workspace row
+  const T* n_hh = nullptr;      // GRU: recomputed b_n, [rows held, H] (null: in the workspace)
+  int64_t n_hh_row0 = 0;        // the packed row that n_hh's first row belongs to
 };
 
 template <typename Cell, typename T>

@@ -125,7 +125,6 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
 
   std::vector<T> gh(static_cast<size_t>(B * GH));
   std::vector<T> h_masked(reg.rec_mask ? static_cast<size_t>(B * P) : 0);
-  const bool n_hh_saved = !recomputes_recurrent_n<Cell>(H, W);
   const FixedRightOperand<T> recurrent(true, B, GH, P, w.w_hh, P, s.steps());
   std::unique_ptr<FixedRightOperand<T>> projection;
   if (proj) projection = std::make_unique<FixedRightOperand<T>>(true, B, P, H, w.w_hr, H, s.steps());
@@ -135,8 +134,8 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
       const int64_t t = s.time_at(step, reverse), off = s.offsets[t];
       const int64_t b1 = std::min(block_end, s.batch_sizes[t]);
       if (b1 <= b0) continue;  // this block's rows are not active at step t
-      const ForwardStep<T> fs{out.ws, gh.data(), w.b_ih, w.b_hh, out.h, out.c, out.y, off, W,
-                              H,      P,         proj,   w.ln,   w.eps, n_hh_saved};
+      const ForwardStep<T> fs{out.ws, gh.data(), w.b_ih, w.b_hh, out.h, out.c, out.y,
+                              off,    W,         H,      P,      proj,  w.ln,  w.eps};
       const T* h_in = out.h + b0 * P;
       if (reg.rec_mask) {  // W_hh sees h_{t-1}·d; the cell's own uses of h_{t-1} do not
         T* dst = h_masked.data() + b0 * P;
@@ -279,6 +278,12 @@ std::vector<HPrevRun<T>> h_prev_runs(const Schedule& s, bool reverse, const Back
   return runs;
 }
 
+// Whether those runs hold a chunk's h_{t-1} rows; else gather_h_prev copies them.
+template <typename T>
+bool h_prev_in_place(const Schedule& s, const Regularizers<T>& reg) {
+  return s.uniform && !reg.rec_mask;
+}
+
 // The same rows gathered into h_prev [r1 - r0, P] as W_hh saw them (times the recurrent dropout
 // mask): packed batches, where a step's rows follow the previous step's fewer or more rows.
 template <typename T>
@@ -302,24 +307,20 @@ void gather_h_prev(const Schedule& s, bool reverse, const BackwardInputs<T>& in,
 
 // A GRU's b_n = h_{t-1}·W_hnᵀ + b_hn for a chunk's rows [r0, r1), into n_hh [r1 - r0, H]: what
 // its forward computed and the workspace does not keep (W_hn: W_hh's third block of H rows).
-// Packed or masked batches gather h_{t-1} into h_prev, which the chunk's dW_hh then reuses
-// (returns true).
+// h_prev: the chunk's gathered h_{t-1} rows, or null where they lie in place (h_prev_runs).
 template <typename T>
-bool recompute_recurrent_n(const Schedule& s, const LayerWeights<T>& w, bool reverse,
-                           const BackwardInputs<T>& in, const Regularizers<T>& reg, int64_t r0,
-                           int64_t r1, std::vector<T>& h_prev, T* n_hh) {
+void recompute_recurrent_n(const Schedule& s, const LayerWeights<T>& w, bool reverse,
+                           const BackwardInputs<T>& in, int64_t r0, int64_t r1, const T* h_prev,
+                           T* n_hh) {
   const int64_t H = w.hidden_size, P = w.proj_size;
   const T* w_hn = w.w_hh + 2 * H * P;
-  bool gathered = false;
-  if (s.uniform && !reg.rec_mask) {
+  if (h_prev) {
+    gemm<T>(false, true, r1 - r0, H, P, T(1), h_prev, P, w_hn, P, T(0), n_hh, H);
+  } else {
     for (const HPrevRun<T>& run : h_prev_runs(s, reverse, in, P, r0, r1)) {
       gemm<T>(false, true, run.end - run.begin, H, P, T(1), run.h_prev, P, w_hn, P, T(0),
               n_hh + (run.begin - r0) * H, H);
     }
-  } else {
-    gather_h_prev(s, reverse, in, reg, P, r0, r1, h_prev);
-    gemm<T>(false, true, r1 - r0, H, P, T(1), h_prev.data(), P, w_hn, P, T(0), n_hh, H);
-    gathered = true;
   }
   if (w.b_hh) {
     const T* b_hn = w.b_hh + 2 * H;
@@ -331,18 +332,17 @@ bool recompute_recurrent_n(const Schedule& s, const LayerWeights<T>& w, bool rev
       }
     });
   }
-  return gathered;
 }
 
 // One chunk's share of the whole-sequence gradients, from its gradient rows dg = rows [r0, r1):
 // its rows of dX, and its terms of dW_ih, dW_hh and the biases (added to the earlier chunks'
-// unless first). h_prev is scratch for gathered h_{t-1} rows (already holding this chunk's when
-// h_prev_ready), plain_cols for plain copies of gradient columns.
+// unless first). h_prev holds the chunk's gathered h_{t-1} rows, or is null where they lie in
+// place (h_prev_runs); plain_cols is scratch for plain copies of gradient columns.
 template <typename Cell, typename T>
 void chunk_gradients(const Schedule& s, const LayerWeights<T>& w, bool reverse,
-                     const BackwardInputs<T>& in, const BackwardOutputs<T>& out,
-                     const Regularizers<T>& reg, T* dg, int64_t r0, int64_t r1, bool first,
-                     std::vector<T>& h_prev, bool h_prev_ready, std::vector<T>& plain_cols) {
+                     const BackwardInputs<T>& in, const BackwardOutputs<T>& out, T* dg,
+                     int64_t r0, int64_t r1, bool first, const T* h_prev,
+                     std::vector<T>& plain_cols) {
   const int64_t H = w.hidden_size, P = w.proj_size, I = w.input_size;
   const int64_t GH = Cell::kGates * H, GC = Cell::grad_cols(H), W = in.ws_cols;
   const int64_t rows = r1 - r0;
@@ -417,17 +417,16 @@ void chunk_gradients(const Schedule& s, const LayerWeights<T>& w, bool reverse,
   }
 
   // dW_hh += Σ dG_tᵀ·h_{t-1} over the chunk. Unpacked: h_{t-1} is y one step back, or h0 at the
-  // first step, so at most two GEMMs on views. Packed or masked: gather the rows first.
-  if (s.uniform && !reg.rec_mask) {
+  // first step, so at most two GEMMs on views. Packed or masked: on the gathered rows.
+  if (h_prev) {
+    gemm<T>(true, false, GH, P, rows, T(1), dg_h, ld_h, h_prev, P, beta, out.dw_hh, P);
+  } else {
     T b = beta;
     for (const HPrevRun<T>& run : h_prev_runs(s, reverse, in, P, r0, r1)) {
       gemm<T>(true, false, GH, P, run.end - run.begin, T(1), dg_h + (run.begin - r0) * ld_h, ld_h,
               run.h_prev, P, b, out.dw_hh, P);
       b = T(1);
     }
-  } else {
-    if (!h_prev_ready) gather_h_prev(s, reverse, in, reg, P, r0, r1, h_prev);
-    gemm<T>(true, false, GH, P, rows, T(1), dg_h, ld_h, h_prev.data(), P, beta, out.dw_hh, P);
   }
 }
 
@@ -477,7 +476,7 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
     dh_gemm.resize(static_cast<size_t>(B * P));
     if (reg.zoneout_c) dc_kept.resize(static_cast<size_t>(B * H));
   }
-  std::vector<T> h_prev;  // packed or masked: h_{t-1} rows of a chunk gathered for dW_hh
+  std::vector<T> h_prev;  // packed or masked: a chunk's h_{t-1} rows, gathered once per chunk
   std::vector<T> plain_cols;  // a chunk's x- or h-side gradient columns, made plain for oneDNN
   // a GRU's b_n for the chunk's rows, when the workspace left it out
   const bool recompute_n = recomputes_recurrent_n<Cell>(H, W);
@@ -487,8 +486,12 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
   for (int64_t k = chunks.count() - 1; k >= 0; --k) {
     const int64_t step0 = chunks.first_step[k], step1 = chunks.first_step[k + 1];
     const auto [r0, r1] = step_rows(s, step0, step1, reverse);
-    const bool h_prev_ready =
-        recompute_n && recompute_recurrent_n(s, w, reverse, in, reg, r0, r1, h_prev, n_hh.get());
+    const T* chunk_h_prev = nullptr;  // null: in place (h_prev_runs)
+    if (!h_prev_in_place(s, reg)) {
+      gather_h_prev(s, reverse, in, reg, P, r0, r1, h_prev);
+      chunk_h_prev = h_prev.data();
+    }
+    if (recompute_n) recompute_recurrent_n(s, w, reverse, in, r0, r1, chunk_h_prev, n_hh.get());
     for_row_blocks(s, [&](int64_t b0, int64_t block_end) {
       for (int64_t step = step1 - 1; step >= step0; --step) {
         const int64_t t = s.time_at(step, reverse), off = s.offsets[t];
@@ -579,8 +582,8 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
         }
       }
     });
-    chunk_gradients<Cell>(s, w, reverse, in, out, reg, dg, r0, r1, k + 1 == chunks.count(),
-                          h_prev, h_prev_ready, plain_cols);
+    chunk_gradients<Cell>(s, w, reverse, in, out, dg, r0, r1, k + 1 == chunks.count(),
+                          chunk_h_prev, plain_cols);
   }
   if (proj) {
     gemm<T>(true, false, P, H, N, T(1), dh_total.data(), P, in.ws + raw_hidden_col<Cell>(H), W,
