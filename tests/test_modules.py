@@ -331,6 +331,21 @@ def test_parity_small_batches_with_odd_widths(kind, batch):
     check_parity(ref, fused, torch.randn(batch, 9, 7), initial_state(kind, ref, batch, torch.float32))
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_parity_one_or_two_rows_per_step(kind, batch):
+    # one or two rows per step take small_gemm's few-rows path: gate panels of up to 128 columns
+    # (4·40 = 128 + 32, 3·40 = 120 in one), and blocks of one or two vectors that sum odd and
+    # even steps of k apart (dh's product of k = 4·40 or 3·40, x's of k = 13 with an odd last)
+    ref, fused = make_pair(kind, 13, 40, num_layers=2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the whole batch on one thread, as at batch 1
+    try:
+        check_parity(ref, fused, torch.randn(17, batch, 13), initial_state(kind, ref, batch, torch.float32))
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_parity_when_threads_split_a_steps_columns(kind):
     # a batch too small for a block of rows per thread: with 2+ threads the per-step product of

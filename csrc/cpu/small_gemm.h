@@ -27,25 +27,51 @@ using Vec16 = Lanes<float>;
 
 // rows [0, R) × columns [j0, j0 + 16·NV) of C. Never inlined: inlined into small_gemm, GCC kept
 // the 1-row block's accumulators on the stack (an LSTM of batch 1 ran 1.6x slower).
+// Step p of the k loop into one set of accumulators.
+template <int R, int NV>
+inline void multiply_add_step(const float* a, int64_t lda, const float* bt_row, int64_t p,
+                              Vec16 (&acc)[R][NV]) {
+  Vec16 w[NV];
+  for (int q = 0; q < NV; ++q) {
+    w[q] = load_lanes(bt_row + 16 * q);
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+    // Keeps the vector in a register. Left alone, GCC folds the load into each row's FMA and
+    // loads it R times: load-bound at half the FMA rate (50 against 94 GFLOP/s measured).
+    asm("" : "+v"(w[q]));
+#endif
+  }
+  for (int i = 0; i < R; ++i) {
+    const float s = a[i * lda + p];
+    for (int q = 0; q < NV; ++q) acc[i][q] += s * w[q];
+  }
+}
+
+// Independent accumulator sets over alternate steps of k: a block of one or two vectors (one
+// row of a batch-1 backward's dh, H = 32) would otherwise wait on one FMA's latency per step.
+// Single-threaded on the 2-core AMD EPYC (Zen 4), 1 × 32 × 128: 157 against 98 ns; wider blocks
+// already hold enough independent sums (1 × 64 × 32 in two sets: 7% slower).
+template <int R, int NV>
+constexpr int accumulator_sets() {
+  return R * NV <= 2 ? 2 : 1;
+}
+
 template <int R, int NV>
 [[gnu::noinline]] void block(const float* a, int64_t lda, const float* bt, int64_t ldbt, int64_t n, int64_t k,
            float beta, float* c, int64_t ldc, int64_t j0) {
+  constexpr int S = accumulator_sets<R, NV>();
   Vec16 acc[R][NV] = {};
-  for (int64_t p = 0; p < k; ++p) {
-    Vec16 w[NV];
-    for (int q = 0; q < NV; ++q) {
-      w[q] = load_lanes(bt + p * ldbt + j0 + 16 * q);
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-      // Keeps the vector in a register. Left alone, GCC folds the load into each row's FMA and
-      // loads it R times: load-bound at half the FMA rate (50 against 94 GFLOP/s measured).
-      asm("" : "+v"(w[q]));
-#endif
+  int64_t p = 0;
+  if constexpr (S == 2) {
+    Vec16 odd[R][NV] = {};
+    for (; p + 2 <= k; p += 2) {
+      multiply_add_step<R, NV>(a, lda, bt + p * ldbt + j0, p, acc);
+      multiply_add_step<R, NV>(a, lda, bt + (p + 1) * ldbt + j0, p + 1, odd);
     }
     for (int i = 0; i < R; ++i) {
-      const float s = a[i * lda + p];
-      for (int q = 0; q < NV; ++q) acc[i][q] += s * w[q];
+      for (int q = 0; q < NV; ++q) acc[i][q] += odd[i][q];
     }
   }
+  for (; p < k; ++p) multiply_add_step<R, NV>(a, lda, bt + p * ldbt + j0, p, acc);
   for (int i = 0; i < R; ++i) {
     for (int q = 0; q < NV; ++q) {
       // Spelled this way on purpose: computing the partial vector's width before this test (one
@@ -101,12 +127,38 @@ void panel(int64_t m, const float* a, int64_t lda, const float* bt, int64_t ldbt
   }
 }
 
+// All columns [j0, j0 + 16·NV) of C for one or two rows.
+template <int NV>
+void few_rows_panel(int64_t m, const float* a, int64_t lda, const float* bt, int64_t ldbt,
+                    int64_t n, int64_t k, float beta, float* c, int64_t ldc, int64_t j0) {
+  if (m == 2) return block<2, NV>(a, lda, bt, ldbt, n, k, beta, c, ldc, j0);
+  block<1, NV>(a, lda, bt, ldbt, n, k, beta, c, ldc, j0);
+}
+
 }  // namespace small_gemm_detail
 
 inline void small_gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
                        const float* bt, int64_t ldbt, float beta, float* c, int64_t ldc) {
   using namespace small_gemm_detail;
   const int64_t padded = small_gemm_ld(n);  // Bt holds zeros up to here (or more columns)
+  if (m <= 2 && padded > 64) {
+    // One or two rows (batch 1 or 2) load as many Bt vectors as they do FMAs: panels of up to
+    // 128 columns keep more loads in flight per step of k than two of 64. Single-threaded on the
+    // 2-core AMD EPYC, 1 × 128 × 32 (an LSTM's forward at batch 1, H = 32): 92 against 101 ns.
+    for (int64_t j0 = 0; j0 < padded; j0 += 128) {
+      switch (std::min<int64_t>(8, (padded - j0) / 16)) {
+        case 8: few_rows_panel<8>(m, a, lda, bt, ldbt, n, k, beta, c, ldc, j0); break;
+        case 7: few_rows_panel<7>(m, a, lda, bt, ldbt, n, k, beta, c, ldc, j0); break;
+        case 6: few_rows_panel<6>(m, a, lda, bt, ldbt, n, k, beta, c, ldc, j0); break;
+        case 5: few_rows_panel<5>(m, a, lda, bt, ldbt, n, k, beta, c, ldc, j0); break;
+        case 4: few_rows_panel<4>(m, a, lda, bt, ldbt, n, k, beta, c, ldc, j0); break;
+        case 3: few_rows_panel<3>(m, a, lda, bt, ldbt, n, k, beta, c, ldc, j0); break;
+        case 2: few_rows_panel<2>(m, a, lda, bt, ldbt, n, k, beta, c, ldc, j0); break;
+        default: few_rows_panel<1>(m, a, lda, bt, ldbt, n, k, beta, c, ldc, j0); break;
+      }
+    }
+    return;
+  }
   for (int64_t j0 = 0; j0 < padded; j0 += 64) {
     switch (std::min<int64_t>(4, (padded - j0) / 16)) {
       case 4: panel<4>(m, a, lda, bt, ldbt, n, k, beta, c, ldc, j0); break;
