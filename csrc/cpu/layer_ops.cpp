@@ -3,6 +3,7 @@
 #include <ATen/Dispatch.h>
 
 #include "../layer_ops.h"
+#include "huge_pages.h"
 #include "recurrence.h"
 
 namespace fusedrnn {
@@ -50,6 +51,7 @@ struct CpuDriver {
   template <typename Cell>
   static void forward(const LayerShape& s, const Tensor& x, const LayerParams& p, bool reverse,
                       Tensor& y, Tensor& h, Tensor& c, Tensor& ws, bool save) {
+    advise_huge_pages(ws.data_ptr(), ws.nbytes());  // untouched so far: at::empty
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fusedrnn_layer_forward", [&] {
       const ForwardBuffers<Cell, scalar_t> out{y.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(),
                                                mut_ptr_or_null<scalar_t>(c),
