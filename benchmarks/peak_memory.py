@@ -76,7 +76,11 @@ else:
 # warm second step would reuse the first step's pages and show little growth on either side.
 # A fixed 128 KiB threshold maps every large buffer on its own and unmaps it when freed: the
 # resident set then follows the live allocations, and its peak is the step's peak.
-_CHILD_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
+# fusedrnn's buffer pool (csrc/cpu/buffer_pool.h) is off for the same reason: its idle blocks
+# would sit in the resident set before the step and hide the step's own growth. With the pool on
+# (the default) the step's peak is the same, and those blocks stay resident between steps.
+_CHILD_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072",
+              "FUSEDRNN_KEEP_MB": "0"}
 
 
 def peak_mib(side: str, kind: str, shape: tuple[int, ...], upstream: str) -> float:

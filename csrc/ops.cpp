@@ -16,6 +16,8 @@
 // n pre-activation h_{t-1}·W_hnᵀ + b_hn, which its backward recomputes.
 #include <torch/library.h>
 
+#include "cpu/buffer_pool.h"
+
 TORCH_LIBRARY(fusedrnn, m) {
   m.def(
       "lstm_layer(Tensor x, Tensor h0, Tensor c0, Tensor w_ih, Tensor w_hh, Tensor? b_ih, "
@@ -104,4 +106,9 @@ TORCH_LIBRARY(fusedrnn, m) {
       "conv1d_backward(Tensor grad_y, Tensor x, Tensor weight, Tensor y, Tensor preactivation, "
       "int stride, int dilation, int pad_left, int pad_right, int activation, bool batch_first, "
       "bool has_bias, bool x_grad) -> (Tensor grad_x, Tensor grad_weight, Tensor grad_bias)");
+  // Bytes that the CPU buffer pool holds idle now (csrc/cpu/buffer_pool.h); no tensor argument,
+  // so one kernel for every device.
+  m.def("cpu_buffer_pool_idle_bytes() -> int", [] {
+    return static_cast<int64_t>(fusedrnn::cpu::pool_idle_bytes());
+  });
 }

@@ -3,7 +3,7 @@
 #include <ATen/Dispatch.h>
 
 #include "../layer_ops.h"
-#include "huge_pages.h"
+#include "buffer_pool.h"
 #include "recurrence.h"
 
 namespace fusedrnn {
@@ -39,6 +39,10 @@ struct CpuDriver {
   }
 
   static at::ScalarType workspace_dtype(at::ScalarType input) { return input; }
+  // kept for the next call once backward has freed it (buffer_pool.h)
+  static Tensor empty_workspace(at::IntArrayRef sizes, const at::TensorOptions& options) {
+    return pooled_empty(sizes, options);
+  }
   static constexpr bool kLeanInference = true;
   static constexpr bool kStridedGradRows = true;
   // The sequence driver recomputes a GRU's b_n in backward, chunk by chunk (recurrence.h): its
@@ -51,7 +55,6 @@ struct CpuDriver {
   template <typename Cell>
   static void forward(const LayerShape& s, const Tensor& x, const LayerParams& p, bool reverse,
                       Tensor& y, Tensor& h, Tensor& c, Tensor& ws, bool save) {
-    advise_huge_pages(ws.data_ptr(), ws.nbytes());  // untouched so far: at::empty
     AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fusedrnn_layer_forward", [&] {
       const ForwardBuffers<Cell, scalar_t> out{y.data_ptr<scalar_t>(), h.data_ptr<scalar_t>(),
                                                mut_ptr_or_null<scalar_t>(c),

@@ -20,6 +20,7 @@
 #include "../cells/ln_lstm.h"
 #include "../cells/rnn.h"
 #include "../driver_common.h"
+#include "buffer_pool.h"
 #include "cell_forward.h"
 #include "driver_buffers.h"
 #include "gemm.h"
@@ -455,7 +456,7 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
   }
   const BackwardChunks chunks(s, reverse, GC, bounds_gradient_buffer<Cell>() ? P : 0);
   // every entry is written by the step passes: no zero fill (a memset per call)
-  const std::unique_ptr<T[]> dg_buffer(new T[static_cast<size_t>(chunks.max_rows * GC)]);
+  const PooledArray<T> dg_buffer(static_cast<size_t>(chunks.max_rows * GC));
   T* const dg = dg_buffer.get();
   std::vector<T> zeros(static_cast<size_t>(std::max(H, P)), T(0));
   std::vector<T> dh_total, dh_raw;  // projection only: dL/dy_t + carried dL/dh_t, and through W_hr
@@ -480,8 +481,7 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
   std::vector<T> plain_cols;  // a chunk's x- or h-side gradient columns, made plain for oneDNN
   // a GRU's b_n for the chunk's rows, when the workspace left it out
   const bool recompute_n = recomputes_recurrent_n<Cell>(H, W);
-  const std::unique_ptr<T[]> n_hh(recompute_n ? new T[static_cast<size_t>(chunks.max_rows * H)]
-                                              : nullptr);
+  const PooledArray<T> n_hh(recompute_n ? static_cast<size_t>(chunks.max_rows * H) : 0);
 
   for (int64_t k = chunks.count() - 1; k >= 0; --k) {
     const int64_t step0 = chunks.first_step[k], step1 = chunks.first_step[k + 1];

@@ -301,6 +301,10 @@ struct CudaDriver {
     return input == at::kHalf || input == at::kBFloat16 ? at::kFloat : input;
   }
 
+  static Tensor empty_workspace(at::IntArrayRef sizes, const at::TensorOptions& options) {
+    return at::empty(sizes, options);
+  }
+
   // The kernels always write the full workspace row (inference too).
   static constexpr bool kLeanInference = false;
   static constexpr bool kStridedGradRows = false;
