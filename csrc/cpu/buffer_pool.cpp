@@ -6,10 +6,10 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/from_blob.h>
 #include <c10/util/Exception.h>
+#include <c10/util/accumulate.h>
 
 #include <cstdlib>
 #include <mutex>
-#include <string>
 #include <vector>
 
 #include "huge_pages.h"
@@ -98,7 +98,6 @@ class Pool {
     std::lock_guard<std::mutex> lock(mutex_);
     return idle_bytes_;
   }
-  size_t cap() const { return cap_; }
 
  private:
   const size_t cap_;
@@ -117,12 +116,10 @@ Pool& pool() {
 void* pool_take(size_t bytes, size_t* granted) { return pool().take(bytes, granted); }
 void pool_give(void* block, size_t granted) { pool().give(block, granted); }
 size_t pool_idle_bytes() { return pool().idle_bytes(); }
-size_t pool_cap_bytes() { return pool().cap(); }
 
 at::Tensor pooled_empty(at::IntArrayRef sizes, const at::TensorOptions& options) {
-  int64_t count = 1;
-  for (const int64_t n : sizes) count *= n;
-  const size_t bytes = static_cast<size_t>(count) * c10::elementSize(c10::typeMetaToScalarType(options.dtype()));
+  const size_t bytes = static_cast<size_t>(c10::multiply_integers(sizes)) *
+                       c10::elementSize(c10::typeMetaToScalarType(options.dtype()));
   if (bytes < kMinPooledBytes) return at::empty(sizes, options);
   size_t granted = 0;
   void* data = pool_take(bytes, &granted);

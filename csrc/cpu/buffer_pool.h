@@ -27,9 +27,8 @@ constexpr size_t kMinPooledBytes = size_t(1) << 20;
 void* pool_take(size_t bytes, size_t* granted);
 // Gives back a block from pool_take with the size it granted; kept idle, or freed past the cap.
 void pool_give(void* block, size_t granted);
-// Idle bytes held now, and the cap (FUSEDRNN_KEEP_MB, read once).
+// Idle bytes held now.
 size_t pool_idle_bytes();
-size_t pool_cap_bytes();
 
 // at::empty on the CPU, from the pool when the tensor is 1 MiB or more. Only for tensors the
 // library keeps to itself (a forward's workspace, saved for backward): the storage cannot be
@@ -40,9 +39,9 @@ at::Tensor pooled_empty(at::IntArrayRef sizes, const at::TensorOptions& options)
 template <typename T>
 class PooledArray {
  public:
-  explicit PooledArray(size_t n) : bytes_(n * sizeof(T)) {
-    if (bytes_ >= kMinPooledBytes) {
-      data_ = static_cast<T*>(pool_take(bytes_, &granted_));
+  explicit PooledArray(size_t n) {
+    if (n * sizeof(T) >= kMinPooledBytes) {
+      data_ = static_cast<T*>(pool_take(n * sizeof(T), &granted_));
     } else if (n) {
       data_ = new T[n];
     }
@@ -59,7 +58,7 @@ class PooledArray {
   T* get() const { return data_; }
 
  private:
-  size_t bytes_, granted_ = 0;
+  size_t granted_ = 0;  // nonzero: the block came from the pool
   T* data_ = nullptr;
 };
 

@@ -25,8 +25,6 @@ namespace small_gemm_detail {
 
 using Vec16 = Lanes<float>;
 
-// rows [0, R) × columns [j0, j0 + 16·NV) of C. Never inlined: inlined into small_gemm, GCC kept
-// the 1-row block's accumulators on the stack (an LSTM of batch 1 ran 1.6x slower).
 // Step p of the k loop into one set of accumulators.
 template <int R, int NV>
 inline void multiply_add_step(const float* a, int64_t lda, const float* bt_row, int64_t p,
@@ -55,6 +53,8 @@ constexpr int accumulator_sets() {
   return R * NV <= 2 ? 2 : 1;
 }
 
+// rows [0, R) × columns [j0, j0 + 16·NV) of C. Never inlined: inlined into small_gemm, GCC kept
+// the 1-row block's accumulators on the stack (an LSTM of batch 1 ran 1.6x slower).
 template <int R, int NV>
 [[gnu::noinline]] void block(const float* a, int64_t lda, const float* bt, int64_t ldbt, int64_t n, int64_t k,
            float beta, float* c, int64_t ldc, int64_t j0) {
