@@ -8,7 +8,9 @@ y.sum().backward()) and prints the minimum and median. --after-torch runs torch.
 same input before each timed step, as `fusedrnn bench` interleaves them. --against VAR=VALUE runs
 every other process with that environment variable set (for example FUSEDRNN_KEEP_MB=0, the
 buffer pool off) and reports the ratio of the two sides' medians over processes; processes
-alternate so that a change in the host's load falls on both sides.
+alternate so that a change in the host's load falls on both sides. To compare two builds, run it
+without --against in alternating processes with PYTHONPATH set to each build's checkout (for
+example a `git worktree` of the earlier commit, built in place).
 """
 
 import argparse
@@ -24,8 +26,11 @@ kind, mode, after = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 B, T, I, H, steps = map(int, sys.argv[4:9])
 torch.set_num_threads(2)
 torch.manual_seed(0)
-ref = getattr(torch.nn, kind)(I, H)
-module = getattr(fusedrnn, kind).from_torch(ref)
+if after:
+    ref = getattr(torch.nn, kind)(I, H)
+    module = getattr(fusedrnn, kind).from_torch(ref)
+else:  # any fusedrnn layer, the LayerNorm ones too
+    module = getattr(fusedrnn, kind)(I, H)
 x = torch.randn(T, B, I, requires_grad=(mode == "train"))
 
 
@@ -65,7 +70,8 @@ def run(args, env) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--kind", default="LSTM", choices=("LSTM", "GRU", "RNN"))
+    parser.add_argument("--kind", default="LSTM",
+                        choices=("LSTM", "GRU", "RNN", "LayerNormLSTM", "LayerNormGRU"))
     parser.add_argument("--shape", type=int, nargs=4, default=(16, 200, 32, 64),
                         metavar=("B", "T", "I", "H"))
     parser.add_argument("--infer", action="store_true", help="time inference steps instead")
@@ -76,6 +82,8 @@ def main() -> None:
     parser.add_argument("--against", metavar="VAR=VALUE",
                         help="an environment setting for every other process")
     args = parser.parse_args()
+    if args.after_torch and args.kind.startswith("LayerNorm"):
+        parser.error("--after-torch needs a layer that torch.nn has (LSTM, GRU or RNN)")
     sides = {"default": dict(os.environ)}
     if args.against:
         name, _, value = args.against.partition("=")
