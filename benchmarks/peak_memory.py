@@ -3,8 +3,8 @@
     python benchmarks/peak_memory.py [--upstream sum|dense]
 
 Each measurement runs in a fresh process: one warm-up step at the measured size first (so that
-one-time costs of either side, such as oneDNN's JIT kernels and primitive cache or fusedrnn's
-kept scratch buffer, are not charged to the step), then the growth of the peak resident set over
+one-time costs of either side, such as oneDNN's JIT kernels and primitive cache, are not
+charged to the step), then the growth of the peak resident set over
 the resident set before the measured step, with glibc told to return large buffers when freed
 (see _CHILD_ENV). The peak is reset through /proc/self/clear_refs
 (Linux); without it the script falls back to ru_maxrss after a warm-up on a tiny input. Resident

@@ -1,5 +1,6 @@
 #include "gemm.h"
 
+#include "buffer_pool.h"
 #include "parallel_blocks.h"
 #include "small_gemm.h"
 #include "transpose.h"
@@ -81,21 +82,14 @@ bool worth_onednn(int64_t m, int64_t n, int64_t k) {
   return blas().onednn_matmul && m * n * k >= kMinOneDnnWork;
 }
 
-// A buffer of at least `count` floats, kept by the calling thread for its next call, or nullptr
-// above 64 MB (the caller then allocates for itself). A fresh allocation of a few MB per call
-// comes back from the kernel as new pages: at B 16, T 200, H 64 an LSTM forward took 1,700 page
-// faults (2.8 ms) per call that way.
-float* kept_scratch(int64_t count) {
-  constexpr int64_t kMaxKeptFloats = int64_t(16) << 20;
-  thread_local std::unique_ptr<float[]> kept;
-  thread_local int64_t kept_count = 0;
-  if (count > kMaxKeptFloats) return nullptr;
-  if (count > kept_count) {
-    kept.reset(new float[count]);
-    kept_count = count;
-  }
-  return kept.get();
-}
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// A product into a column block of a wider matrix goes through a plain staging block of about
+// this many floats (1 MiB), in blocks of rows, each copied out while it is still in cache. It
+// replaced a whole-product buffer that each thread kept for its next call (up to 64 MB, held for
+// the life of the thread and outside FUSEDRNN_KEEP_MB); inference speed was unchanged (LSTM at
+// the four batched shapes of the bench, alternating processes).
+constexpr int64_t kStagingFloats = int64_t(1) << 18;
 
 // ATen's mkldnn_matmul copies an operand that is neither contiguous nor a transposed contiguous
 // matrix (a column block of a wider one, as GRU's input-side gradient columns are) before
@@ -168,18 +162,23 @@ void gemm<float>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
     if (plain_layout(false, m, n, ldc)) return onednn_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     if (beta == 0.0f) {
       // C is a column block of a wider matrix (the input projection into the workspace's gate
-      // columns): oneDNN into a contiguous buffer, then rows copied in parallel. Against the
-      // BLAS writing C in place: LSTM inference at B 64, T 50, H 256 0.73x -> 0.93x torch.nn.
-      std::unique_ptr<float[]> own;
-      float* tmp = kept_scratch(m * n);
-      if (!tmp) {
-        own.reset(new float[m * n]);
-        tmp = own.get();
+      // columns): oneDNN into a plain staging block, then its rows copied out in parallel.
+      // Against the BLAS writing C in place: LSTM inference at B 64, T 50, H 256 0.73x -> 0.93x
+      // torch.nn. A block has enough rows for oneDNN to pay (kMinOneDnnWork), otherwise about
+      // kStagingFloats.
+      const int64_t block_rows = std::min(m, std::max(ceil_div(kMinOneDnnWork, n * k),
+                                                      kStagingFloats / n));
+      const PooledArray<float> staging(static_cast<size_t>(block_rows * n));
+      for (int64_t r0 = 0; r0 < m; r0 += block_rows) {
+        const int64_t rows = std::min(block_rows, m - r0);
+        onednn_gemm(ta, tb, rows, n, k, alpha, a + (ta ? r0 : r0 * lda), lda, b, ldb, 0.0f,
+                    staging.get(), n);
+        at::parallel_for(0, rows, 64, [&](int64_t q0, int64_t q1) {
+          for (int64_t r = q0; r < q1; ++r) {
+            std::memcpy(c + (r0 + r) * ldc, staging.get() + r * n, sizeof(float) * n);
+          }
+        });
       }
-      onednn_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, 0.0f, tmp, n);
-      at::parallel_for(0, m, 64, [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) std::memcpy(c + r * ldc, tmp + r * n, sizeof(float) * n);
-      });
       return;
     }
   }
