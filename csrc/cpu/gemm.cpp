@@ -38,13 +38,21 @@ using onednn_matmul_fn = void (*)(const at::Tensor&, const at::Tensor&, const at
                                   float);
 constexpr const char* kOneDnnMatmulSymbol = "_ZN2at6native13mkldnn_matmulERKNS_6TensorES3_S3_ff";
 
+// MKL's per-thread thread count, C interface (mkl_set_num_threads_local in mkl.h; the lowercase
+// symbol is the Fortran one, which takes a pointer): returns the previous count, 0 meaning the
+// global setting. Absent where torch links another BLAS.
+using set_threads_local_fn = int (*)(int);
+
 struct Blas {
   onednn_matmul_fn onednn_matmul = nullptr;
   sgemm_fn sgemm = nullptr;
   dgemm_fn dgemm = nullptr;
+  set_threads_local_fn set_threads_local = nullptr;
   Blas() {
     sgemm = reinterpret_cast<sgemm_fn>(dlsym(RTLD_DEFAULT, "sgemm_"));
     dgemm = reinterpret_cast<dgemm_fn>(dlsym(RTLD_DEFAULT, "dgemm_"));
+    set_threads_local =
+        reinterpret_cast<set_threads_local_fn>(dlsym(RTLD_DEFAULT, "MKL_Set_Num_Threads_Local"));
     const char* choice = std::getenv("FUSEDRNN_BLAS");  // "mkl": the BLAS only (comparisons)
     if (!(choice && std::string(choice) == "mkl")) {
       onednn_matmul = reinterpret_cast<onednn_matmul_fn>(dlsym(RTLD_DEFAULT, kOneDnnMatmulSymbol));
@@ -113,13 +121,24 @@ bool worth_reduced_precision(bool allowed, int64_t m, int64_t n, int64_t k) {
   return allowed && m * n * k >= kMinReducedPrecisionWork;
 }
 
+// Below this many multiply-adds a product runs on the calling thread. MKL otherwise opens an
+// OpenMP region even for a 2×24×4 product: a GRUCell call at batch 2, H 8 took 18 µs with it and
+// 11 µs with MKL_NUM_THREADS=1. A thread hand-off pays from about 2^16 multiply-adds per thread
+// (parallel_blocks.h).
+constexpr int64_t kMinThreadedBlasWork = int64_t(1) << 17;
+
 template <typename F, typename T>
 void fortran_gemm(F fn, bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
                   int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
   // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: swap the operands.
   const int im = static_cast<int>(n), in = static_cast<int>(m), ik = static_cast<int>(k);
   const int ilda = static_cast<int>(ldb), ildb = static_cast<int>(lda), ildc = static_cast<int>(ldc);
+  const auto set_threads = blas().set_threads_local;
+  // (inside a parallel region MKL runs on the calling thread anyway)
+  const bool serial = set_threads && m * n * k < kMinThreadedBlasWork && !at::in_parallel_region();
+  const int previous = serial ? set_threads(1) : 0;
   fn(tb ? "T" : "N", ta ? "T" : "N", &im, &in, &ik, &alpha, b, &ilda, a, &ildb, &beta, c, &ildc);
+  if (serial) set_threads(previous);
 }
 
 // out[p, j] = op(B)[p, j] for the k×n matrix op(B), threads taking blocks of 16 rows p; a
