@@ -1,9 +1,11 @@
-// What the C++ autograd registrations share (csrc/cell_autograd.cpp, csrc/conv1d_autograd.cpp):
+// What the C++ autograd registrations share (csrc/cell_autograd.cpp, layer_autograd.cpp,
+// conv1d_autograd.cpp):
 // the autograd Function types and a lookup of the registered ops, which both halves of every
 // Function call through the dispatcher.
 #pragma once
 
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/ops/zeros_like.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
 
@@ -20,6 +22,25 @@ using torch::autograd::variable_list;
 inline c10::OperatorHandle find_op(const char* name) {
   return c10::Dispatcher::singleton().findSchemaOrThrow(name, "");
 }
+
+// The backward needs the workspace that only a train=True forward keeps ([rows, cols], where an
+// Elman cell's or layer's may have no columns); a train=False forward returns a 1-D empty one.
+inline void check_workspace(const Tensor& ws, const char* op) {
+  TORCH_CHECK(ws.dim() == 2, op,
+              ": backward needs the workspace, but the forward op ran with train=False; call it "
+              "with train=True (the fusedrnn.ops wrappers do this whenever an input requires grad)");
+}
+
+// An output that received no gradient arrives undefined; the backward ops want zeros.
+inline Tensor or_zeros(const Tensor& grad, const Tensor& like) {
+  return grad.defined() ? grad : at::zeros_like(like);
+}
+
+inline bool has(const OptTensor& t) { return t.has_value() && t->defined(); }
+
+// An optional argument as a saved tensor (undefined when absent), and back.
+inline Tensor saved(const OptTensor& t) { return has(t) ? *t : Tensor(); }
+inline OptTensor optional(const Tensor& t) { return t.defined() ? OptTensor(t) : std::nullopt; }
 
 }  // namespace autograd_glue
 }  // namespace fusedrnn

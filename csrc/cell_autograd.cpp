@@ -1,33 +1,17 @@
 // Autograd of the single-step cell ops (lstm_cell, gru_cell, rnn_cell), registered in C++.
 //
-// The layer ops register their autograd from Python (fusedrnn/ops.py), as pytorch/extension-cpp
-// does. The cells (and conv1d, csrc/conv1d_autograd.cpp) are the exception because a decoder
-// calls one once per step: torch.library's Python autograd wrapper costs about 70 µs per forward
-// call and as much again in backward (measured on the 2-core CI machine at batch 32, H 128), more
-// than the step's arithmetic. The C++ torch::autograd::Function below does the same bookkeeping
-// in a few microseconds. Both halves still call the registered ops through the dispatcher, so
-// fake kernels, torch.compile and the CUDA kernels see exactly the ops they see from Python.
+// A decoder calls a cell once per step: torch.library's Python autograd wrapper cost about 70 µs
+// per forward call and as much again in backward (measured on the 2-core CI machine at batch 32,
+// H 128), more than the step's arithmetic. The C++ torch::autograd::Function below does the same
+// bookkeeping in a few microseconds. Both halves still call the registered ops through the
+// dispatcher, so fake kernels, torch.compile and the CUDA kernels see exactly the ops they see
+// from Python. The layer ops do the same (csrc/layer_autograd.cpp).
 #include "autograd_glue.h"
 
 namespace fusedrnn {
 namespace {
 
 using namespace autograd_glue;
-
-// The backward needs the workspace that only a train=True forward keeps ([rows, cols], where an
-// Elman cell's may have no columns); a train=False forward returns a 1-D empty one.
-void check_workspace(const Tensor& ws, const char* op) {
-  TORCH_CHECK(ws.dim() == 2, op,
-              ": backward needs the workspace, but the forward op ran with train=False; call it "
-              "with train=True (the fusedrnn.ops wrappers do this whenever an input requires grad)");
-}
-
-// An output that received no gradient arrives undefined; the backward ops want zeros.
-Tensor or_zeros(const Tensor& grad, const Tensor& like) {
-  return grad.defined() ? grad : at::zeros_like(like);
-}
-
-bool has(const OptTensor& t) { return t.has_value() && t->defined(); }
 
 struct LstmCellFunction : torch::autograd::Function<LstmCellFunction> {
   static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& hx,

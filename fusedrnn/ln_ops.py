@@ -1,4 +1,5 @@
-"""Typed wrappers, fake kernels and autograd for the LayerNorm layer ops (ln_lstm_layer, ln_gru_layer).
+"""Typed wrappers and fake kernels for the LayerNorm layer ops (ln_lstm_layer, ln_gru_layer); their
+autograd is registered in C++ (csrc/layer_autograd.cpp).
 
 `ln` packs a layer's LayerNorm gains and biases in one vector, in the order of the cell headers
 (csrc/cells/ln_lstm.h, ln_gru.h): LSTM γ_ih, β_ih, γ_hh, β_hh (4H each), γ_c, β_c (H each); GRU
@@ -13,13 +14,10 @@ from torch import Tensor
 
 from .ops import (
     _bias_grad_fake,
-    _check_workspace,
     _fake_workspace,
     _grad_x_fake,
     _layer_rows,
     _needs_grad,
-    _or_none,
-    _or_zeros,
 )
 
 _ops = torch.ops.fusedrnn
@@ -63,32 +61,6 @@ def _ln_lstm_backward_fake(grad_y, grad_h_n, grad_c_n, x, h0, c0, w_ih, w_hh, ln
     )
 
 
-def _ln_lstm_setup(ctx, inputs, output):
-    ctx.set_materialize_grads(False)  # no zero tensors for unused outputs (the workspace is big)
-    x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse, _eps, _train, *masks = inputs
-    ctx.reverse = reverse
-    ctx.has_bias = (b_ih is not None, b_hh is not None)
-    ctx.n_masks = len(masks)
-    ctx.save_for_backward(x, h0, c0, w_ih, w_hh, ln, batch_sizes, output[0], output[3], *masks)
-
-
-def _ln_lstm_backward(ctx, grad_y, grad_h_n, grad_c_n, _grad_workspace):
-    x, h0, c0, w_ih, w_hh, ln, batch_sizes, y, workspace, *masks = ctx.saved_tensors
-    _check_workspace(workspace, "ln_lstm_layer")
-    g = _ops.ln_lstm_layer_backward(
-        _or_zeros(grad_y, y), _or_zeros(grad_h_n, h0), _or_zeros(grad_c_n, c0), x, h0, c0, w_ih,
-        w_hh, ln, batch_sizes, y, workspace, ctx.reverse, any(ctx.has_bias), *masks,
-        x_grad=ctx.needs_input_grad[0],
-    )
-    has_b_ih, has_b_hh = ctx.has_bias
-    return (_or_none(g[0], ctx.needs_input_grad[0]), g[1], g[2], g[3], g[4],
-            g[5] if has_b_ih else None, g[6] if has_b_hh else None,
-            g[7], None, None, None, None, *(None,) * ctx.n_masks)
-
-
-torch.library.register_autograd("fusedrnn::ln_lstm_layer", _ln_lstm_backward, setup_context=_ln_lstm_setup)
-
-
 def ln_lstm_layer(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,
                   b_hh: Tensor | None, ln: Tensor, batch_sizes: Tensor | None = None,
                   reverse: bool = False, eps: float = 1e-5, rec_mask: Tensor | None = None,
@@ -127,31 +99,6 @@ def _ln_gru_backward_fake(grad_y, grad_h_n, x, h0, w_ih, w_hh, ln, batch_sizes, 
         _bias_grad_fake(x, w_ih.shape[0], has_bias), _bias_grad_fake(x, w_ih.shape[0], has_bias),
         ln.new_empty(ln.shape),
     )
-
-
-def _ln_gru_setup(ctx, inputs, output):
-    ctx.set_materialize_grads(False)  # no zero tensors for unused outputs (the workspace is big)
-    x, h0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse, _eps, _train, *masks = inputs
-    ctx.reverse = reverse
-    ctx.has_bias = (b_ih is not None, b_hh is not None)
-    ctx.n_masks = len(masks)
-    ctx.save_for_backward(x, h0, w_ih, w_hh, ln, batch_sizes, output[0], output[2], *masks)
-
-
-def _ln_gru_backward(ctx, grad_y, grad_h_n, _grad_workspace):
-    x, h0, w_ih, w_hh, ln, batch_sizes, y, workspace, *masks = ctx.saved_tensors
-    _check_workspace(workspace, "ln_gru_layer")
-    g = _ops.ln_gru_layer_backward(
-        _or_zeros(grad_y, y), _or_zeros(grad_h_n, h0), x, h0, w_ih, w_hh, ln, batch_sizes, y,
-        workspace, ctx.reverse, any(ctx.has_bias), *masks, x_grad=ctx.needs_input_grad[0],
-    )
-    has_b_ih, has_b_hh = ctx.has_bias
-    return (_or_none(g[0], ctx.needs_input_grad[0]), g[1], g[2], g[3],
-            g[4] if has_b_ih else None, g[5] if has_b_hh else None, g[6],
-            None, None, None, None, *(None,) * ctx.n_masks)
-
-
-torch.library.register_autograd("fusedrnn::ln_gru_layer", _ln_gru_backward, setup_context=_ln_gru_setup)
 
 
 def ln_gru_layer(x: Tensor, h0: Tensor, w_ih: Tensor, w_hh: Tensor, b_ih: Tensor | None,

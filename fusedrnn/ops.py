@@ -1,8 +1,10 @@
-"""Typed wrappers around the fusedrnn custom ops, with their fake kernels and autograd.
+"""Typed wrappers around the fusedrnn custom ops, with their fake kernels.
 
 Each forward op returns a workspace that is filled only when it is called with train=True; the
 wrappers ask for it exactly when autograd will need it. The backward of every op is itself a
-registered op, so torch.compile and torch.export trace through training steps.
+registered op, so torch.compile and torch.export trace through training steps. Autograd is
+registered in C++ (csrc/layer_autograd.cpp, cell_autograd.cpp, conv1d_autograd.cpp): torch.library's
+Python wrapper cost each call more than a whole small step.
 """
 
 from __future__ import annotations
@@ -42,24 +44,6 @@ def _needs_grad(*tensors: Tensor | None) -> bool:
 def _grad_x_fake(x: Tensor, x_grad: bool) -> Tensor:
     # a layer backward op called with x_grad=False returns an empty grad_x
     return x.new_empty(x.shape if x_grad else (0,))
-
-
-def _or_none(grad: Tensor, wanted: bool) -> Tensor | None:
-    return grad if wanted else None
-
-
-def _or_zeros(grad: Tensor | None, like: Tensor) -> Tensor:
-    return torch.zeros_like(like) if grad is None else grad
-
-
-def _check_workspace(workspace: Tensor, op: str) -> None:
-    # train=True keeps [rows, cols] (an Elman layer's may have no columns: y is its workspace)
-    if workspace.dim() != 2:
-        raise RuntimeError(
-            f"fusedrnn::{op}: backward needs the workspace, but the forward op ran with "
-            "train=False; call it with train=True (the fusedrnn.ops wrappers do this whenever an "
-            "input requires grad)"
-        )
 
 
 def _layer_rows(x: Tensor, batch_sizes: Tensor | None) -> int:
@@ -109,40 +93,6 @@ def _lstm_layer_backward_fake(
         _bias_grad_fake(x, w_ih.shape[0], has_bias),
         w_hr.new_empty(w_hr.shape) if w_hr is not None else x.new_empty((0,)),
     )
-
-
-def _lstm_layer_setup(ctx, inputs, output):
-    ctx.set_materialize_grads(False)  # no zero tensors for unused outputs (the workspace is big)
-    x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, _, *masks = inputs
-    ctx.reverse = reverse
-    ctx.has_bias = (b_ih is not None, b_hh is not None)
-    ctx.has_proj = w_hr is not None
-    ctx.n_masks = len(masks)
-    ctx.save_for_backward(x, h0, c0, w_ih, w_hh, w_hr, batch_sizes, output[0], output[3], *masks)
-
-
-def _lstm_layer_backward(ctx, grad_y, grad_h_n, grad_c_n, _grad_workspace):
-    x, h0, c0, w_ih, w_hh, w_hr, batch_sizes, y, workspace, *masks = ctx.saved_tensors
-    _check_workspace(workspace, "lstm_layer")
-    g = _ops.lstm_layer_backward(
-        _or_zeros(grad_y, y), _or_zeros(grad_h_n, h0), _or_zeros(grad_c_n, c0), x, h0, c0, w_ih,
-        w_hh, w_hr, batch_sizes, y, workspace, ctx.reverse, any(ctx.has_bias), *masks,
-        x_grad=ctx.needs_input_grad[0],
-    )
-    has_b_ih, has_b_hh = ctx.has_bias
-    return (
-        _or_none(g[0], ctx.needs_input_grad[0]), g[1], g[2], g[3], g[4],
-        g[5] if has_b_ih else None,
-        g[6] if has_b_hh else None,
-        g[7] if ctx.has_proj else None,
-        None, None, None,
-        *(None,) * ctx.n_masks,  # the masks are constants
-    )
-
-
-torch.library.register_autograd(
-    "fusedrnn::lstm_layer", _lstm_layer_backward, setup_context=_lstm_layer_setup
-)
 
 
 def lstm_layer(
@@ -215,45 +165,9 @@ def _hidden_layer_backward_shapes(cell, grad_y, grad_h_n, x, h0, w_ih, w_hh, bat
     )
 
 
-def _hidden_layer_setup(ctx, inputs, output):
-    ctx.set_materialize_grads(False)  # no zero tensors for unused outputs (the workspace is big)
-    x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, *rest = inputs
-    ctx.reverse = reverse
-    # rest: [relu,] train, then the masks (rec_mask, zoneout_h) when given
-    flags = [r for r in rest if isinstance(r, bool)]
-    masks = rest[len(flags):]
-    ctx.extra_flags = tuple(flags[:-1])  # rnn: (relu,)
-    ctx.n_masks = len(masks)
-    ctx.has_bias = (b_ih is not None, b_hh is not None)
-    # a GRU's backward recomputes b_n = h·W_hnᵀ + b_hn on the CPU: it needs b_hh
-    ctx.save_for_backward(x, h0, w_ih, w_hh, b_hh, batch_sizes, output[0], output[2], *masks)
-
-
-def _hidden_layer_backward(cell):
-    backward_op = getattr(_ops, f"{cell}_layer_backward")
-
-    def backward(ctx, grad_y, grad_h_n, _grad_workspace):
-        x, h0, w_ih, w_hh, b_hh, batch_sizes, y, workspace, *masks = ctx.saved_tensors
-        _check_workspace(workspace, f"{cell}_layer")
-        g = backward_op(
-            _or_zeros(grad_y, y), _or_zeros(grad_h_n, h0), x, h0, w_ih, w_hh, batch_sizes, y,
-            workspace, ctx.reverse, *ctx.extra_flags, any(ctx.has_bias), *masks,
-            x_grad=ctx.needs_input_grad[0], **({"b_hh": b_hh} if cell == "gru" else {}),
-        )
-        has_b_ih, has_b_hh = ctx.has_bias
-        grads = (_or_none(g[0], ctx.needs_input_grad[0]), g[1], g[2], g[3],
-                 g[4] if has_b_ih else None, g[5] if has_b_hh else None)
-        return grads + (None,) * (2 + len(ctx.extra_flags) + 1 + ctx.n_masks)
-
-    return backward
-
-
 for _cell in ("gru", "rnn"):
     torch.library.register_fake(f"fusedrnn::{_cell}_layer")(_hidden_layer_fake(_cell))
     torch.library.register_fake(f"fusedrnn::{_cell}_layer_backward")(_hidden_layer_backward_fake(_cell))
-    torch.library.register_autograd(
-        f"fusedrnn::{_cell}_layer", _hidden_layer_backward(_cell), setup_context=_hidden_layer_setup
-    )
 
 
 def gru_layer(
@@ -296,8 +210,6 @@ def rnn_layer(
 
 
 # ---- single-step cells ---------------------------------------------------------------------
-# Their autograd is registered in C++ (csrc/cell_autograd.cpp): a decoder calls them every step,
-# and the Python autograd wrapper would cost more than the step itself.
 
 
 @torch.library.register_fake("fusedrnn::lstm_cell")
