@@ -3,6 +3,9 @@ of hx and of every parameter, over the constructor and input options users combi
 
 import copy
 import itertools
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -433,3 +436,31 @@ def test_plain_copies_of_gradient_columns_match_float64(cls, I, H):
         assert err < 1e-4, f"{name}: relative error {err:.2e}"
     err = ((grads[0][0].double() - grads[1][0]).norm() / grads[1][0].norm()).item()
     assert err < 1e-4, f"x: relative error {err:.2e}"
+
+
+INPUT_PER_STEP_CHILD = """
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence
+from tests.test_modules import check_parity_scaled, make_pair
+torch.manual_seed(0)
+for kind in ("lstm", "gru", "rnn_tanh"):
+    for packed in (False, True):
+        ref, fused = make_pair(kind, 7, 24, num_layers=2, bidirectional=True)
+        x = torch.randn(9, 20, 7)
+        if packed:
+            x = pack_padded_sequence(x, torch.randint(1, 10, (20,)).sort(descending=True)[0],
+                                     enforce_sorted=True)
+        check_parity_scaled(ref, fused, x)
+print("ok")
+"""
+
+
+def test_parity_with_the_input_projection_forced_per_step():
+    # FUSEDRNN_INPUT_PER_STEP=1 (comparisons) runs the plain cells' input projection step by
+    # step too, on each thread's rows (csrc/cpu/recurrence.h input_projection_per_step); read
+    # once per process, hence the child
+    env = dict(os.environ, FUSEDRNN_INPUT_PER_STEP="1")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", INPUT_PER_STEP_CHILD], env=env, cwd=root,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]

@@ -107,6 +107,29 @@ void zoneout_row(const Regularizers<T>& reg, int64_t row, int64_t H, const T* h_
   }
 }
 
+// Whether each step's input projection is multiplied by the thread that runs the step's rows,
+// just before their recurrent product, instead of in one GEMM over all steps before the loop.
+// Per step, a thread's rows land in cache right where its cells read them, and a LayerNorm cell
+// normalises them there too; the whole-sequence GEMM writes [N, G·H] floats to memory first,
+// through a staging copy into the wide LayerNorm workspace rows (14H + 3 for the LSTM), and then
+// a pass of its own normalises them. Measured in alternating processes (training steps, per step
+// over all at once): LayerNormLSTM 0.91-0.92x the time at (16, 200, 32, 64) and (32, 100, 64,
+// 128), LayerNormGRU 0.95x at (32, 100, 64, 128); but 1.03-1.04x for LayerNormLSTM with I = H =
+// 256 and 512, 1.15x at batch 1 (one-row products), and 1.00-1.05x for the plain LSTM and GRU,
+// whose whole-sequence GEMM is plain or nearly so (LSTM inference 1.05-1.16x). Float only
+// (small_gemm). FUSEDRNN_INPUT_PER_STEP=0 or 1 forces either way (comparisons).
+template <typename Cell, typename T>
+bool input_projection_per_step(const Schedule& s, int64_t I) {
+  static const int forced = [] {
+    const char* v = std::getenv("FUSEDRNN_INPUT_PER_STEP");
+    return v ? std::atoi(v) : -1;
+  }();
+  if (!std::is_same_v<T, float> || reduced_precision_allowed() || s.steps() < 4) return false;
+  if (forced >= 0) return forced == 1;
+  constexpr int64_t kMinBatch = 8, kMaxInput = 256;
+  return Cell::kLayerNorm && s.batch >= kMinBatch && I < kMaxInput;
+}
+
 template <typename Cell, typename T>
 void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w, bool reverse,
                         const ForwardBuffers<Cell, T>& out, const Regularizers<T>& reg = {}) {
@@ -116,12 +139,18 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
   if constexpr (!Cell::kRowWise) {
     if (single_step_applies(s, w, reg)) return single_step_forward<Cell>(B, x, w, out);
   }
-  // input projection of every step at once, into the gate columns of the workspace
-  gemm<T>(false, true, s.rows_total, GH, I, T(1), x, I, w.w_ih, I, T(0), out.ws, W);
-  if constexpr (Cell::kLayerNorm) {  // input-side LN statistics once for all steps
-    at::parallel_for(0, s.rows_total, row_grain(GH), [&](int64_t begin, int64_t end) {
-      for (int64_t row = begin; row < end; ++row) Cell::normalize_input(out.ws + row * W, H, w.eps);
-    });
+  // The input projection into the gate columns of the workspace: every step's at once, or each
+  // step's rows by the thread that then runs their cells (input_projection_per_step).
+  std::unique_ptr<FixedRightOperand<T>> input_side;
+  if (input_projection_per_step<Cell, T>(s, I)) {
+    input_side = std::make_unique<FixedRightOperand<T>>(true, B, GH, I, w.w_ih, I, s.steps());
+  } else {
+    gemm<T>(false, true, s.rows_total, GH, I, T(1), x, I, w.w_ih, I, T(0), out.ws, W);
+    if constexpr (Cell::kLayerNorm) {  // input-side LN statistics once for all steps
+      at::parallel_for(0, s.rows_total, row_grain(GH), [&](int64_t begin, int64_t end) {
+        for (int64_t row = begin; row < end; ++row) Cell::normalize_input(out.ws + row * W, H, w.eps);
+      });
+    }
   }
 
   std::vector<T> gh(static_cast<size_t>(B * GH));
@@ -144,11 +173,17 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
         for (int64_t k = 0; k < (b1 - b0) * P; ++k) dst[k] = h_in[k] * d[k];
         h_in = dst;
       }
+      if (input_side) {
+        input_side->multiply(b1 - b0, x + (off + b0) * I, I, T(0), out.ws + (off + b0) * W, W);
+      }
       recurrent.multiply(b1 - b0, h_in, P, T(0), gh.data() + b0 * GH, GH);
       at::parallel_for(b0, b1, row_grain(GH), [&](int64_t begin, int64_t end) {
         std::vector<T> c_prev(reg.zoneout_c ? static_cast<size_t>(H) : 0);
         for (int64_t b = begin; b < end; ++b) {
           const ForwardRow<T> r = forward_row<Cell>(fs, b);
+          if constexpr (Cell::kLayerNorm) {
+            if (input_side) Cell::normalize_input(r.ws, H, w.eps);
+          }
           if constexpr (Cell::kHasCellState) {  // zoneout_c is refused for the other cells
             if (reg.zoneout_c) std::memcpy(c_prev.data(), r.c, sizeof(T) * H);
           }
