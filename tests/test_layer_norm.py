@@ -109,11 +109,8 @@ def test_module_matches_reference_when_the_backward_runs_in_chunks(kind, packed,
     # chunks of about 50 rows (csrc/cpu/recurrence.h BackwardChunks): the CPU backward's
     # LN-parameter and bias sums accumulate over chunks of steps, in both directions
     monkeypatch.setenv("FUSEDRNN_BACKWARD_CHUNK_ROWS", "50")
-    lengths = sorted(torch.randint(1, 13, (20,), generator=torch.Generator().manual_seed(2)).tolist(),
-                     reverse=True)
-    lengths[0] = 12
     _check_module_against_reference(kind, 1, True, packed, True, torch.float64, T=12, B=20,
-                                    lengths=lengths)
+                                    lengths=_random_lengths(1, 12, 20, seed=2))
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
@@ -122,11 +119,8 @@ def test_module_matches_reference_with_the_default_gradient_chunks(kind, packed)
     # by default the LayerNorm backwards hold their gradient rows to a quarter of y
     # (csrc/cpu/recurrence.h bounds_gradient_buffer), in chunks of at least 256 rows: 31 steps
     # of 20 rows make two or three chunks, crossed by both directions
-    lengths = sorted(torch.randint(20, 32, (20,), generator=torch.Generator().manual_seed(4)).tolist(),
-                     reverse=True)
-    lengths[0] = 31
     _check_module_against_reference(kind, 1, True, packed, True, torch.float64, T=31, B=20,
-                                    lengths=lengths)
+                                    lengths=_random_lengths(20, 31, 20, seed=4))
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
@@ -136,11 +130,16 @@ def test_module_matches_reference_with_the_input_projection_per_step(kind, packe
     # by the thread that runs the step's rows (csrc/cpu/recurrence.h input_projection_per_step),
     # in both directions of two layers, with 20 rows split between two threads, over a packed
     # batch whose rows drop out step by step
-    lengths = sorted(torch.randint(1, 10, (20,), generator=torch.Generator().manual_seed(5)).tolist(),
-                     reverse=True)
-    lengths[0] = 9
     _check_module_against_reference(kind, 2, True, packed, True, torch.float32, T=9, B=20,
-                                     lengths=lengths, scaled=True)
+                                    lengths=_random_lengths(1, 9, 20, seed=5), scaled=True)
+
+
+def _random_lengths(shortest, T, B, seed):
+    """B sequence lengths in [shortest, T], longest first, the first one T."""
+    gen = torch.Generator().manual_seed(seed)
+    lengths = sorted(torch.randint(shortest, T + 1, (B,), generator=gen).tolist(), reverse=True)
+    lengths[0] = T
+    return lengths
 
 
 def _check_module_against_reference(kind, layers, bidir, packed, bias, dtype, T, B, lengths,
