@@ -95,8 +95,8 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 // A product into a column block of a wider matrix goes through a plain staging block of about
 // this many floats (1 MiB), in blocks of rows, each copied out while it is still in cache. It
 // replaced a whole-product buffer that each thread kept for its next call (up to 64 MB, held for
-// the life of the thread and outside FUSEDRNN_KEEP_MB); inference speed was unchanged (LSTM at
-// the four batched shapes of the bench, alternating processes).
+// the life of the thread and outside FUSEDRNN_KEEP_MB); LSTM training steps, whose forward takes
+// this path, were unchanged within noise (alternating processes at the bench's batched shapes).
 constexpr int64_t kStagingFloats = int64_t(1) << 18;
 
 // ATen's mkldnn_matmul copies an operand that is neither contiguous nor a transposed contiguous
@@ -122,9 +122,9 @@ bool worth_reduced_precision(bool allowed, int64_t m, int64_t n, int64_t k) {
 }
 
 // Below this many multiply-adds a product runs on the calling thread. MKL otherwise opens an
-// OpenMP region even for a 2×24×4 product: a GRUCell call at batch 2, H 8 took 18 µs with it and
-// 11 µs with MKL_NUM_THREADS=1. A thread hand-off pays from about 2^16 multiply-adds per thread
-// (parallel_blocks.h).
+// OpenMP region even for a 2×24×4 product: GRUCell and LSTMCell calls at batch 2, H 8 took
+// 0.79-0.81x the time on the calling thread (alternating processes). A thread hand-off pays from
+// about 2^16 multiply-adds per thread (parallel_blocks.h).
 constexpr int64_t kMinThreadedBlasWork = int64_t(1) << 17;
 
 template <typename F, typename T>
