@@ -117,7 +117,8 @@ struct LnLstmLayerFunction : torch::autograd::Function<LnLstmLayerFunction> {
   }
 };
 
-// GRU, Elman and LayerNorm GRU layers: (x, h0, w_ih, w_hh, b_ih, b_hh, ...) -> (y, h_n, ws)
+// The layers without a cell state (GRU below, then Elman and LayerNorm GRU), one Function each:
+// (x, h0, w_ih, w_hh, b_ih, b_hh, ...) -> (y, h_n, ws)
 struct GruLayerFunction : torch::autograd::Function<GruLayerFunction> {
   static variable_list forward(AutogradContext* ctx, T x, T h0, T w_ih, T w_hh, O b_ih, O b_hh,
                                O batch_sizes, bool reverse, bool train, O rec_mask, O zoneout_h) {
