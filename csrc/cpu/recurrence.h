@@ -24,6 +24,7 @@
 #include "cell_forward.h"
 #include "driver_buffers.h"
 #include "gemm.h"
+#include "pipeline.h"
 #include "reductions.h"
 #include "single_step.h"
 #include "vectorize.h"
@@ -50,6 +51,9 @@ bool recomputes_recurrent_n(int64_t H, int64_t W) {
   }
 }
 
+// for_row_blocks gives each thread at least this many rows
+constexpr int64_t kMinRowsPerThread = 8;
+
 // Runs body(b0, b1) on blocks of rows, one block per thread. Row b at step t reads only row b
 // of the previous step, so rows are independent over the whole sequence: each thread runs the
 // entire time loop on its own block (its GEMMs, pointwise work and state) with no
@@ -58,7 +62,6 @@ bool recomputes_recurrent_n(int64_t H, int64_t W) {
 // block takes them all, and the BLAS's threads and parallel pointwise passes share each step.
 template <typename F>
 void for_row_blocks(const Schedule& s, const F& body) {
-  constexpr int64_t kMinRowsPerThread = 8;
   const int64_t B = s.batch;
   const int64_t blocks =
       at::in_parallel_region() ? 1 : std::min<int64_t>(at::get_num_threads(), B / kMinRowsPerThread);
@@ -88,6 +91,15 @@ void for_row_blocks(const Schedule& s, const F& body) {
   });
 }
 
+// Whether one thread runs a call's steps: too few rows for for_row_blocks to split, and
+// per-step products (rows × G·H × P multiply-adds) too small for for_blocks to (2^16 each).
+template <typename Cell, typename T>
+bool serial_steps(const Schedule& s, const LayerWeights<T>& w) {
+  constexpr int64_t kMaxSerialStepWork = int64_t(1) << 17;
+  return s.batch < 2 * kMinRowsPerThread &&
+         s.batch * Cell::kGates * w.hidden_size * w.proj_size < kMaxSerialStepWork;
+}
+
 // Zoneout after a row's cell: blends the new h (in y) and c with the previous ones.
 template <typename T>
 void zoneout_row(const Regularizers<T>& reg, int64_t row, int64_t H, const T* h_prev, T* h,
@@ -105,6 +117,14 @@ void zoneout_row(const Regularizers<T>& reg, int64_t row, int64_t H, const T* h_
       c_saved[j] = c[j];
     }
   }
+}
+
+// The packed rows [begin, end) that the steps [step0, step1) of one direction occupy.
+inline std::pair<int64_t, int64_t> step_rows(const Schedule& s, int64_t step0, int64_t step1,
+                                             bool reverse) {
+  const int64_t t_lo = std::min(s.time_at(step0, reverse), s.time_at(step1 - 1, reverse));
+  const int64_t t_hi = std::max(s.time_at(step0, reverse), s.time_at(step1 - 1, reverse));
+  return {s.offsets[t_lo], s.offsets[t_hi] + s.batch_sizes[t_hi]};
 }
 
 // Whether each step's input projection is multiplied by the thread that runs the step's rows,
@@ -130,6 +150,22 @@ bool input_projection_per_step(const Schedule& s, int64_t I) {
   return Cell::kLayerNorm && s.batch >= kMinBatch && I < kMaxInput;
 }
 
+// Whether the forward runs its input projection as a two-thread pipeline (pipeline.h), and then
+// in how many chunks of steps: 0 where it does not. As in the backward (pipelined_chunk_rows):
+// where one thread runs the steps alone anyway, the second multiplies chunk k + 1's inputs
+// while the first runs chunk k's steps, instead of both multiplying all steps' inputs first.
+// FUSEDRNN_FORWARD_PIPELINE=0 or 1 turns it off or on wherever two threads and the steps allow.
+template <typename Cell, typename T>
+int64_t forward_pipeline_chunks(const Schedule& s, const LayerWeights<T>& w) {
+  constexpr int64_t kChunks = 8, kMinSteps = 16;
+  const char* env = std::getenv("FUSEDRNN_FORWARD_PIPELINE");
+  const int forced = env ? std::atoi(env) : -1;
+  if (forced == 0 || at::in_parallel_region() || at::get_num_threads() < 2) return 0;
+  if (forced != 1 && !serial_steps<Cell>(s, w)) return 0;
+  const int64_t chunks = std::min(kChunks, s.steps() / kMinSteps);
+  return chunks >= 2 ? chunks : 0;
+}
+
 template <typename Cell, typename T>
 void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w, bool reverse,
                         const ForwardBuffers<Cell, T>& out, const Regularizers<T>& reg = {}) {
@@ -140,17 +176,23 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
     if (single_step_applies(s, w, reg)) return single_step_forward<Cell>(B, x, w, out);
   }
   // The input projection into the gate columns of the workspace: every step's at once, or each
-  // step's rows by the thread that then runs their cells (input_projection_per_step).
+  // step's rows by the thread that then runs their cells (input_projection_per_step), or chunk
+  // by chunk on a second thread while the first runs the steps (forward_pipeline_chunks).
   std::unique_ptr<FixedRightOperand<T>> input_side;
-  if (input_projection_per_step<Cell, T>(s, I)) {
-    input_side = std::make_unique<FixedRightOperand<T>>(true, B, GH, I, w.w_ih, I, s.steps());
-  } else {
-    gemm<T>(false, true, s.rows_total, GH, I, T(1), x, I, w.w_ih, I, T(0), out.ws, W);
+  const bool per_step = input_projection_per_step<Cell, T>(s, I);
+  const int64_t pipelined_chunks = per_step ? 0 : forward_pipeline_chunks<Cell>(s, w);
+  const auto project = [&](int64_t r0, int64_t r1) {  // rows [r0, r1)
+    gemm<T>(false, true, r1 - r0, GH, I, T(1), x + r0 * I, I, w.w_ih, I, T(0), out.ws + r0 * W, W);
     if constexpr (Cell::kLayerNorm) {  // input-side LN statistics once for all steps
-      at::parallel_for(0, s.rows_total, row_grain(GH), [&](int64_t begin, int64_t end) {
+      at::parallel_for(r0, r1, row_grain(GH), [&](int64_t begin, int64_t end) {
         for (int64_t row = begin; row < end; ++row) Cell::normalize_input(out.ws + row * W, H, w.eps);
       });
     }
+  };
+  if (per_step) {
+    input_side = std::make_unique<FixedRightOperand<T>>(true, B, GH, I, w.w_ih, I, s.steps());
+  } else if (!pipelined_chunks) {
+    project(0, s.rows_total);
   }
 
   std::vector<T> gh(static_cast<size_t>(B * GH));
@@ -159,53 +201,66 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
   std::unique_ptr<FixedRightOperand<T>> projection;
   if (proj) projection = std::make_unique<FixedRightOperand<T>>(true, B, P, H, w.w_hr, H, s.steps());
 
-  for_row_blocks(s, [&](int64_t b0, int64_t block_end) {
-    for (int64_t step = 0; step < s.steps(); ++step) {
-      const int64_t t = s.time_at(step, reverse), off = s.offsets[t];
-      const int64_t b1 = std::min(block_end, s.batch_sizes[t]);
-      if (b1 <= b0) continue;  // this block's rows are not active at step t
-      const ForwardStep<T> fs{out.ws, gh.data(), w.b_ih, w.b_hh, out.h, out.c, out.y,
-                              off,    W,         H,      P,      proj,  w.ln,  w.eps};
-      const T* h_in = out.h + b0 * P;
-      if (reg.rec_mask) {  // W_hh sees h_{t-1}·d; the cell's own uses of h_{t-1} do not
-        T* dst = h_masked.data() + b0 * P;
-        const T* d = reg.rec_mask + b0 * P;
-        for (int64_t k = 0; k < (b1 - b0) * P; ++k) dst[k] = h_in[k] * d[k];
-        h_in = dst;
-      }
-      if (input_side) {
-        input_side->multiply(b1 - b0, x + (off + b0) * I, I, T(0), out.ws + (off + b0) * W, W);
-      }
-      recurrent.multiply(b1 - b0, h_in, P, T(0), gh.data() + b0 * GH, GH);
-      at::parallel_for(b0, b1, row_grain(GH), [&](int64_t begin, int64_t end) {
-        std::vector<T> c_prev(reg.zoneout_c ? static_cast<size_t>(H) : 0);
-        for (int64_t b = begin; b < end; ++b) {
-          const ForwardRow<T> r = forward_row<Cell>(fs, b);
-          if constexpr (Cell::kLayerNorm) {
-            if (input_side) Cell::normalize_input(r.ws, H, w.eps);
-          }
-          if constexpr (Cell::kHasCellState) {  // zoneout_c is refused for the other cells
-            if (reg.zoneout_c) std::memcpy(c_prev.data(), r.c, sizeof(T) * H);
-          }
-          if constexpr (Cell::kRowWise) {
-            Cell::forward_row(r, H);
-          } else {
-            cell_forward<Cell>(r, H, 0, H, out.save);
-          }
-          if (reg.zoneout_h || reg.zoneout_c) {
-            zoneout_row(reg, off + b, H, r.h_prev, r.h_out, c_prev.data(), r.c,
-                        r.ws + reg.zoned_cell_col);
-          }
+  const auto run_steps = [&](int64_t step0, int64_t step1) {
+    for_row_blocks(s, [&](int64_t b0, int64_t block_end) {
+      for (int64_t step = step0; step < step1; ++step) {
+        const int64_t t = s.time_at(step, reverse), off = s.offsets[t];
+        const int64_t b1 = std::min(block_end, s.batch_sizes[t]);
+        if (b1 <= b0) continue;  // this block's rows are not active at step t
+        const ForwardStep<T> fs{out.ws, gh.data(), w.b_ih, w.b_hh, out.h, out.c, out.y,
+                                off,    W,         H,      P,      proj,  w.ln,  w.eps};
+        const T* h_in = out.h + b0 * P;
+        if (reg.rec_mask) {  // W_hh sees h_{t-1}·d; the cell's own uses of h_{t-1} do not
+          T* dst = h_masked.data() + b0 * P;
+          const T* d = reg.rec_mask + b0 * P;
+          for (int64_t k = 0; k < (b1 - b0) * P; ++k) dst[k] = h_in[k] * d[k];
+          h_in = dst;
         }
-      });
-      T* y_rows = out.y + (off + b0) * P;
-      if (proj) {
-        projection->multiply(b1 - b0, out.ws + (off + b0) * W + raw_hidden_col<Cell>(H), W,
-                             T(0), y_rows, P);
+        if (input_side) {
+          input_side->multiply(b1 - b0, x + (off + b0) * I, I, T(0), out.ws + (off + b0) * W, W);
+        }
+        recurrent.multiply(b1 - b0, h_in, P, T(0), gh.data() + b0 * GH, GH);
+        at::parallel_for(b0, b1, row_grain(GH), [&](int64_t begin, int64_t end) {
+          std::vector<T> c_prev(reg.zoneout_c ? static_cast<size_t>(H) : 0);
+          for (int64_t b = begin; b < end; ++b) {
+            const ForwardRow<T> r = forward_row<Cell>(fs, b);
+            if constexpr (Cell::kLayerNorm) {
+              if (input_side) Cell::normalize_input(r.ws, H, w.eps);
+            }
+            if constexpr (Cell::kHasCellState) {  // zoneout_c is refused for the other cells
+              if (reg.zoneout_c) std::memcpy(c_prev.data(), r.c, sizeof(T) * H);
+            }
+            if constexpr (Cell::kRowWise) {
+              Cell::forward_row(r, H);
+            } else {
+              cell_forward<Cell>(r, H, 0, H, out.save);
+            }
+            if (reg.zoneout_h || reg.zoneout_c) {
+              zoneout_row(reg, off + b, H, r.h_prev, r.h_out, c_prev.data(), r.c,
+                          r.ws + reg.zoned_cell_col);
+            }
+          }
+        });
+        T* y_rows = out.y + (off + b0) * P;
+        if (proj) {
+          projection->multiply(b1 - b0, out.ws + (off + b0) * W + raw_hidden_col<Cell>(H), W,
+                               T(0), y_rows, P);
+        }
+        std::memcpy(out.h + b0 * P, y_rows, sizeof(T) * (b1 - b0) * P);
       }
-      std::memcpy(out.h + b0 * P, y_rows, sizeof(T) * (b1 - b0) * P);
-    }
-  });
+    });
+  };
+  if (!pipelined_chunks) return run_steps(0, s.steps());
+  // chunk k: steps [k·steps / chunks, (k + 1)·steps / chunks)
+  const auto first_step = [&](int64_t k) { return k * s.steps() / pipelined_chunks; };
+  const int64_t done = produce_and_consume(
+      pipelined_chunks, pipelined_chunks,
+      [&](int64_t k) {
+        const auto [r0, r1] = step_rows(s, first_step(k), first_step(k + 1), reverse);
+        project(r0, r1);
+      },
+      [&](int64_t k) { run_steps(first_step(k), first_step(k + 1)); });
+  run_steps(first_step(done), s.steps());
 }
 
 // Whether a cell's backward holds its gradient buffer to a quarter of y. A GRU's gradient rows
@@ -259,8 +314,8 @@ struct BackwardChunks {
     return ceil_div(N, count);  // chunks of about equal rows
   }
 
-  BackwardChunks(const Schedule& s, bool reverse, int64_t grad_cols, int64_t row_width) {
-    const int64_t target = rows_per_chunk(s.rows_total, grad_cols, row_width);
+  // chunks of consecutive steps of at least `target` rows (the one holding step 0 may have fewer)
+  BackwardChunks(const Schedule& s, bool reverse, int64_t target) {
     first_step.push_back(s.steps());
     int64_t rows = 0;
     for (int64_t step = s.steps() - 1; step >= 0; --step) {
@@ -275,14 +330,6 @@ struct BackwardChunks {
   }
   int64_t count() const { return static_cast<int64_t>(first_step.size()) - 1; }
 };
-
-// The packed rows [begin, end) that the steps [step0, step1) of one direction occupy.
-inline std::pair<int64_t, int64_t> step_rows(const Schedule& s, int64_t step0, int64_t step1,
-                                             bool reverse) {
-  const int64_t t_lo = std::min(s.time_at(step0, reverse), s.time_at(step1 - 1, reverse));
-  const int64_t t_hi = std::max(s.time_at(step0, reverse), s.time_at(step1 - 1, reverse));
-  return {s.offsets[t_lo], s.offsets[t_hi] + s.batch_sizes[t_hi]};
-}
 
 // Gradient columns are copied into a plain matrix for oneDNN only when the products' narrow side
 // (I for the x side, P for the h side) is at least this wide. Measured interleaved in one process
@@ -466,6 +513,31 @@ void chunk_gradients(const Schedule& s, const LayerWeights<T>& w, bool reverse,
   }
 }
 
+// Whether the backward runs as a two-thread pipeline (pipeline.h), and then the rows of its
+// chunks: 0 where it does not. It pays where one thread would run the step passes alone anyway
+// -- a batch too small for for_row_blocks to split, and per-step products too small for
+// for_blocks to -- so that the second thread, idle through the steps, takes each finished
+// chunk's GEMMs (dX, dW_ih, dW_hh, biases) while the first runs the next chunk's steps. About 8
+// chunks, so that the last one, whose GEMMs follow the steps with both threads, is short. Only
+// where the h_{t-1} rows lie in place (gather_h_prev fills one buffer per chunk).
+// FUSEDRNN_BACKWARD_PIPELINE=0 or 1 turns it off or on wherever two threads and the rows allow
+// (comparisons, tests).
+template <typename Cell, typename T>
+int64_t pipelined_chunk_rows(const Schedule& s, const LayerWeights<T>& w,
+                             const Regularizers<T>& reg, int64_t serial_rows, int64_t slots) {
+  constexpr int64_t kChunks = 8, kMinRows = 32;
+  const char* env = std::getenv("FUSEDRNN_BACKWARD_PIPELINE");
+  const int forced = env ? std::atoi(env) : -1;
+  if (forced == 0 || at::in_parallel_region() || at::get_num_threads() < 2 ||
+      !h_prev_in_place(s, reg)) {
+    return 0;
+  }
+  if (forced != 1 && !serial_steps<Cell>(s, w)) return 0;
+  const int64_t N = s.rows_total;
+  const int64_t rows = std::max(kMinRows, std::min((N + kChunks - 1) / kChunks, serial_rows / slots));
+  return rows < N ? rows : 0;  // one chunk: nothing to overlap
+}
+
 template <typename Cell, typename T>
 void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool reverse,
                          const BackwardInputs<T>& in, const BackwardOutputs<T>& out,
@@ -489,10 +561,14 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
     if constexpr (Cell::kLayerNorm) zero(out.dln, Cell::ln_params(H));
     return;
   }
-  const BackwardChunks chunks(s, reverse, GC, bounds_gradient_buffer<Cell>() ? P : 0);
+  const int64_t serial_rows =
+      BackwardChunks::rows_per_chunk(N, GC, bounds_gradient_buffer<Cell>() ? P : 0);
+  constexpr int64_t kPipelineSlots = 4;  // chunks in flight: their gradient rows at once
+  const int64_t pipelined_rows = pipelined_chunk_rows<Cell>(s, w, reg, serial_rows, kPipelineSlots);
+  const BackwardChunks chunks(s, reverse, pipelined_rows ? pipelined_rows : serial_rows);
+  const int64_t slots = pipelined_rows ? std::min(kPipelineSlots, chunks.count()) : 1;
   // every entry is written by the step passes: no zero fill (a memset per call)
-  const PooledArray<T> dg_buffer(static_cast<size_t>(chunks.max_rows * GC));
-  T* const dg = dg_buffer.get();
+  const PooledArray<T> dg_buffer(static_cast<size_t>(slots * chunks.max_rows * GC));
   std::vector<T> zeros(static_cast<size_t>(std::max(H, P)), T(0));
   std::vector<T> dh_total, dh_raw;  // projection only: dL/dy_t + carried dL/dh_t, and through W_hr
   std::unique_ptr<FixedRightOperand<T>> projection;
@@ -518,14 +594,14 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
   const bool recompute_n = recomputes_recurrent_n<Cell>(H, W);
   const PooledArray<T> n_hh(recompute_n ? static_cast<size_t>(chunks.max_rows * H) : 0);
 
-  for (int64_t k = chunks.count() - 1; k >= 0; --k) {
+  // a chunk's h_{t-1} rows: gathered into h_prev, or where they lie (h_prev_runs)
+  const bool gathered = !h_prev_in_place(s, reg);
+  // Chunk k's step passes, from its last step back to its first, into its gradient rows dg
+  const auto step_passes = [&](int64_t k, T* dg) {
     const int64_t step0 = chunks.first_step[k], step1 = chunks.first_step[k + 1];
     const auto [r0, r1] = step_rows(s, step0, step1, reverse);
-    const T* chunk_h_prev = nullptr;  // null: in place (h_prev_runs)
-    if (!h_prev_in_place(s, reg)) {
-      gather_h_prev(s, reverse, in, reg, P, r0, r1, h_prev);
-      chunk_h_prev = h_prev.data();
-    }
+    if (gathered) gather_h_prev(s, reverse, in, reg, P, r0, r1, h_prev);
+    const T* chunk_h_prev = gathered ? h_prev.data() : nullptr;
     if (recompute_n) recompute_recurrent_n(s, w, reverse, in, r0, r1, chunk_h_prev, n_hh.get());
     for_row_blocks(s, [&](int64_t b0, int64_t block_end) {
       for (int64_t step = step1 - 1; step >= step0; --step) {
@@ -617,8 +693,26 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
         }
       }
     });
+  };
+  // ... and its share of the whole-sequence gradients, taken from those rows
+  const auto gradients = [&](int64_t k, T* dg) {
+    const auto [r0, r1] = step_rows(s, chunks.first_step[k], chunks.first_step[k + 1], reverse);
     chunk_gradients<Cell>(s, w, reverse, in, out, dg, r0, r1, k + 1 == chunks.count(),
-                          chunk_h_prev, plain_cols);
+                          gathered ? h_prev.data() : nullptr, plain_cols);
+  };
+  const int64_t count = chunks.count();  // walked from the last chunk down
+  T* const dg = dg_buffer.get();
+  if (pipelined_rows) {
+    const auto slot = [&](int64_t i) { return dg + (i % slots) * chunks.max_rows * GC; };
+    const int64_t consumed = produce_and_consume(
+        count, slots, [&](int64_t i) { step_passes(count - 1 - i, slot(i)); },
+        [&](int64_t i) { gradients(count - 1 - i, slot(i)); });
+    for (int64_t i = consumed; i < count; ++i) gradients(count - 1 - i, slot(i));
+  } else {
+    for (int64_t k = count - 1; k >= 0; --k) {
+      step_passes(k, dg);
+      gradients(k, dg);
+    }
   }
   if (proj) {
     gemm<T>(true, false, P, H, N, T(1), dh_total.data(), P, in.ws + raw_hidden_col<Cell>(H), W,
