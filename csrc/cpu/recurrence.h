@@ -417,6 +417,46 @@ void recompute_recurrent_n(const Schedule& s, const LayerWeights<T>& w, bool rev
   }
 }
 
+// A LayerNorm cell's bias and LN-parameter gradients as row reductions (Cell::reductions), each
+// distinct sum taken once: b_ih's and β_ih's gradients are the same column sums, as are b_hh's
+// and β_hh's (LayerNormLSTM: four sums of d(gates)), so one of each pair is copied from the
+// other once all chunks have added to it (at the end of recurrence_backward).
+template <typename T>
+struct DistinctReductions {
+  std::vector<RowReduction> reductions;  // what reduce_rows sums
+  struct Copy {
+    const T* from;
+    T* to;
+    int64_t width;
+  };
+  std::vector<Copy> copies;  // the repeated ones, after the last chunk
+};
+
+template <typename Cell, typename T>
+DistinctReductions<T> distinct_reductions(int64_t H, const BackwardOutputs<T>& out) {
+  DistinctReductions<T> plan;
+  std::vector<ColumnReduction> taken;
+  for (const ColumnReduction& red : Cell::reductions(H)) {
+    T* base = red.target == ColumnReduction::kBiasIh   ? out.db_ih
+              : red.target == ColumnReduction::kBiasHh ? out.db_hh
+                                                       : out.dln;
+    if (!base) continue;  // not wanted (no bias)
+    T* dst = base + red.out_offset;
+    bool repeated = false;
+    for (size_t i = 0; i < taken.size() && !repeated; ++i) {
+      const ColumnReduction& t = taken[i];
+      if (t.grad_col == red.grad_col && t.ws_col == red.ws_col && t.width == red.width) {
+        plan.copies.push_back({static_cast<const T*>(plan.reductions[i].out), dst, red.width});
+        repeated = true;
+      }
+    }
+    if (repeated) continue;
+    taken.push_back(red);
+    plan.reductions.push_back({red.grad_col, red.ws_col, red.width, dst});
+  }
+  return plan;
+}
+
 // One chunk's share of the whole-sequence gradients, from its gradient rows dg = rows [r0, r1):
 // its rows of dX, and its terms of dW_ih, dW_hh and the biases (added to the earlier chunks'
 // unless first). h_prev holds the chunk's gathered h_{t-1} rows, or is null where they lie in
@@ -433,13 +473,7 @@ void chunk_gradients(const Schedule& s, const LayerWeights<T>& w, bool reverse,
   if constexpr (Cell::kLayerNorm) {
     // one pass over the rows: the parameter reductions read d(gates) first, then the row's
     // d(gates) becomes the x side's pre-LN gradient in place
-    std::vector<RowReduction> reds;
-    for (const ColumnReduction& red : Cell::reductions(H)) {
-      T* dst = red.target == ColumnReduction::kBiasIh   ? out.db_ih
-               : red.target == ColumnReduction::kBiasHh ? out.db_hh
-                                                        : out.dln;
-      reds.push_back({red.grad_col, red.ws_col, red.width, dst ? dst + red.out_offset : nullptr});
-    }
+    const std::vector<RowReduction> reds = distinct_reductions<Cell>(H, out).reductions;
     const T* ws = in.ws + r0 * W;
     reduce_rows(dg, rows, GC, ws, W, reds, [&](int64_t row) {
       Cell::input_grad_row(dg + row * GC, ws + row * W, w.ln, H);
@@ -712,6 +746,11 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
     for (int64_t k = count - 1; k >= 0; --k) {
       step_passes(k, dg);
       gradients(k, dg);
+    }
+  }
+  if constexpr (Cell::kLayerNorm) {
+    for (const auto& copy : distinct_reductions<Cell>(H, out).copies) {
+      std::memcpy(copy.to, copy.from, sizeof(T) * copy.width);
     }
   }
   if (proj) {
