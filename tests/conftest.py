@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -18,3 +22,12 @@ def assert_close(actual, expected, dtype=torch.float32, what=""):
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def assert_child_prints_ok(code: str, **env: str) -> None:
+    """Runs `code` in a fresh Python from the repository root with `env` added to the environment
+    (settings read once per process, thread limits) and expects it to print "ok" and exit 0."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, **env), cwd=root,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]

@@ -3,9 +3,6 @@ of hx and of every parameter, over the constructor and input options users combi
 
 import copy
 import itertools
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -14,7 +11,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_
 
 import fusedrnn
 
-from .conftest import assert_close
+from .conftest import assert_child_prints_ok, assert_close
 
 KINDS = {
     "lstm": (nn.LSTM, fusedrnn.LSTM, {}),
@@ -459,8 +456,4 @@ def test_parity_with_the_input_projection_forced_per_step():
     # FUSEDRNN_INPUT_PER_STEP=1 (comparisons) runs the plain cells' input projection step by
     # step too, on each thread's rows (csrc/cpu/recurrence.h input_projection_per_step); read
     # once per process, hence the child
-    env = dict(os.environ, FUSEDRNN_INPUT_PER_STEP="1")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", INPUT_PER_STEP_CHILD], env=env, cwd=root,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+    assert_child_prints_ok(INPUT_PER_STEP_CHILD, FUSEDRNN_INPUT_PER_STEP="1")

@@ -4,14 +4,11 @@ chunk ahead of them and takes the backward's whole-sequence GEMMs chunk by chunk
 Outputs, states and every gradient must match torch.nn (or the LayerNorm reference) as without
 the pipelines, however the chunks fall and whatever threads the region gets."""
 
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from .conftest import assert_child_prints_ok
 from .test_layer_norm import _check_module_against_reference, _random_lengths
 from .test_modules import check_parity, check_parity_scaled, initial_state, make_pair
 
@@ -74,8 +71,4 @@ print("ok")
 def test_parity_when_the_pipeline_region_gets_one_thread():
     # OMP_THREAD_LIMIT=1 with two ATen threads: the region meant for two threads runs on one,
     # which then alternates each chunk's two halves instead of waiting for a second thread
-    env = dict(os.environ, OMP_THREAD_LIMIT="1")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", ONE_THREAD_CHILD], env=env, cwd=root,
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+    assert_child_prints_ok(ONE_THREAD_CHILD, OMP_THREAD_LIMIT="1")
