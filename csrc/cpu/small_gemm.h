@@ -25,8 +25,12 @@ namespace small_gemm_detail {
 
 using Vec16 = Lanes<float>;
 
-// Step p of the k loop into one set of accumulators.
-template <int R, int NV>
+// Step p of the k loop into one set of accumulators; kFirst: the accumulators start as this
+// step's products. Starting them at zero made GCC zero a stack copy of them with memset on every
+// call (1.5 KB for 6 × 4 vectors), read only when k = 0: 1.4% of a LayerNormLSTM training step's
+// perf samples at (32, 100, 64, 128), beside the 6 × 4 block's 20%. Whole training steps moved
+// within the host's noise (0.90x-1.01x).
+template <int R, int NV, bool kFirst = false>
 inline void multiply_add_step(const float* a, int64_t lda, const float* bt_row, int64_t p,
                               Vec16 (&acc)[R][NV]) {
   Vec16 w[NV];
@@ -40,27 +44,13 @@ inline void multiply_add_step(const float* a, int64_t lda, const float* bt_row, 
   }
   for (int i = 0; i < R; ++i) {
     const float s = a[i * lda + p];
-    for (int q = 0; q < NV; ++q) acc[i][q] += s * w[q];
-  }
-}
-
-// Step 0 of the k loop: the accumulators start as its products. Starting them at zero made GCC
-// zero a stack copy of them with memset on every call (1.5 KB for 6 × 4 vectors), read only when
-// k = 0: 1.4% of a LayerNormLSTM training step's perf samples at (32, 100, 64, 128), beside the
-// 6 × 4 block's 20%. Whole training steps moved within the host's noise (0.90x-1.01x).
-template <int R, int NV>
-inline void multiply_first_step(const float* a, int64_t lda, const float* bt_row,
-                                Vec16 (&acc)[R][NV]) {
-  Vec16 w[NV];
-  for (int q = 0; q < NV; ++q) {
-    w[q] = load_lanes(bt_row + 16 * q);
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-    asm("" : "+v"(w[q]));  // as in multiply_add_step
-#endif
-  }
-  for (int i = 0; i < R; ++i) {
-    const float s = a[i * lda];
-    for (int q = 0; q < NV; ++q) acc[i][q] = s * w[q];
+    for (int q = 0; q < NV; ++q) {
+      if constexpr (kFirst) {
+        acc[i][q] = s * w[q];
+      } else {
+        acc[i][q] += s * w[q];
+      }
+    }
   }
 }
 
@@ -85,7 +75,7 @@ template <int R, int NV>
       for (int q = 0; q < NV; ++q) acc[i][q] = Vec16{};
     }
   } else {
-    multiply_first_step<R, NV>(a, lda, bt + j0, acc);
+    multiply_add_step<R, NV, true>(a, lda, bt + j0, 0, acc);
   }
   int64_t p = 1;
   if constexpr (S == 2) {
