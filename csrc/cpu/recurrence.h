@@ -150,6 +150,18 @@ bool input_projection_per_step(const Schedule& s, int64_t I) {
   return Cell::kLayerNorm && s.batch >= kMinBatch && I < kMaxInput;
 }
 
+// Whether a two-thread pipeline (pipeline.h) runs: two threads free (not already inside a
+// parallel region) and steps that one thread runs alone anyway (serial_steps). The environment
+// variable `forced` names, =0 or =1, turns it off, or on wherever two threads allow
+// (comparisons, tests); read per call, so that tests can set it.
+template <typename Cell, typename T>
+bool pipeline_wanted(const char* forced, const Schedule& s, const LayerWeights<T>& w) {
+  const char* env = std::getenv(forced);
+  const int force = env ? std::atoi(env) : -1;
+  if (force == 0 || at::in_parallel_region() || at::get_num_threads() < 2) return false;
+  return force == 1 || serial_steps<Cell>(s, w);
+}
+
 // Whether the forward runs its input projection as a two-thread pipeline (pipeline.h), and then
 // in how many chunks of steps: 0 where it does not. As in the backward (pipelined_chunk_rows):
 // where one thread runs the steps alone anyway, the second multiplies chunk k + 1's inputs
@@ -158,10 +170,7 @@ bool input_projection_per_step(const Schedule& s, int64_t I) {
 template <typename Cell, typename T>
 int64_t forward_pipeline_chunks(const Schedule& s, const LayerWeights<T>& w) {
   constexpr int64_t kChunks = 8, kMinSteps = 16;
-  const char* env = std::getenv("FUSEDRNN_FORWARD_PIPELINE");
-  const int forced = env ? std::atoi(env) : -1;
-  if (forced == 0 || at::in_parallel_region() || at::get_num_threads() < 2) return 0;
-  if (forced != 1 && !serial_steps<Cell>(s, w)) return 0;
+  if (!pipeline_wanted<Cell>("FUSEDRNN_FORWARD_PIPELINE", s, w)) return 0;
   const int64_t chunks = std::min(kChunks, s.steps() / kMinSteps);
   return chunks >= 2 ? chunks : 0;
 }
@@ -420,7 +429,8 @@ void recompute_recurrent_n(const Schedule& s, const LayerWeights<T>& w, bool rev
 // A LayerNorm cell's bias and LN-parameter gradients as row reductions (Cell::reductions), each
 // distinct sum taken once: b_ih's and β_ih's gradients are the same column sums, as are b_hh's
 // and β_hh's (LayerNormLSTM: four sums of d(gates)), so one of each pair is copied from the
-// other once all chunks have added to it (at the end of recurrence_backward).
+// other once all chunks have added to it (at the end of recurrence_backward). Planned once per
+// call; empty for the cells without LayerNorm, which sum their biases with column_sum.
 template <typename T>
 struct DistinctReductions {
   std::vector<RowReduction> reductions;  // what reduce_rows sums
@@ -435,24 +445,23 @@ struct DistinctReductions {
 template <typename Cell, typename T>
 DistinctReductions<T> distinct_reductions(int64_t H, const BackwardOutputs<T>& out) {
   DistinctReductions<T> plan;
-  std::vector<ColumnReduction> taken;
-  for (const ColumnReduction& red : Cell::reductions(H)) {
-    T* base = red.target == ColumnReduction::kBiasIh   ? out.db_ih
-              : red.target == ColumnReduction::kBiasHh ? out.db_hh
-                                                       : out.dln;
-    if (!base) continue;  // not wanted (no bias)
-    T* dst = base + red.out_offset;
-    bool repeated = false;
-    for (size_t i = 0; i < taken.size() && !repeated; ++i) {
-      const ColumnReduction& t = taken[i];
-      if (t.grad_col == red.grad_col && t.ws_col == red.ws_col && t.width == red.width) {
-        plan.copies.push_back({static_cast<const T*>(plan.reductions[i].out), dst, red.width});
-        repeated = true;
+  if constexpr (Cell::kLayerNorm) {
+    for (const ColumnReduction& red : Cell::reductions(H)) {
+      T* base = red.target == ColumnReduction::kBiasIh   ? out.db_ih
+                : red.target == ColumnReduction::kBiasHh ? out.db_hh
+                                                         : out.dln;
+      if (!base) continue;  // not wanted (no bias)
+      T* dst = base + red.out_offset;
+      const auto same = std::find_if(
+          plan.reductions.begin(), plan.reductions.end(), [&](const RowReduction& r) {
+            return r.grad_col == red.grad_col && r.ws_col == red.ws_col && r.width == red.width;
+          });
+      if (same != plan.reductions.end()) {
+        plan.copies.push_back({static_cast<const T*>(same->out), dst, red.width});
+      } else {
+        plan.reductions.push_back({red.grad_col, red.ws_col, red.width, dst});
       }
     }
-    if (repeated) continue;
-    taken.push_back(red);
-    plan.reductions.push_back({red.grad_col, red.ws_col, red.width, dst});
   }
   return plan;
 }
@@ -460,12 +469,13 @@ DistinctReductions<T> distinct_reductions(int64_t H, const BackwardOutputs<T>& o
 // One chunk's share of the whole-sequence gradients, from its gradient rows dg = rows [r0, r1):
 // its rows of dX, and its terms of dW_ih, dW_hh and the biases (added to the earlier chunks'
 // unless first). h_prev holds the chunk's gathered h_{t-1} rows, or is null where they lie in
-// place (h_prev_runs); plain_cols is scratch for plain copies of gradient columns.
+// place (h_prev_runs); plain_cols is scratch for plain copies of gradient columns; ln_sums: a
+// LayerNorm cell's distinct parameter sums (distinct_reductions).
 template <typename Cell, typename T>
 void chunk_gradients(const Schedule& s, const LayerWeights<T>& w, bool reverse,
                      const BackwardInputs<T>& in, const BackwardOutputs<T>& out, T* dg,
                      int64_t r0, int64_t r1, bool first, const T* h_prev,
-                     std::vector<T>& plain_cols) {
+                     std::vector<T>& plain_cols, const std::vector<RowReduction>& ln_sums) {
   const int64_t H = w.hidden_size, P = w.proj_size, I = w.input_size;
   const int64_t GH = Cell::kGates * H, GC = Cell::grad_cols(H), W = in.ws_cols;
   const int64_t rows = r1 - r0;
@@ -473,9 +483,8 @@ void chunk_gradients(const Schedule& s, const LayerWeights<T>& w, bool reverse,
   if constexpr (Cell::kLayerNorm) {
     // one pass over the rows: the parameter reductions read d(gates) first, then the row's
     // d(gates) becomes the x side's pre-LN gradient in place
-    const std::vector<RowReduction> reds = distinct_reductions<Cell>(H, out).reductions;
     const T* ws = in.ws + r0 * W;
-    reduce_rows(dg, rows, GC, ws, W, reds, [&](int64_t row) {
+    reduce_rows(dg, rows, GC, ws, W, ln_sums, [&](int64_t row) {
       Cell::input_grad_row(dg + row * GC, ws + row * W, w.ln, H);
     }, !first);
   }
@@ -560,13 +569,9 @@ template <typename Cell, typename T>
 int64_t pipelined_chunk_rows(const Schedule& s, const LayerWeights<T>& w,
                              const Regularizers<T>& reg, int64_t serial_rows, int64_t slots) {
   constexpr int64_t kChunks = 8, kMinRows = 32;
-  const char* env = std::getenv("FUSEDRNN_BACKWARD_PIPELINE");
-  const int forced = env ? std::atoi(env) : -1;
-  if (forced == 0 || at::in_parallel_region() || at::get_num_threads() < 2 ||
-      !h_prev_in_place(s, reg)) {
+  if (!h_prev_in_place(s, reg) || !pipeline_wanted<Cell>("FUSEDRNN_BACKWARD_PIPELINE", s, w)) {
     return 0;
   }
-  if (forced != 1 && !serial_steps<Cell>(s, w)) return 0;
   const int64_t N = s.rows_total;
   const int64_t rows = std::max(kMinRows, std::min((N + kChunks - 1) / kChunks, serial_rows / slots));
   return rows < N ? rows : 0;  // one chunk: nothing to overlap
@@ -639,6 +644,7 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
 
   // a chunk's h_{t-1} rows: gathered into h_prev, or where they lie (h_prev_runs)
   const bool gathered = !h_prev_in_place(s, reg);
+  const DistinctReductions<T> ln_sums = distinct_reductions<Cell>(H, out);
   // Chunk k's step passes, from its last step back to its first, into its gradient rows dg
   const auto step_passes = [&](int64_t k, T* dg) {
     const int64_t step0 = chunks.first_step[k], step1 = chunks.first_step[k + 1];
@@ -741,7 +747,7 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
   const auto gradients = [&](int64_t k, T* dg) {
     const auto [r0, r1] = step_rows(s, chunks.first_step[k], chunks.first_step[k + 1], reverse);
     chunk_gradients<Cell>(s, w, reverse, in, out, dg, r0, r1, k + 1 == chunks.count(),
-                          gathered ? h_prev.data() : nullptr, plain_cols);
+                          gathered ? h_prev.data() : nullptr, plain_cols, ln_sums.reductions);
   };
   const int64_t count = chunks.count();  // walked from the last chunk down
   T* const dg = dg_buffer.get();
@@ -757,11 +763,7 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
       gradients(k, dg);
     }
   }
-  if constexpr (Cell::kLayerNorm) {
-    for (const auto& copy : distinct_reductions<Cell>(H, out).copies) {
-      std::memcpy(copy.to, copy.from, sizeof(T) * copy.width);
-    }
-  }
+  for (const auto& copy : ln_sums.copies) std::memcpy(copy.to, copy.from, sizeof(T) * copy.width);
   if (proj) {
     gemm<T>(true, false, P, H, N, T(1), dh_total.data(), P, in.ws + raw_hidden_col<Cell>(H), W,
             T(0), out.dw_hr, H);
