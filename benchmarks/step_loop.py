@@ -3,6 +3,8 @@
     python benchmarks/step_loop.py --kind LSTM --shape 16 200 32 64 [--after-torch]
         [--infer] [--steps 40] [--processes 4] [--against FUSEDRNN_KEEP_MB=0]
 
+A cell kind (LSTMCell, GRUCell, RNNCell) is stepped T times from a Python loop, as decoders do.
+
 Each process builds the layer, warms it up, then times --steps steps (zero_grad, forward,
 y.sum().backward()) and prints the minimum and median. --after-torch runs torch.nn's step on the
 same input before each timed step, as `fusedrnn bench` interleaves them. --against VAR=VALUE runs
@@ -34,14 +36,23 @@ else:  # any fusedrnn layer, the LayerNorm ones too
 x = torch.randn(T, B, I, requires_grad=(mode == "train"))
 
 
+def output(m):
+    if not kind.endswith("Cell"):
+        return m(x)[0]
+    state = None  # a cell stepped over x from Python, as a decoder loop does
+    for x_t in x:
+        state = m(x_t, state)
+    return state[0] if isinstance(state, tuple) else state
+
+
 def step(m):
     if mode == "infer":
         with torch.no_grad():
-            m(x)
+            output(m)
         return
     m.zero_grad(set_to_none=True)
     x.grad = None
-    m(x)[0].sum().backward()
+    output(m).sum().backward()
 
 
 for _ in range(5):
@@ -71,7 +82,8 @@ def run(args, env) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kind", default="LSTM",
-                        choices=("LSTM", "GRU", "RNN", "LayerNormLSTM", "LayerNormGRU"))
+                        choices=("LSTM", "GRU", "RNN", "LayerNormLSTM", "LayerNormGRU", "LSTMCell",
+                                 "GRUCell", "RNNCell"))
     parser.add_argument("--shape", type=int, nargs=4, default=(16, 200, 32, 64),
                         metavar=("B", "T", "I", "H"))
     parser.add_argument("--infer", action="store_true", help="time inference steps instead")

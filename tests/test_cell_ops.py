@@ -55,18 +55,20 @@ def test_cell_matches_reference(cell, bias):
 
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("threads", [1, 2, 3])
-@pytest.mark.parametrize("B,I,H", [(33, 40, 72), (16, 32, 48), (32, 48, 80), (32, 40, 64)])
-def test_cell_matches_reference_when_threads_split_the_batch(cell, threads, B, I, H):
+@pytest.mark.parametrize("B,I,H,bias", [(33, 40, 72, True), (16, 32, 48, True), (32, 48, 80, True),
+                                        (32, 40, 64, True), (32, 48, 80, False)])
+def test_cell_matches_reference_when_threads_split_the_batch(cell, threads, B, I, H, bias):
     # big enough for the single-step path (csrc/cpu/single_step.h) to give each thread a block of
     # rows (33 do not split evenly), or at batch 16 and 32 a block of hidden units in the
     # weights' own orientation (80 units split unevenly); widths that are multiples of 16 take
-    # small_gemm against the weights as they are in backward, I = 40 and H = 72 the BLAS
-    x, states, weights = _cell_case(cell, B=B, I=I, H=H)
+    # small_gemm against the weights as they are in backward (dx, dh, and the weight gradients'
+    # blocks of rows), I = 40 and H = 72 the BLAS
+    x, states, weights = _cell_case(cell, B=B, I=I, H=H, bias=bias)
     saved = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         fused = _fused(cell, x, states, weights)
-        inputs = [x, *states, *weights]
+        inputs = [x, *states, *(w for w in weights if w is not None)]
         probes = [torch.rand(o.shape, generator=torch.Generator().manual_seed(5)) for o in fused]
         ga = torch.autograd.grad(sum((o * p).sum() for o, p in zip(fused, probes, strict=True)), inputs)
     finally:
