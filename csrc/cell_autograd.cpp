@@ -14,14 +14,20 @@ namespace {
 using namespace autograd_glue;
 
 struct LstmCellFunction : torch::autograd::Function<LstmCellFunction> {
-  static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& hx,
-                               const Tensor& cx, const Tensor& w_ih, const Tensor& w_hh,
-                               const OptTensor& b_ih, const OptTensor& b_hh, bool train) {
+  // the forward op, called by forward() and, when autograd records nothing, directly
+  static const auto& forward_op() {
     static const auto op =
         find_op("fusedrnn::lstm_cell")
             .typed<std::tuple<Tensor, Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&,
-                                                      const Tensor&, const Tensor&, const OptTensor&,
-                                                      const OptTensor&, bool)>();
+                                                      const Tensor&, const Tensor&,
+                                                      const OptTensor&, const OptTensor&, bool)>();
+    return op;
+  }
+
+  static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& hx,
+                               const Tensor& cx, const Tensor& w_ih, const Tensor& w_hh,
+                               const OptTensor& b_ih, const OptTensor& b_hh, bool train) {
+    const auto& op = forward_op();
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     auto [hy, cy, ws] = op.call(x, hx, cx, w_ih, w_hh, b_ih, b_hh, train);
     ctx->mark_non_differentiable({ws});
@@ -55,15 +61,22 @@ struct LstmCellFunction : torch::autograd::Function<LstmCellFunction> {
 // before `train` and then has_bias.
 template <typename Tag>
 struct HiddenCellFunction : torch::autograd::Function<HiddenCellFunction<Tag>> {
+  // the forward op, called by forward() and, when autograd records nothing, directly
   template <typename... Flags>
-  static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& hx,
-                               const Tensor& w_ih, const Tensor& w_hh, const OptTensor& b_ih,
-                               const OptTensor& b_hh, Flags... flags) {
+  static const auto& forward_op() {
     static const auto op =
         find_op(Tag::kForward)
             .template typed<std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&,
                                                        const Tensor&, const OptTensor&,
                                                        const OptTensor&, Flags...)>();
+    return op;
+  }
+
+  template <typename... Flags>
+  static variable_list forward(AutogradContext* ctx, const Tensor& x, const Tensor& hx,
+                               const Tensor& w_ih, const Tensor& w_hh, const OptTensor& b_ih,
+                               const OptTensor& b_hh, Flags... flags) {
+    const auto& op = forward_op<Flags...>();
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     auto [hy, ws] = op.call(x, hx, w_ih, w_hh, b_ih, b_hh, flags...);
     ctx->mark_non_differentiable({ws});
@@ -124,6 +137,10 @@ std::tuple<Tensor, Tensor, Tensor> lstm_cell_autograd(const Tensor& x, const Ten
                                                       const Tensor& cx, const Tensor& w_ih,
                                                       const Tensor& w_hh, const OptTensor& b_ih,
                                                       const OptTensor& b_hh, bool train) {
+  if (records_nothing(x, hx, cx, w_ih, w_hh, b_ih, b_hh)) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return LstmCellFunction::forward_op().call(x, hx, cx, w_ih, w_hh, b_ih, b_hh, train);
+  }
   auto out = LstmCellFunction::apply(x, hx, cx, w_ih, w_hh, b_ih, b_hh, train);
   return {out[0], out[1], out[2]};
 }
@@ -131,6 +148,11 @@ std::tuple<Tensor, Tensor, Tensor> lstm_cell_autograd(const Tensor& x, const Ten
 std::tuple<Tensor, Tensor> gru_cell_autograd(const Tensor& x, const Tensor& hx, const Tensor& w_ih,
                                              const Tensor& w_hh, const OptTensor& b_ih,
                                              const OptTensor& b_hh, bool train) {
+  if (records_nothing(x, hx, w_ih, w_hh, b_ih, b_hh)) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return HiddenCellFunction<GruTag>::forward_op<bool>().call(x, hx, w_ih, w_hh, b_ih, b_hh,
+                                                               train);
+  }
   auto out = HiddenCellFunction<GruTag>::apply(x, hx, w_ih, w_hh, b_ih, b_hh, train);
   return {out[0], out[1]};
 }
@@ -138,6 +160,11 @@ std::tuple<Tensor, Tensor> gru_cell_autograd(const Tensor& x, const Tensor& hx, 
 std::tuple<Tensor, Tensor> rnn_cell_autograd(const Tensor& x, const Tensor& hx, const Tensor& w_ih,
                                              const Tensor& w_hh, const OptTensor& b_ih,
                                              const OptTensor& b_hh, bool relu, bool train) {
+  if (records_nothing(x, hx, w_ih, w_hh, b_ih, b_hh)) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return HiddenCellFunction<RnnTag>::forward_op<bool, bool>().call(x, hx, w_ih, w_hh, b_ih, b_hh,
+                                                                     relu, train);
+  }
   auto out = HiddenCellFunction<RnnTag>::apply(x, hx, w_ih, w_hh, b_ih, b_hh, relu, train);
   return {out[0], out[1]};
 }

@@ -48,11 +48,18 @@ struct Recorded {
 void no_grads(variable_list& grads, size_t count) { grads.resize(grads.size() + count); }
 
 struct LstmLayerFunction : torch::autograd::Function<LstmLayerFunction> {
+  // the forward op, called by forward() and, when autograd records nothing, directly
+  static const auto& forward_op() {
+    static const auto op =
+        find_op("fusedrnn::lstm_layer")
+            .typed<Out4(T, T, T, T, T, O, O, O, O, bool, bool, O, O, O)>();
+    return op;
+  }
+
   static variable_list forward(AutogradContext* ctx, T x, T h0, T c0, T w_ih, T w_hh, O b_ih,
                                O b_hh, O w_hr, O batch_sizes, bool reverse, bool train, O rec_mask,
                                O zoneout_h, O zoneout_c) {
-    static const auto op = find_op("fusedrnn::lstm_layer")
-                               .typed<Out4(T, T, T, T, T, O, O, O, O, bool, bool, O, O, O)>();
+    const auto& op = forward_op();
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     auto [y, h_n, c_n, ws] = op.call(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes,
                                      reverse, train, rec_mask, zoneout_h, zoneout_c);
@@ -85,12 +92,18 @@ struct LstmLayerFunction : torch::autograd::Function<LstmLayerFunction> {
 };
 
 struct LnLstmLayerFunction : torch::autograd::Function<LnLstmLayerFunction> {
-  static variable_list forward(AutogradContext* ctx, T x, T h0, T c0, T w_ih, T w_hh, O b_ih,
-                               O b_hh, T ln, O batch_sizes, bool reverse, double eps, bool train,
-                               O rec_mask, O zoneout_h, O zoneout_c) {
+  // the forward op, called by forward() and, when autograd records nothing, directly
+  static const auto& forward_op() {
     static const auto op =
         find_op("fusedrnn::ln_lstm_layer")
             .typed<Out4(T, T, T, T, T, O, O, T, O, bool, double, bool, O, O, O)>();
+    return op;
+  }
+
+  static variable_list forward(AutogradContext* ctx, T x, T h0, T c0, T w_ih, T w_hh, O b_ih,
+                               O b_hh, T ln, O batch_sizes, bool reverse, double eps, bool train,
+                               O rec_mask, O zoneout_h, O zoneout_c) {
+    const auto& op = forward_op();
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     auto [y, h_n, c_n, ws] = op.call(x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse,
                                      eps, train, rec_mask, zoneout_h, zoneout_c);
@@ -120,10 +133,16 @@ struct LnLstmLayerFunction : torch::autograd::Function<LnLstmLayerFunction> {
 // The layers without a cell state (GRU below, then Elman and LayerNorm GRU), one Function each:
 // (x, h0, w_ih, w_hh, b_ih, b_hh, ...) -> (y, h_n, ws)
 struct GruLayerFunction : torch::autograd::Function<GruLayerFunction> {
-  static variable_list forward(AutogradContext* ctx, T x, T h0, T w_ih, T w_hh, O b_ih, O b_hh,
-                               O batch_sizes, bool reverse, bool train, O rec_mask, O zoneout_h) {
+  // the forward op, called by forward() and, when autograd records nothing, directly
+  static const auto& forward_op() {
     static const auto op =
         find_op("fusedrnn::gru_layer").typed<Out3(T, T, T, T, O, O, O, bool, bool, O, O)>();
+    return op;
+  }
+
+  static variable_list forward(AutogradContext* ctx, T x, T h0, T w_ih, T w_hh, O b_ih, O b_hh,
+                               O batch_sizes, bool reverse, bool train, O rec_mask, O zoneout_h) {
+    const auto& op = forward_op();
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     auto [y, h_n, ws] =
         op.call(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, train, rec_mask, zoneout_h);
@@ -152,11 +171,17 @@ struct GruLayerFunction : torch::autograd::Function<GruLayerFunction> {
 };
 
 struct RnnLayerFunction : torch::autograd::Function<RnnLayerFunction> {
+  // the forward op, called by forward() and, when autograd records nothing, directly
+  static const auto& forward_op() {
+    static const auto op =
+        find_op("fusedrnn::rnn_layer").typed<Out3(T, T, T, T, O, O, O, bool, bool, bool, O, O)>();
+    return op;
+  }
+
   static variable_list forward(AutogradContext* ctx, T x, T h0, T w_ih, T w_hh, O b_ih, O b_hh,
                                O batch_sizes, bool reverse, bool relu, bool train, O rec_mask,
                                O zoneout_h) {
-    static const auto op =
-        find_op("fusedrnn::rnn_layer").typed<Out3(T, T, T, T, O, O, O, bool, bool, bool, O, O)>();
+    const auto& op = forward_op();
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     auto [y, h_n, ws] = op.call(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, relu, train,
                                 rec_mask, zoneout_h);
@@ -185,11 +210,18 @@ struct RnnLayerFunction : torch::autograd::Function<RnnLayerFunction> {
 };
 
 struct LnGruLayerFunction : torch::autograd::Function<LnGruLayerFunction> {
+  // the forward op, called by forward() and, when autograd records nothing, directly
+  static const auto& forward_op() {
+    static const auto op =
+        find_op("fusedrnn::ln_gru_layer")
+            .typed<Out3(T, T, T, T, O, O, T, O, bool, double, bool, O, O)>();
+    return op;
+  }
+
   static variable_list forward(AutogradContext* ctx, T x, T h0, T w_ih, T w_hh, O b_ih, O b_hh,
                                T ln, O batch_sizes, bool reverse, double eps, bool train,
                                O rec_mask, O zoneout_h) {
-    static const auto op = find_op("fusedrnn::ln_gru_layer")
-                               .typed<Out3(T, T, T, T, O, O, T, O, bool, double, bool, O, O)>();
+    const auto& op = forward_op();
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     auto [y, h_n, ws] = op.call(x, h0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse, eps,
                                 train, rec_mask, zoneout_h);
@@ -218,6 +250,12 @@ struct LnGruLayerFunction : torch::autograd::Function<LnGruLayerFunction> {
 
 Out4 lstm_layer_autograd(T x, T h0, T c0, T w_ih, T w_hh, O b_ih, O b_hh, O w_hr, O batch_sizes,
                          bool reverse, bool train, O rec_mask, O zoneout_h, O zoneout_c) {
+  if (records_nothing(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return LstmLayerFunction::forward_op().call(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr,
+                                                batch_sizes, reverse, train, rec_mask, zoneout_h,
+                                                zoneout_c);
+  }
   auto o = LstmLayerFunction::apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse,
                                     train, rec_mask, zoneout_h, zoneout_c);
   return {o[0], o[1], o[2], o[3]};
@@ -226,6 +264,12 @@ Out4 lstm_layer_autograd(T x, T h0, T c0, T w_ih, T w_hh, O b_ih, O b_hh, O w_hr
 Out4 ln_lstm_layer_autograd(T x, T h0, T c0, T w_ih, T w_hh, O b_ih, O b_hh, T ln, O batch_sizes,
                             bool reverse, double eps, bool train, O rec_mask, O zoneout_h,
                             O zoneout_c) {
+  if (records_nothing(x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln)) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return LnLstmLayerFunction::forward_op().call(x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln,
+                                                  batch_sizes, reverse, eps, train, rec_mask,
+                                                  zoneout_h, zoneout_c);
+  }
   auto o = LnLstmLayerFunction::apply(x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes,
                                       reverse, eps, train, rec_mask, zoneout_h, zoneout_c);
   return {o[0], o[1], o[2], o[3]};
@@ -233,6 +277,11 @@ Out4 ln_lstm_layer_autograd(T x, T h0, T c0, T w_ih, T w_hh, O b_ih, O b_hh, T l
 
 Out3 gru_layer_autograd(T x, T h0, T w_ih, T w_hh, O b_ih, O b_hh, O batch_sizes, bool reverse,
                         bool train, O rec_mask, O zoneout_h) {
+  if (records_nothing(x, h0, w_ih, w_hh, b_ih, b_hh)) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return GruLayerFunction::forward_op().call(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse,
+                                               train, rec_mask, zoneout_h);
+  }
   auto o = GruLayerFunction::apply(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, train,
                                    rec_mask, zoneout_h);
   return {o[0], o[1], o[2]};
@@ -240,6 +289,11 @@ Out3 gru_layer_autograd(T x, T h0, T w_ih, T w_hh, O b_ih, O b_hh, O batch_sizes
 
 Out3 rnn_layer_autograd(T x, T h0, T w_ih, T w_hh, O b_ih, O b_hh, O batch_sizes, bool reverse,
                         bool relu, bool train, O rec_mask, O zoneout_h) {
+  if (records_nothing(x, h0, w_ih, w_hh, b_ih, b_hh)) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return RnnLayerFunction::forward_op().call(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse,
+                                               relu, train, rec_mask, zoneout_h);
+  }
   auto o = RnnLayerFunction::apply(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, relu,
                                    train, rec_mask, zoneout_h);
   return {o[0], o[1], o[2]};
@@ -247,6 +301,11 @@ Out3 rnn_layer_autograd(T x, T h0, T w_ih, T w_hh, O b_ih, O b_hh, O batch_sizes
 
 Out3 ln_gru_layer_autograd(T x, T h0, T w_ih, T w_hh, O b_ih, O b_hh, T ln, O batch_sizes,
                            bool reverse, double eps, bool train, O rec_mask, O zoneout_h) {
+  if (records_nothing(x, h0, w_ih, w_hh, b_ih, b_hh, ln)) {
+    at::AutoDispatchBelowADInplaceOrView below_autograd;
+    return LnGruLayerFunction::forward_op().call(x, h0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes,
+                                                 reverse, eps, train, rec_mask, zoneout_h);
+  }
   auto o = LnGruLayerFunction::apply(x, h0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse, eps,
                                      train, rec_mask, zoneout_h);
   return {o[0], o[1], o[2]};

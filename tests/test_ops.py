@@ -317,3 +317,40 @@ def test_backward_reads_strided_upstream_gradients(variant, packed, B, T):
         want = torch.autograd.grad(y, case.inputs(), g.contiguous(), retain_graph=True)
         for a, b in zip(got, want, strict=True):
             torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.parametrize(
+    "op_name", ["lstm_layer", "gru_layer", "rnn_layer", "lstm_cell", "gru_cell", "rnn_cell"]
+)
+def test_op_called_without_a_graph_returns_plain_tensors_equal_to_the_recorded_call(op_name):
+    # When autograd would record nothing (grad mode off, or no input requiring grad) the autograd
+    # kernel calls the op directly (csrc/autograd_glue.h records_nothing): outputs must carry no
+    # graph and equal, bit for bit, those of the call that records one.
+    gen = torch.Generator().manual_seed(11)
+    B, I, H = 3, 5, 4
+    gates = {"lstm": 4, "gru": 3, "rnn": 1}[op_name.split("_")[0]]
+    layer = op_name.endswith("layer")
+    x = torch.randn(*((6, B) if layer else (B,)), I, generator=gen)
+    states = [torch.randn(B, H, generator=gen) for _ in range(2 if op_name.startswith("lstm") else 1)]
+    weights = [torch.randn(gates * H, n, generator=gen) for n in (I, H)]
+    weights += [torch.randn(gates * H, generator=gen) for _ in range(2)]
+    op = getattr(torch.ops.fusedrnn, op_name)
+    # the arguments between the weights and `train`: w_hr, batch_sizes, reverse, relu
+    extra = {"lstm_layer": [None, None, False], "gru_layer": [None, False],
+             "rnn_layer": [None, False, False], "lstm_cell": [], "gru_cell": [],
+             "rnn_cell": [False]}[op_name]
+
+    def call(train, grad_weights):
+        ws = [w.detach().requires_grad_(grad_weights) for w in weights]
+        return op(x, *states, *ws, *extra, train)
+
+    recorded = call(True, True)
+    assert recorded[0].grad_fn is not None
+    for plain in (call(False, False), call(True, False)):
+        assert all(t.grad_fn is None and not t.requires_grad for t in plain)
+        assert torch.equal(plain[0], recorded[0])
+    with torch.no_grad():
+        plain = call(True, True)
+    assert all(t.grad_fn is None and not t.requires_grad for t in plain)
+    for a, b in zip(plain, recorded, strict=True):
+        assert torch.equal(a, b.detach())
