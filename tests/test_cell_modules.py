@@ -82,3 +82,26 @@ def test_cell_wrong_input_size_is_a_clear_error():
         cell(torch.randn(3, 5), torch.randn(2, 7))
     with pytest.raises(ValueError, match="Expected input to be 1D or 2D, got 3D"):
         cell(torch.randn(1, 3, 5))
+
+
+class _Scale(nn.Module):
+    def forward(self, w):
+        return 0.5 * w
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_cell_uses_parametrized_weights(kind):
+    # The cells read their weights from _parameters for speed (fusedrnn/nn/_params.py); a weight
+    # that a parametrization replaced must still be read through it, as torch.nn's cells do.
+    from torch.nn.utils import parametrize
+
+    ref, fused = _pair(kind)
+    x, h = torch.randn(3, 5), torch.randn(3, 7)
+    state = (h, torch.randn(3, 7)) if kind == "lstm" else h
+    first = lambda out: out[0] if isinstance(out, tuple) else out  # noqa: E731
+    before = first(fused(x, state))
+    for cell in (ref, fused):
+        parametrize.register_parametrization(cell, "weight_hh", _Scale())
+    after = first(fused(x, state))
+    assert_close(after, first(ref(x, state)))
+    assert not torch.allclose(after, before)  # the halved weight_hh was used

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from .. import ops
 from ._fallback import fused_supported, warn_fallback
+from ._params import module_tensor
 
 _CELL_OP = {nn.LSTMCell: "lstm_cell", nn.GRUCell: "gru_cell", nn.RNNCell: "rnn_cell"}
 
@@ -38,8 +39,16 @@ class _FusedCell:
     def _torch_base(cls):
         return next(c for c in cls.__mro__ if c in _CELL_OP)
 
+    def _weights(self) -> list[Tensor | None]:
+        return [module_tensor(self, n) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+
     def _prepare(self, input: Tensor, states: list[Tensor | None]):
         """Validates like torch.nn; returns (batched input, batched states, unbatched?)."""
+        if input.dim() == 2 and input.shape[1] == self.input_size:
+            # a decoder's usual call, checked in a few attribute reads: batched, states given
+            expected = (input.shape[0], self.hidden_size)
+            if all(s is not None and s.shape == expected for s in states):
+                return input, states, False
         name = type(self).__name__
         if input.dim() not in (1, 2):
             raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D instead")
@@ -77,7 +86,7 @@ class LSTMCell(_FusedCell, nn.LSTMCell):
             warn_fallback("LSTMCell", input)
             return super().forward(input, hx)
         x, (h, c), unbatched = self._prepare(input, list(hx) if hx is not None else [None, None])
-        h, c = ops.lstm_cell(x, h, c, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        h, c = ops.lstm_cell(x, h, c, *self._weights())
         return (h.squeeze(0), c.squeeze(0)) if unbatched else (h, c)
 
 
@@ -89,7 +98,7 @@ class GRUCell(_FusedCell, nn.GRUCell):
             warn_fallback("GRUCell", input)
             return super().forward(input, hx)
         x, (h,), unbatched = self._prepare(input, [hx])
-        h = ops.gru_cell(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+        h = ops.gru_cell(x, h, *self._weights())
         return h.squeeze(0) if unbatched else h
 
 
@@ -101,6 +110,5 @@ class RNNCell(_FusedCell, nn.RNNCell):
             warn_fallback("RNNCell", input)
             return super().forward(input, hx)
         x, (h,), unbatched = self._prepare(input, [hx])
-        h = ops.rnn_cell(x, h, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh,
-                         relu=self.nonlinearity == "relu")
+        h = ops.rnn_cell(x, h, *self._weights(), relu=self.nonlinearity == "relu")
         return h.squeeze(0) if unbatched else h

@@ -18,6 +18,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from .. import ops
 from ._fallback import fused_supported, warn_fallback
+from ._params import module_tensor
 from .regularizers import LayerMasks, Regularization, draw_masks
 
 _LAYER_OP = {"LSTM": "lstm_layer", "GRU": "gru_layer", "RNN_TANH": "rnn_layer", "RNN_RELU": "rnn_layer"}
@@ -91,8 +92,8 @@ class _FusedStack:
 
     def _layer_weights(self, layer: int, direction: int) -> list[Tensor | None]:
         sfx = f"_l{layer}" + ("_reverse" if direction else "")
-        get = lambda name: getattr(self, name + sfx) if hasattr(self, name + sfx) else None  # noqa: E731
-        return [get("weight_ih"), get("weight_hh"), get("bias_ih"), get("bias_hh"), get("weight_hr")]
+        return [module_tensor(self, name + sfx)
+                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")]
 
     def _run_layer(self, x, h0, c0, weights, batch_sizes, reverse, layer, direction, masks):
         w_ih, w_hh, b_ih, b_hh, w_hr = weights
