@@ -134,6 +134,17 @@ def test_module_matches_reference_with_the_input_projection_per_step(kind, packe
                                     lengths=_random_lengths(1, 9, 20, seed=5), scaled=True)
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+def test_module_matches_reference_in_float32_with_large_gradient_chunks(kind, packed):
+    # float32 chunks of 256 or more rows at I = 64, H = 128: each chunk's products are large
+    # enough for the threaded BLAS (csrc/cpu/recurrence.h chunk_gradients), on the gradient
+    # rows' strided column blocks
+    _check_module_against_reference(kind, 1, True, packed, True, torch.float32, T=31, B=20,
+                                    lengths=_random_lengths(20, 31, 20, seed=6), scaled=True,
+                                    I=64, H=128)
+
+
 def _random_lengths(shortest, T, B, seed):
     """B sequence lengths in [shortest, T], longest first, the first one T."""
     gen = torch.Generator().manual_seed(seed)
@@ -143,8 +154,7 @@ def _random_lengths(shortest, T, B, seed):
 
 
 def _check_module_against_reference(kind, layers, bidir, packed, bias, dtype, T, B, lengths,
-                                     scaled=False):
-    I, H = 5, 8
+                                     scaled=False, I=5, H=8):
     m = CLASSES[kind](I, H, num_layers=layers, bias=bias, bidirectional=bidir, batch_first=True,
                       dtype=dtype)
     _randomise_ln(m)
