@@ -30,6 +30,9 @@ struct LstmCellFunction : torch::autograd::Function<LstmCellFunction> {
     const auto& op = forward_op();
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     auto [hy, cy, ws] = op.call(x, hx, cx, w_ih, w_hh, b_ih, b_hh, train);
+    // backward takes an output that got no gradient as undefined (or_zeros): no zero tensor
+    // the size of the workspace per step, as autograd would otherwise make
+    ctx->set_materialize_grads(false);
     ctx->mark_non_differentiable({ws});
     ctx->save_for_backward({x, hx, cx, w_ih, w_hh, hy, ws});
     ctx->saved_data["b_ih"] = has(b_ih);
@@ -79,6 +82,7 @@ struct HiddenCellFunction : torch::autograd::Function<HiddenCellFunction<Tag>> {
     const auto& op = forward_op<Flags...>();
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     auto [hy, ws] = op.call(x, hx, w_ih, w_hh, b_ih, b_hh, flags...);
+    ctx->set_materialize_grads(false);  // as in LstmCellFunction
     ctx->mark_non_differentiable({ws});
     ctx->save_for_backward({x, hx, w_ih, w_hh, hy, ws});
     ctx->saved_data["b_ih"] = has(b_ih);

@@ -157,10 +157,12 @@ void single_step_backward(int64_t B, const LayerWeights<T>& w, const BackwardInp
                           const BackwardOutputs<T>& out) {
   const int64_t H = w.hidden_size, I = w.input_size, GH = Cell::kGates * H;
   const int64_t GC = Cell::grad_cols(H), W = in.ws_cols;
-  std::vector<T> dg(static_cast<size_t>(B * GC));
+  // every entry is written by the cell's backward before it is read: no zero fill
+  const std::unique_ptr<T[]> dg_rows(new T[B * GC]);
+  T* const dg = dg_rows.get();
   const std::vector<GradBlock> blocks = input_grad_blocks<Cell>(H);
   // every row starts from h0/c0 (prev_rows 0)
-  BackwardStep<T> bs{in.ws, in.y, in.h0, in.c0, in.dy, nullptr, out.dh, out.dc, dg.data(),
+  BackwardStep<T> bs{in.ws, in.y, in.h0, in.c0, in.dy, nullptr, out.dh, out.dc, dg,
                      0,     0,    0,     W,     GC,    H,       H,      false};
   bs.dy_ld = in.dy_ld;
   const int64_t multiply_adds = B * GH * (I + H);
@@ -174,18 +176,18 @@ void single_step_backward(int64_t B, const LayerWeights<T>& w, const BackwardInp
     bool first = true;
     for (const GradBlock& blk : blocks) {
       if (!out.dx) break;
-      rows_times_weight(b1 - b0, I, blk.width, dg.data() + b0 * GC + blk.grad_col, GC,
+      rows_times_weight(b1 - b0, I, blk.width, dg + b0 * GC + blk.grad_col, GC,
                         w.w_ih + blk.weight_row * I, first ? T(0) : T(1), out.dx + b0 * I);
       first = false;
     }
     // GRU's cell wrote its direct term dL/dh_{t-1}·z into dh; the product adds to it
-    rows_times_weight(b1 - b0, H, GH, dg.data() + b0 * GC, GC, w.w_hh,
+    rows_times_weight(b1 - b0, H, GH, dg + b0 * GC, GC, w.w_hh,
                       Cell::kDirectHiddenGrad ? T(1) : T(0), out.dh + b0 * H);
   });
   // weight and bias gradients: the threads take blocks of gradient columns, which are blocks of
   // weight rows, in one region (it was a threaded BLAS call per weight and a pass per bias)
   for_blocks(GC, B * GC * (I + H), 16, [&](int64_t c0, int64_t c1) {
-    const T* g = dg.data();
+    const T* g = dg;
     if (std::min(c1, GH) > c0) {
       weight_grad_rows(B, std::min(c1, GH) - c0, H, g + c0, GC, in.h0, out.dw_hh + c0 * H,
                        out.db_hh ? out.db_hh + c0 : nullptr);
