@@ -141,7 +141,7 @@ std::tuple<Tensor, Tensor, Tensor> lstm_cell_autograd(const Tensor& x, const Ten
                                                       const Tensor& cx, const Tensor& w_ih,
                                                       const Tensor& w_hh, const OptTensor& b_ih,
                                                       const OptTensor& b_hh, bool train) {
-  if (records_nothing(x, hx, cx, w_ih, w_hh, b_ih, b_hh)) {
+  if (records_nothing("fusedrnn::lstm_cell", x, hx, cx, w_ih, w_hh, b_ih, b_hh)) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     return LstmCellFunction::forward_op().call(x, hx, cx, w_ih, w_hh, b_ih, b_hh, train);
   }
@@ -152,7 +152,7 @@ std::tuple<Tensor, Tensor, Tensor> lstm_cell_autograd(const Tensor& x, const Ten
 std::tuple<Tensor, Tensor> gru_cell_autograd(const Tensor& x, const Tensor& hx, const Tensor& w_ih,
                                              const Tensor& w_hh, const OptTensor& b_ih,
                                              const OptTensor& b_hh, bool train) {
-  if (records_nothing(x, hx, w_ih, w_hh, b_ih, b_hh)) {
+  if (records_nothing("fusedrnn::gru_cell", x, hx, w_ih, w_hh, b_ih, b_hh)) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     return HiddenCellFunction<GruTag>::forward_op<bool>().call(x, hx, w_ih, w_hh, b_ih, b_hh,
                                                                train);
@@ -164,7 +164,7 @@ std::tuple<Tensor, Tensor> gru_cell_autograd(const Tensor& x, const Tensor& hx, 
 std::tuple<Tensor, Tensor> rnn_cell_autograd(const Tensor& x, const Tensor& hx, const Tensor& w_ih,
                                              const Tensor& w_hh, const OptTensor& b_ih,
                                              const OptTensor& b_hh, bool relu, bool train) {
-  if (records_nothing(x, hx, w_ih, w_hh, b_ih, b_hh)) {
+  if (records_nothing("fusedrnn::rnn_cell", x, hx, w_ih, w_hh, b_ih, b_hh)) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     return HiddenCellFunction<RnnTag>::forward_op<bool, bool>().call(x, hx, w_ih, w_hh, b_ih, b_hh,
                                                                      relu, train);

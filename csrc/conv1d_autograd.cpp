@@ -66,6 +66,7 @@ std::tuple<Tensor, Tensor> conv1d_autograd(const Tensor& x, const Tensor& weight
                                            const OptTensor& bias, int64_t stride,
                                            int64_t dilation, int64_t pad_left, int64_t pad_right,
                                            int64_t activation, bool batch_first, bool train) {
+  reject_forward_ad("fusedrnn::conv1d", x, weight, bias);
   auto out = Conv1dFunction::apply(x, weight, bias, stride, dilation, pad_left, pad_right,
                                    activation, batch_first, train);
   return {out[0], out[1]};

@@ -250,7 +250,7 @@ struct LnGruLayerFunction : torch::autograd::Function<LnGruLayerFunction> {
 
 Out4 lstm_layer_autograd(T x, T h0, T c0, T w_ih, T w_hh, O b_ih, O b_hh, O w_hr, O batch_sizes,
                          bool reverse, bool train, O rec_mask, O zoneout_h, O zoneout_c) {
-  if (records_nothing(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)) {
+  if (records_nothing("fusedrnn::lstm_layer", x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr)) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     return LstmLayerFunction::forward_op().call(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr,
                                                 batch_sizes, reverse, train, rec_mask, zoneout_h,
@@ -264,7 +264,7 @@ Out4 lstm_layer_autograd(T x, T h0, T c0, T w_ih, T w_hh, O b_ih, O b_hh, O w_hr
 Out4 ln_lstm_layer_autograd(T x, T h0, T c0, T w_ih, T w_hh, O b_ih, O b_hh, T ln, O batch_sizes,
                             bool reverse, double eps, bool train, O rec_mask, O zoneout_h,
                             O zoneout_c) {
-  if (records_nothing(x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln)) {
+  if (records_nothing("fusedrnn::ln_lstm_layer", x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln)) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     return LnLstmLayerFunction::forward_op().call(x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln,
                                                   batch_sizes, reverse, eps, train, rec_mask,
@@ -277,7 +277,7 @@ Out4 ln_lstm_layer_autograd(T x, T h0, T c0, T w_ih, T w_hh, O b_ih, O b_hh, T l
 
 Out3 gru_layer_autograd(T x, T h0, T w_ih, T w_hh, O b_ih, O b_hh, O batch_sizes, bool reverse,
                         bool train, O rec_mask, O zoneout_h) {
-  if (records_nothing(x, h0, w_ih, w_hh, b_ih, b_hh)) {
+  if (records_nothing("fusedrnn::gru_layer", x, h0, w_ih, w_hh, b_ih, b_hh)) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     return GruLayerFunction::forward_op().call(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse,
                                                train, rec_mask, zoneout_h);
@@ -289,7 +289,7 @@ Out3 gru_layer_autograd(T x, T h0, T w_ih, T w_hh, O b_ih, O b_hh, O batch_sizes
 
 Out3 rnn_layer_autograd(T x, T h0, T w_ih, T w_hh, O b_ih, O b_hh, O batch_sizes, bool reverse,
                         bool relu, bool train, O rec_mask, O zoneout_h) {
-  if (records_nothing(x, h0, w_ih, w_hh, b_ih, b_hh)) {
+  if (records_nothing("fusedrnn::rnn_layer", x, h0, w_ih, w_hh, b_ih, b_hh)) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     return RnnLayerFunction::forward_op().call(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse,
                                                relu, train, rec_mask, zoneout_h);
@@ -301,7 +301,7 @@ Out3 rnn_layer_autograd(T x, T h0, T w_ih, T w_hh, O b_ih, O b_hh, O batch_sizes
 
 Out3 ln_gru_layer_autograd(T x, T h0, T w_ih, T w_hh, O b_ih, O b_hh, T ln, O batch_sizes,
                            bool reverse, double eps, bool train, O rec_mask, O zoneout_h) {
-  if (records_nothing(x, h0, w_ih, w_hh, b_ih, b_hh, ln)) {
+  if (records_nothing("fusedrnn::ln_gru_layer", x, h0, w_ih, w_hh, b_ih, b_hh, ln)) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     return LnGruLayerFunction::forward_op().call(x, h0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes,
                                                  reverse, eps, train, rec_mask, zoneout_h);

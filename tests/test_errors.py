@@ -129,3 +129,24 @@ def test_unsupported_dtype_cell_falls_back():
     with pytest.warns(UserWarning, match="LSTMCell: no fused kernel"):
         h, c = cell(x)
     torch.testing.assert_close(h, nn.LSTMCell.forward(cell, x)[0])
+
+
+@pytest.mark.parametrize("module", [
+    lambda: fusedrnn.LSTM(4, 8), lambda: fusedrnn.GRU(4, 8, bidirectional=True),
+    lambda: fusedrnn.LayerNormLSTM(4, 8), lambda: fusedrnn.LSTMCell(4, 8),
+    lambda: fusedrnn.GRUCell(4, 8), lambda: fusedrnn.Conv1d(4, 8, 3, activation="relu"),
+], ids=["lstm", "gru-bidir", "ln-lstm", "lstm-cell", "gru-cell", "conv1d"])
+@pytest.mark.parametrize("grad", [False, True], ids=["no-grad", "grad"])
+def test_forward_mode_ad_is_a_clear_error(module, grad):
+    # The ops have no forward-mode formula: a dual input must raise, not return outputs that
+    # silently carry no tangent (csrc/autograd_glue.h reject_forward_ad).
+    import torch.autograd.forward_ad as fwAD
+
+    m = module()
+    m.requires_grad_(grad)
+    shape = (2, 4) if isinstance(m, nn.RNNCellBase) else (2, 5, 4)
+    x = torch.randn(shape)
+    with fwAD.dual_level():
+        dual = fwAD.make_dual(x, torch.randn_like(x))
+        with pytest.raises(RuntimeError, match="forward-mode AD .* is not supported"):
+            m(dual)
