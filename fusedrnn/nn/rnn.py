@@ -140,8 +140,8 @@ class _FusedStack:
             x = outputs[0] if directions == 1 else torch.cat(outputs, dim=-1)
             if self.dropout and self.training and layer < self.num_layers - 1:
                 x = F.dropout(x, self.dropout, training=True)
-        c_n = torch.stack(c_out) if c0 is not None else None
-        return x, torch.stack(h_out), c_n
+        c_n = _stacked(c_out) if c0 is not None else None
+        return x, _stacked(h_out), c_n
 
     def forward(self, input, hx=None, *, masks=None):  # noqa: C901  (mirrors torch.nn's forward)
         """torch.nn's forward; `masks` ({(layer, direction): LayerMasks}) replaces the regularisers'
@@ -203,6 +203,11 @@ class _FusedStack:
             y = y.squeeze(batch_dim)
             hidden = (h_n.squeeze(1), c_n.squeeze(1)) if is_lstm else h_n.squeeze(1)
         return y, hidden
+
+
+def _stacked(states: list[Tensor]) -> Tensor:
+    """torch.stack(states); one layer and direction's state as a view, without stack's copy."""
+    return states[0].unsqueeze(0) if len(states) == 1 else torch.stack(states)
 
 
 class LSTM(_FusedStack, nn.RNNBase):
