@@ -187,16 +187,15 @@ void single_step_backward(int64_t B, const LayerWeights<T>& w, const BackwardInp
   // weight and bias gradients: the threads take blocks of gradient columns, which are blocks of
   // weight rows, in one region (it was a threaded BLAS call per weight and a pass per bias)
   for_blocks(GC, B * GC * (I + H), 16, [&](int64_t c0, int64_t c1) {
-    const T* g = dg;
     if (std::min(c1, GH) > c0) {
-      weight_grad_rows(B, std::min(c1, GH) - c0, H, g + c0, GC, in.h0, out.dw_hh + c0 * H,
+      weight_grad_rows(B, std::min(c1, GH) - c0, H, dg + c0, GC, in.h0, out.dw_hh + c0 * H,
                        out.db_hh ? out.db_hh + c0 : nullptr);
     }
     for (const GradBlock& blk : blocks) {
       const int64_t lo = std::max(c0, blk.grad_col), hi = std::min(c1, blk.grad_col + blk.width);
       if (hi <= lo) continue;
       const int64_t row = blk.weight_row + lo - blk.grad_col;
-      weight_grad_rows(B, hi - lo, I, g + lo, GC, in.x, out.dw_ih + row * I,
+      weight_grad_rows(B, hi - lo, I, dg + lo, GC, in.x, out.dw_ih + row * I,
                        out.db_ih ? out.db_ih + row : nullptr);
     }
   });
