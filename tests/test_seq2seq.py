@@ -5,6 +5,7 @@ import itertools
 import pytest
 import torch
 
+import fusedrnn
 from fusedrnn.models.decoding import beam_search, greedy_decode
 from fusedrnn.models.seq2seq import Seq2Seq, sequence_loss
 
@@ -82,8 +83,6 @@ def test_input_feeding_off_needs_luong_and_drops_the_feed():
 
 
 def test_uses_fused_modules_unless_torch_backend():
-    import fusedrnn
-
     fused, ref = _model("lstm", backend="fused"), _model("lstm", backend="torch")
     assert isinstance(fused.encoder, fusedrnn.LSTM) and isinstance(fused.cell, fusedrnn.LSTMCell)
     assert not isinstance(ref.encoder, fusedrnn.LSTM) and not isinstance(ref.cell, fusedrnn.LSTMCell)
@@ -221,3 +220,17 @@ def test_beam_search_length_normalisation_and_limits():
                    for seq in out.tokens)
     with pytest.raises(ValueError, match="beam"):
         beam_search(model, src, lengths, beam=0)
+
+
+@pytest.mark.parametrize("backend", ["fused", "torch"])
+def test_backend_builds_each_recurrent_module_and_rejects_unknown_names(backend):
+    from fusedrnn.models.backend import recurrent_cell, recurrent_layer
+
+    owner = fusedrnn if backend == "fused" else torch.nn
+    for kind, name in (("lstm", "LSTM"), ("GRU", "GRU"), ("rnn", "RNN")):
+        assert type(recurrent_layer(kind, 4, 8, backend=backend)) is getattr(owner, name)
+        assert type(recurrent_cell(kind, 4, 8, backend=backend)) is getattr(owner, name + "Cell")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        recurrent_cell("lstmcell", 4, 8, backend=backend)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        recurrent_layer("lstm", 4, 8, backend="jax")

@@ -17,32 +17,28 @@ def _check(backend: str) -> None:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
 
 
-def recurrent_layer(kind: str, *args, backend: str = "fused", **kwargs) -> nn.Module:
-    """An LSTM, GRU or RNN layer (kind 'lstm' | 'gru' | 'rnn') from the chosen backend."""
+def _recurrent_module(kind: str, suffix: str, backend: str, args, kwargs) -> nn.Module:
+    """torch.nn's or fusedrnn's LSTM/GRU/RNN class + suffix ('' or 'Cell'), constructed."""
     _check(backend)
     names = {"lstm": "LSTM", "gru": "GRU", "rnn": "RNN"}
     if kind.lower() not in names:
         raise ValueError(f"kind must be one of {tuple(names)}, got {kind!r}")
-    name = names[kind.lower()]
+    name = names[kind.lower()] + suffix
     if backend == "torch":
         return getattr(nn, name)(*args, **kwargs)
     import fusedrnn
 
     return getattr(fusedrnn, name)(*args, **kwargs)
+
+
+def recurrent_layer(kind: str, *args, backend: str = "fused", **kwargs) -> nn.Module:
+    """An LSTM, GRU or RNN layer (kind 'lstm' | 'gru' | 'rnn') from the chosen backend."""
+    return _recurrent_module(kind, "", backend, args, kwargs)
 
 
 def recurrent_cell(kind: str, *args, backend: str = "fused", **kwargs) -> nn.Module:
     """An LSTMCell, GRUCell or RNNCell (kind 'lstm' | 'gru' | 'rnn') from the chosen backend."""
-    _check(backend)
-    names = {"lstm": "LSTMCell", "gru": "GRUCell", "rnn": "RNNCell"}
-    if kind.lower() not in names:
-        raise ValueError(f"kind must be one of {tuple(names)}, got {kind!r}")
-    name = names[kind.lower()]
-    if backend == "torch":
-        return getattr(nn, name)(*args, **kwargs)
-    import fusedrnn
-
-    return getattr(fusedrnn, name)(*args, **kwargs)
+    return _recurrent_module(kind, "Cell", backend, args, kwargs)
 
 
 class TorchConv1d(nn.Conv1d):
