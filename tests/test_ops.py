@@ -20,31 +20,33 @@ def _grads(outputs, inputs, seed=1):
     return torch.autograd.grad(loss, inputs)
 
 
+def _assert_matches_reference(case):
+    """The fused op's outputs and the gradients of every input against the reference's; returns
+    the fused outputs."""
+    fused, expected = case.fused(), case.reference()
+    for i, (a, b) in enumerate(zip(fused, expected, strict=True)):
+        assert_close(a, b, what=f"output {i}")
+    inputs = case.inputs()
+    for i, (a, b) in enumerate(zip(_grads(fused, inputs), _grads(expected, inputs), strict=True)):
+        assert_close(a, b, what=f"grad of input {i}")
+    return fused
+
+
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
 def test_layer_matches_reference(cell, packed, reverse, bias):
     case = layer_case(cell, T=6, B=4, packed=packed, reverse=reverse, bias=bias)
-    fused, expected = case.fused(), case.reference()
-    for i, (a, b) in enumerate(zip(fused, expected, strict=True)):
-        assert_close(a, b, what=f"output {i}")
-    inputs = case.inputs()
-    for i, (a, b) in enumerate(zip(_grads(fused, inputs), _grads(expected, inputs), strict=True)):
-        assert_close(a, b, what=f"grad of input {i}")
+    _assert_matches_reference(case)
 
 
 @pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 def test_lstm_projection_matches_reference(packed, reverse):
     case = layer_case("lstm", T=5, B=3, H=8, proj=3, packed=packed, reverse=reverse)
-    fused, expected = case.fused(), case.reference()
+    fused = _assert_matches_reference(case)
     assert fused[0].shape[-1] == 3
-    for i, (a, b) in enumerate(zip(fused, expected, strict=True)):
-        assert_close(a, b, what=f"output {i}")
-    inputs = case.inputs()
-    for i, (a, b) in enumerate(zip(_grads(fused, inputs), _grads(expected, inputs), strict=True)):
-        assert_close(a, b, what=f"grad of input {i}")
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -208,12 +210,7 @@ def test_large_batch_split_across_threads(cell, reverse, proj):
     lengths = [6] * 20 + [4] * 12 + [1] * 8
     case = layer_case(cell, T=6, B=40, H=12, packed=True, reverse=reverse, proj=proj,
                       lengths=lengths)
-    fused, expected = case.fused(), case.reference()
-    for i, (a, b) in enumerate(zip(fused, expected, strict=True)):
-        assert_close(a, b, what=f"output {i}")
-    inputs = case.inputs()
-    for i, (a, b) in enumerate(zip(_grads(fused, inputs), _grads(expected, inputs), strict=True)):
-        assert_close(a, b, what=f"grad of input {i}")
+    _assert_matches_reference(case)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn_tanh"])
