@@ -155,3 +155,29 @@ def test_cell_rejects_wrong_rank():
     x = torch.rand(2, 3, 5)
     with pytest.raises(RuntimeError, match=r"x must be \[batch, input_size\]"):
         ops.gru_cell(x, torch.zeros(2, 4), torch.rand(12, 5), torch.rand(12, 4))
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("B,I,H,bias", [(16, 32, 48, True), (32, 48, 80, True), (32, 40, 64, False)])
+def test_cell_inference_equals_the_training_forward_bit_for_bit(cell, threads, B, I, H, bias):
+    # At batch 16 and 32 inference runs the cell on the products' transposed layout, the biases
+    # broadcast along the batch lanes (csrc/cpu/single_step.h lean_forward_weight_major); training
+    # runs it on rows. Same arithmetic term for term: the same bits, however the threads split
+    # the hidden units (80 split unevenly), and the reference's values.
+    x, states, weights = _cell_case(cell, B=B, I=I, H=H, bias=bias)
+    op = torch.ops.fusedrnn.lstm_cell if cell == "lstm" else torch.ops.fusedrnn.gru_cell
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            lean = op(x, *states, *weights, False)[:-1]
+            full = op(x, *states, *weights, True)[:-1]
+    finally:
+        torch.set_num_threads(saved)
+    for i, (a, b) in enumerate(zip(lean, full, strict=True)):
+        assert torch.equal(a, b), f"output {i} differs between train=False and train=True"
+    with torch.no_grad():
+        expected = _reference(cell, x, states, weights)
+    for a, b in zip(lean, expected, strict=True):
+        assert_close(a, b)
