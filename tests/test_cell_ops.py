@@ -181,3 +181,27 @@ def test_cell_inference_equals_the_training_forward_bit_for_bit(cell, threads, B
         expected = _reference(cell, x, states, weights)
     for a, b in zip(lean, expected, strict=True):
         assert_close(a, b)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("B,I,H", [(8, 32, 48), (48, 40, 80), (64, 48, 64), (128, 16, 32)])
+def test_cell_inference_in_the_weights_orientation_matches_reference(cell, threads, B, I, H):
+    # At batch 8 and 48-128 inference takes the weights' orientation (lean_weight_major_applies)
+    # while training multiplies rows, so the two may differ in the last bits: both against the
+    # reference, over 1-3 threads; I = 40 pads the transposed input, 80 units split unevenly.
+    x, states, weights = _cell_case(cell, B=B, I=I, H=H)
+    op = torch.ops.fusedrnn.lstm_cell if cell == "lstm" else torch.ops.fusedrnn.gru_cell
+    saved = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            lean = op(x, *states, *weights, False)[:-1]
+            full = op(x, *states, *weights, True)[:-1]
+    finally:
+        torch.set_num_threads(saved)
+    with torch.no_grad():
+        expected = _reference(cell, x, states, weights)
+    for a, b, c in zip(lean, full, expected, strict=True):
+        assert_close(a, c)
+        assert_close(b, c)
