@@ -157,15 +157,9 @@ def test_cell_rejects_wrong_rank():
         ops.gru_cell(x, torch.zeros(2, 4), torch.rand(12, 5), torch.rand(12, 4))
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
-@pytest.mark.parametrize("threads", [1, 2, 3])
-@pytest.mark.parametrize("B,I,H,bias", [(16, 32, 48, True), (32, 48, 80, True), (32, 40, 64, False)])
-def test_cell_inference_equals_the_training_forward_bit_for_bit(cell, threads, B, I, H, bias):
-    # At batch 16 and 32 inference runs the cell on the products' transposed layout, the biases
-    # broadcast along the batch lanes (csrc/cpu/single_step.h lean_forward_weight_major); training
-    # runs it on rows. Same arithmetic term for term: the same bits, however the threads split
-    # the hidden units (80 split unevenly), and the reference's values.
-    x, states, weights = _cell_case(cell, B=B, I=I, H=H, bias=bias)
+def _inference_training_reference(cell, threads, x, states, weights):
+    """The cell op's outputs with train=False and train=True on `threads` threads, and the
+    reference's."""
     op = torch.ops.fusedrnn.lstm_cell if cell == "lstm" else torch.ops.fusedrnn.gru_cell
     saved = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -175,10 +169,22 @@ def test_cell_inference_equals_the_training_forward_bit_for_bit(cell, threads, B
             full = op(x, *states, *weights, True)[:-1]
     finally:
         torch.set_num_threads(saved)
+    with torch.no_grad():
+        return lean, full, _reference(cell, x, states, weights)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("B,I,H,bias", [(16, 32, 48, True), (32, 48, 80, True), (32, 40, 64, False)])
+def test_cell_inference_equals_the_training_forward_bit_for_bit(cell, threads, B, I, H, bias):
+    # At batch 16 and 32 inference runs the cell on the products' transposed layout, the biases
+    # broadcast along the batch lanes (csrc/cpu/single_step.h lean_forward_weight_major); training
+    # runs it on rows. Same arithmetic term for term: the same bits, however the threads split
+    # the hidden units (80 split unevenly), and the reference's values.
+    x, states, weights = _cell_case(cell, B=B, I=I, H=H, bias=bias)
+    lean, full, expected = _inference_training_reference(cell, threads, x, states, weights)
     for i, (a, b) in enumerate(zip(lean, full, strict=True)):
         assert torch.equal(a, b), f"output {i} differs between train=False and train=True"
-    with torch.no_grad():
-        expected = _reference(cell, x, states, weights)
     for a, b in zip(lean, expected, strict=True):
         assert_close(a, b)
 
@@ -189,19 +195,10 @@ def test_cell_inference_equals_the_training_forward_bit_for_bit(cell, threads, B
 def test_cell_inference_in_the_weights_orientation_matches_reference(cell, threads, B, I, H):
     # At batch 8 and 48-128 inference takes the weights' orientation (lean_weight_major_applies)
     # while training multiplies rows, so the two may differ in the last bits: both against the
-    # reference, over 1-3 threads; I = 40 pads the transposed input, 80 units split unevenly.
+    # reference, over 1-3 threads; batch 8 fills half of each 16-lane vector, 80 units split
+    # unevenly.
     x, states, weights = _cell_case(cell, B=B, I=I, H=H)
-    op = torch.ops.fusedrnn.lstm_cell if cell == "lstm" else torch.ops.fusedrnn.gru_cell
-    saved = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        with torch.no_grad():
-            lean = op(x, *states, *weights, False)[:-1]
-            full = op(x, *states, *weights, True)[:-1]
-    finally:
-        torch.set_num_threads(saved)
-    with torch.no_grad():
-        expected = _reference(cell, x, states, weights)
+    lean, full, expected = _inference_training_reference(cell, threads, x, states, weights)
     for a, b, c in zip(lean, full, expected, strict=True):
         assert_close(a, c)
         assert_close(b, c)
