@@ -17,6 +17,7 @@ struct GruCell {
   static constexpr bool kWorkspaceIsOutput = false;
   // forward<T, false> writes only the new state: inference keeps no workspace row
   static constexpr bool kLeanInference = true;
+  static constexpr bool kTwoHalfForward = false;  // one forward() per element
   // workspace row: r, z, n, then b_n = h_{t-1}·W_hnᵀ + b_hn (needed by dr). A driver may keep
   // only r, z, n and hand backward a recomputed b_n (ForwardRow/BackwardRow::n_hh): one more
   // [rows, H]×[H, H] product instead of a quarter of the workspace (the CPU sequence driver).

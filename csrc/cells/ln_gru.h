@@ -20,6 +20,7 @@ struct LnGruCell {
   static constexpr bool kLayerNorm = true;
   static constexpr bool kWorkspaceIsOutput = false;
   static constexpr bool kLeanInference = false;  // forward always writes its workspace row
+  static constexpr bool kTwoHalfForward = false;  // one forward() per element
   // workspace row: x̂_ih (3H), x̂_hh (3H), r z n (3H), b_n (H), rstd_ih, rstd_hh
   static constexpr int64_t workspace_cols(int64_t H) { return 10 * H + 2; }
   // gradient row: d(h-side pre-LN) (3H), dL/da (3H), dL/db (3H); after the loop input_grad_row

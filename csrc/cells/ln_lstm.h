@@ -22,6 +22,7 @@ struct LnLstmCell {
   static constexpr bool kLayerNorm = true;
   static constexpr bool kWorkspaceIsOutput = false;
   static constexpr bool kLeanInference = false;  // forward always writes its workspace row
+  static constexpr bool kTwoHalfForward = false;  // one forward() per element
   // workspace row: x̂_ih (4H), x̂_hh (4H), activated i f g o (4H), c_t (H), ĉ = LN(c_t) before
   // its affine (H), then rstd_ih, rstd_hh, rstd_c
   static constexpr int64_t workspace_cols(int64_t H) { return 14 * H + 3; }

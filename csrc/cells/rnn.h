@@ -16,6 +16,7 @@ struct RnnCell {
   // itself serves as the workspace then (layer_ops.h workspace_is_y)
   static constexpr bool kWorkspaceIsOutput = true;
   static constexpr bool kLeanInference = false;  // its workspace row is y's: nothing to skip
+  static constexpr bool kTwoHalfForward = false;  // one forward() per element
   static constexpr int64_t workspace_cols(int64_t H) { return H; }
   static constexpr int64_t grad_cols(int64_t H) { return H; }
 

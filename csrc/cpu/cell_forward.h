@@ -10,17 +10,28 @@
 namespace fusedrnn {
 namespace cpu {
 
+template <typename Cell, typename T, bool kSave>
+inline void cell_forward_units(const ForwardRow<T>& r, int64_t H, int64_t j0, int64_t j1) {
+  if constexpr (Cell::kTwoHalfForward) {  // each half over the whole range (see the cell)
+    FUSEDRNN_INDEPENDENT_ITERATIONS
+    for (int64_t j = j0; j < j1; ++j) Cell::template forward_gates<T, kSave>(r, H, j);
+    FUSEDRNN_INDEPENDENT_ITERATIONS
+    for (int64_t j = j0; j < j1; ++j) Cell::forward_output(r, H, j);
+  } else if constexpr (kSave) {
+    FUSEDRNN_INDEPENDENT_ITERATIONS
+    for (int64_t j = j0; j < j1; ++j) Cell::forward(r, H, j);
+  } else {
+    FUSEDRNN_INDEPENDENT_ITERATIONS
+    for (int64_t j = j0; j < j1; ++j) Cell::template forward<T, false>(r, H, j);
+  }
+}
+
 template <typename Cell, typename T>
 inline void cell_forward(const ForwardRow<T>& r, int64_t H, int64_t j0, int64_t j1, bool save) {
   if constexpr (Cell::kLeanInference) {
-    if (!save) {
-      FUSEDRNN_INDEPENDENT_ITERATIONS
-      for (int64_t j = j0; j < j1; ++j) Cell::template forward<T, false>(r, H, j);
-      return;
-    }
+    if (!save) return cell_forward_units<Cell, T, false>(r, H, j0, j1);
   }
-  FUSEDRNN_INDEPENDENT_ITERATIONS
-  for (int64_t j = j0; j < j1; ++j) Cell::forward(r, H, j);
+  cell_forward_units<Cell, T, true>(r, H, j0, j1);
 }
 
 }  // namespace cpu

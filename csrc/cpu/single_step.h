@@ -126,8 +126,7 @@ void lean_forward_weight_major(int64_t B, const float* x, const LayerWeights<flo
       const ForwardRow<float> r{gx.get() + at,   gh.get() + at,               b_ih.get() + at,
                                 b_hh.get() + at, batch.h_column(j0 + u), c,
                                 yt.get() + at};
-      FUSEDRNN_INDEPENDENT_ITERATIONS
-      for (int64_t b = 0; b < B; ++b) Cell::template forward<float, false>(r, gate_ld, b);
+      cell_forward_units<Cell, float, false>(r, gate_ld, 0, B);  // j: the lane b
     }
     transpose_block(yt.get(), ld, units, B, out.y + j0, H);
     if constexpr (Cell::kHasCellState) transpose_block(ct.get(), ld, units, B, out.c + j0, H);
