@@ -17,7 +17,7 @@ struct GruCell {
   static constexpr bool kWorkspaceIsOutput = false;
   // forward<T, false> writes only the new state: inference keeps no workspace row
   static constexpr bool kLeanInference = true;
-  static constexpr bool kTwoHalfForward = false;  // one forward() per element
+  static constexpr bool kTwoHalfForward = true;  // forward_gates, then forward_output
   // workspace row: r, z, n, then b_n = h_{t-1}·W_hnᵀ + b_hn (needed by dr). A driver may keep
   // only r, z, n and hand backward a recomputed b_n (ForwardRow/BackwardRow::n_hh): one more
   // [rows, H]×[H, H] product instead of a quarter of the workspace (the CPU sequence driver).
@@ -27,9 +27,10 @@ struct GruCell {
   // then the x side's n column. The x side's gradient is columns [0,2H) and [3H,4H).
   static constexpr int64_t grad_cols(int64_t H) { return 4 * H; }
 
-  // kSave = false (inference): only the new state is written, nothing for backward
+  // The forward in two halves, as LstmCell's: forward_gates leaves z and n's pre-activation in
+  // the row's z and n columns (whose inputs it has consumed); forward_output finishes n and h_t.
   template <typename T, bool kSave = true>
-  FUSEDRNN_HOST_DEVICE static void forward(const ForwardRow<T>& r, int64_t H, int64_t j) {
+  FUSEDRNN_HOST_DEVICE static void forward_gates(const ForwardRow<T>& r, int64_t H, int64_t j) {
     const T a_r = r.ws[j] + r.b_ih[j];
     const T a_z = r.ws[H + j] + r.b_ih[H + j];
     const T a_n = r.ws[2 * H + j] + r.b_ih[2 * H + j];
@@ -37,15 +38,26 @@ struct GruCell {
     const T b_z = r.gh[H + j] + r.b_hh[H + j];
     const T b_n = r.gh[2 * H + j] + r.b_hh[2 * H + j];
     const T rg = math::sigmoid(a_r + b_r);
-    const T z = math::sigmoid(a_z + b_z);
-    const T n = math::tanh(a_n + rg * b_n);
     if constexpr (kSave) {
       r.ws[j] = rg;
-      r.ws[H + j] = z;
-      r.ws[2 * H + j] = n;
       if (r.n_hh) r.n_hh[j] = b_n;
     }
+    r.ws[H + j] = math::sigmoid(a_z + b_z);
+    r.ws[2 * H + j] = a_n + rg * b_n;
+  }
+
+  template <typename T, bool kSave = true>
+  FUSEDRNN_HOST_DEVICE static void forward_output(const ForwardRow<T>& r, int64_t H, int64_t j) {
+    const T z = r.ws[H + j];
+    const T n = math::tanh(r.ws[2 * H + j]);
+    if constexpr (kSave) r.ws[2 * H + j] = n;
     r.h_out[j] = n + z * (r.h_prev[j] - n);
+  }
+
+  template <typename T, bool kSave = true>
+  FUSEDRNN_HOST_DEVICE static void forward(const ForwardRow<T>& r, int64_t H, int64_t j) {
+    forward_gates<T, kSave>(r, H, j);
+    forward_output<T, kSave>(r, H, j);
   }
 
   template <typename T>

@@ -48,7 +48,7 @@ struct LstmCell {
     r.c[j] = c;
   }
 
-  template <typename T>
+  template <typename T, bool kSave = true>  // kSave: forward_gates kept all backward reads
   FUSEDRNN_HOST_DEVICE static void forward_output(const ForwardRow<T>& r, int64_t H, int64_t j) {
     r.h_out[j] = r.ws[3 * H + j] * math::tanh(r.c[j]);
   }
@@ -56,7 +56,7 @@ struct LstmCell {
   template <typename T, bool kSave = true>
   FUSEDRNN_HOST_DEVICE static void forward(const ForwardRow<T>& r, int64_t H, int64_t j) {
     forward_gates<T, kSave>(r, H, j);
-    forward_output(r, H, j);
+    forward_output<T, kSave>(r, H, j);
   }
 
   template <typename T>

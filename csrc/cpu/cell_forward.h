@@ -16,7 +16,7 @@ inline void cell_forward_units(const ForwardRow<T>& r, int64_t H, int64_t j0, in
     FUSEDRNN_INDEPENDENT_ITERATIONS
     for (int64_t j = j0; j < j1; ++j) Cell::template forward_gates<T, kSave>(r, H, j);
     FUSEDRNN_INDEPENDENT_ITERATIONS
-    for (int64_t j = j0; j < j1; ++j) Cell::forward_output(r, H, j);
+    for (int64_t j = j0; j < j1; ++j) Cell::template forward_output<T, kSave>(r, H, j);
   } else if constexpr (kSave) {
     FUSEDRNN_INDEPENDENT_ITERATIONS
     for (int64_t j = j0; j < j1; ++j) Cell::forward(r, H, j);
