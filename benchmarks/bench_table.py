@@ -1,10 +1,11 @@
 """Markdown table of a `fusedrnn bench --json FILE` run, with the speed issue's targets.
 
-    python benchmarks/bench_table.py bench.json [--filter S ...]
+    python benchmarks/bench_table.py bench.json [--also bench2.json] [--filter S ...]
 
 Columns: torch.nn and fusedrnn median ms, speed-up (torch / fused), target, fused GFLOP/s and the
 share of the same run's torch.mm throughput at the matching size. Rows measured on a busy machine
-(`noisy` in the JSON) are marked with `!`.
+(`noisy` in the JSON) are marked with `!`. --also adds a second run's speed-up beside the first
+(ratios on a shared host move between runs); a target missed in one run of the two says so.
 """
 
 from __future__ import annotations
@@ -33,25 +34,51 @@ def target(row: dict) -> float | None:
     return _SHAPE_TARGETS.get(shape, {}).get(f"{row['kind']} {row['mode']}")
 
 
+def target_text(goal: float | None, ratios: list[float]) -> str:
+    if goal is None:
+        return ""
+    missed = sum(r < goal for r in ratios)
+    if not missed:
+        return f"≥ {goal:g}×"
+    if missed == len(ratios):
+        return f"≥ {goal:g}× (missed)"
+    return f"≥ {goal:g}× (missed in {missed} of {len(ratios)})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("json_file")
+    parser.add_argument("--also", help="a second run's JSON: its speed-up as one more column")
     parser.add_argument("--filter", action="append", default=[],
                         help="keep cases whose name contains S (any of them)")
     args = parser.parse_args()
     with open(args.json_file) as f:
         rows = json.load(f)["results"]
-    print("| case | torch.nn ms | fusedrnn ms | speed-up | target | fused GFLOP/s | % of same-run GEMM |")
-    print("|---|---|---|---|---|---|---|")
+    second = {}
+    if args.also:
+        with open(args.also) as f:
+            second = {row["case"]: row for row in json.load(f)["results"]}
+    run2 = " speed-up, run 2 |" if args.also else ""
+    print(f"| case | torch.nn ms | fusedrnn ms | speed-up |{run2} target | fused GFLOP/s | "
+          "% of same-run GEMM |")
+    print("|---|---|---|---|" + ("---|" if args.also else "") + "---|---|---|")
     for row in rows:
         if args.filter and not any(s.lower() in row["case"].lower() for s in args.filter):
             continue
-        goal = target(row)
-        goal_text = "" if goal is None else f"≥ {goal:g}×" + (" (missed)" if row["ratio"] < goal else "")
+        ratios = [row["ratio"]]
+        other = ""
+        if args.also:
+            match = second.get(row["case"])
+            if match:
+                ratios.append(match["ratio"])
+                other = f" {match['ratio']:.2f}×{' !' if match.get('noisy') else ''} |"
+            else:
+                other = " |"
         flag = " !" if row.get("noisy") else ""
         print(f"| {row['case']}{flag} | {row['torch_ms']:.2f} | {row['fused_ms']:.2f} | "
-              f"{row['ratio']:.2f}× | {goal_text} | {row['fused_gflops']:.0f} | {row['gemm_pct']:.0f}% |")
+              f"{row['ratio']:.2f}× |{other} {target_text(target(row), ratios)} | "
+              f"{row['fused_gflops']:.0f} | {row['gemm_pct']:.0f}% |")
 
 
 if __name__ == "__main__":
