@@ -15,7 +15,7 @@ struct GruCell {
   static constexpr bool kRowWise = false;  // math per element j of a row
   static constexpr bool kLayerNorm = false;
   static constexpr bool kWorkspaceIsOutput = false;
-  // forward<T, false> writes only the new state: inference keeps no workspace row
+  // forward<T, false> keeps nothing for backward: in inference the workspace row is scratch
   static constexpr bool kLeanInference = true;
   static constexpr bool kTwoHalfForward = true;  // forward_gates, then forward_output
   // workspace row: r, z, n, then b_n = h_{t-1}·W_hnᵀ + b_hn (needed by dr). A driver may keep

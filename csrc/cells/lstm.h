@@ -13,7 +13,7 @@ struct LstmCell {
   static constexpr bool kRowWise = false;  // math per element j of a row
   static constexpr bool kLayerNorm = false;
   static constexpr bool kWorkspaceIsOutput = false;
-  // forward<T, false> writes only the new state: inference keeps no workspace row
+  // forward<T, false> keeps nothing for backward: in inference the workspace row is scratch
   static constexpr bool kLeanInference = true;
   static constexpr bool kTwoHalfForward = true;  // forward_gates, then forward_output
   // workspace row: activated i, f, g, o, then c_t

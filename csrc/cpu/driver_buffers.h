@@ -27,7 +27,7 @@ struct ForwardBuffers {
   T* ws;       // [N, ws_cols] scratch; what backward needs when training
   int64_t ws_cols;
   // false (inference, Cell::kLeanInference): ws holds only the input pre-activations
-  // (ws_cols = G·H) and the cell writes nothing back to it
+  // (ws_cols = G·H), and the cell keeps nothing there for backward (it may use them as scratch)
   bool save = true;
 };
 
