@@ -100,6 +100,24 @@ bool serial_steps(const Schedule& s, const LayerWeights<T>& w) {
          s.batch * Cell::kGates * w.hidden_size * w.proj_size < kMaxSerialStepWork;
 }
 
+// Asks the cache for [p, p + n) ahead of its reads. The backward walks the steps downwards, and
+// a thread's rows of one step lie between the other threads' rows: the hardware prefetchers,
+// which follow ascending streams, leave the workspace rows that the next step reads to miss
+// (LSTM training at (16, 200, 32, 64): loads of c_{t-1} and of the row's gates drew 44% of the
+// backward cell loop's samples).
+template <typename T>
+inline void prefetch_for_reading(const T* p, int64_t n) {
+#if defined(__GNUC__) || defined(__clang__)
+  constexpr int64_t kLine = 64;
+  const char* bytes = reinterpret_cast<const char*>(p);
+  const int64_t size = n * static_cast<int64_t>(sizeof(T));
+  for (int64_t i = 0; i < size; i += kLine) __builtin_prefetch(bytes + i, 0, 3);
+#else
+  (void)p;
+  (void)n;
+#endif
+}
+
 // Zoneout after a row's cell: blends the new h (in y) and c with the previous ones.
 template <typename T>
 void zoneout_row(const Regularizers<T>& reg, int64_t row, int64_t H, const T* h_prev, T* h,
@@ -658,6 +676,10 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
         const int64_t b1 = std::min(block_end, s.batch_sizes[t]);
         if (b1 <= b0) continue;  // this block's rows are not active at step t
         const int64_t tp = s.previous(t, reverse);
+        if (tp >= 0) {  // the next step's workspace rows (c_{t-1} among them), one step ahead
+          const int64_t rows = std::min(block_end, s.batch_sizes[tp]) - b0;
+          if (rows > 0) prefetch_for_reading(in.ws + (s.offsets[tp] + b0) * W, rows * W);
+        }
         const BackwardStep<T> bs{in.ws,
                                  in.y,
                                  in.h0,
