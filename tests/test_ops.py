@@ -181,42 +181,44 @@ def test_rnn_backward_twice_with_retain_graph_gives_the_same_grads():
         assert torch.equal(a, b)
 
 
-def test_activation_math_matches_torch_over_full_range():
-    # The kernels' own exp/tanh/sigmoid (csrc/cells/activations.h) against torch's, over every
-    # regime: one unit, no recurrence, so the tanh RNN outputs tanh(x) and an LSTM whose g gate is
-    # saturated by its bias has c = σ(x)·tanh(30) = σ(x).
-    x = torch.linspace(-30, 30, 200001).reshape(1, -1, 1)
-    zeros = torch.zeros(x.shape[1], 1)
+def _kernel_tanh(x):
+    """The kernels' own tanh (csrc/cells/activations.h) of each entry of the 1-D x: a one-unit
+    RNN layer with no recurrence, x as a batch of one step, outputs tanh(x)."""
+    x = x.reshape(1, -1, 1)
     one = torch.ones(1, 1)
-    y = torch.ops.fusedrnn.rnn_layer(x, zeros, one, one * 0, None, None, None, False, False,
-                                     False)[0]
-    torch.testing.assert_close(y, torch.tanh(x), atol=3e-7, rtol=3e-7)
+    return torch.ops.fusedrnn.rnn_layer(x, torch.zeros(x.shape[1], 1), one, one * 0, None, None,
+                                        None, False, False, False)[0].flatten()
+
+
+def _kernel_sigmoid(x):
+    """The kernels' own sigmoid of each entry of the 1-D, finite-or-NaN x: an LSTM whose g gate
+    is saturated by its bias has c = σ(x)·tanh(30) = σ(x). (The other gates' zero weights would
+    turn an infinite x into NaN.)"""
+    x = x.reshape(1, -1, 1)
+    zeros = torch.zeros(x.shape[1], 1)
     w_ih = torch.tensor([[1.0], [0.0], [0.0], [0.0]])
     b_ih = torch.tensor([0.0, 0.0, 30.0, 0.0])
-    c = torch.ops.fusedrnn.lstm_layer(x, zeros, zeros, w_ih, torch.zeros(4, 1), b_ih, None, None,
-                                      None, False, False)[2]
-    torch.testing.assert_close(c, torch.sigmoid(x[0]), atol=3e-7, rtol=3e-7)
+    return torch.ops.fusedrnn.lstm_layer(x, zeros, zeros, w_ih, torch.zeros(4, 1), b_ih, None,
+                                         None, None, False, False)[2].flatten()
+
+
+def test_activation_math_matches_torch_over_full_range():
+    # over every regime of the polynomial exp, tanh's small-|x| branch included
+    x = torch.linspace(-30, 30, 200001)
+    torch.testing.assert_close(_kernel_tanh(x), torch.tanh(x), atol=3e-7, rtol=3e-7)
+    torch.testing.assert_close(_kernel_sigmoid(x), torch.sigmoid(x), atol=3e-7, rtol=3e-7)
 
 
 def test_activation_math_saturates_and_propagates_nan():
     # Beyond the polynomial exp's clamps (-87, 88) tanh and sigmoid saturate as torch's do, at
     # infinities too, and a NaN input gives NaN (the clamps are comparisons that a NaN passes).
     x = torch.tensor([-1e30, -float("inf"), -100.0, -88.5, -87.5, 87.5, 88.5, 100.0, 1e30,
-                      float("inf"), float("nan")]).reshape(1, -1, 1)
-    zeros = torch.zeros(x.shape[1], 1)
-    one = torch.ones(1, 1)
-    y = torch.ops.fusedrnn.rnn_layer(x, zeros, one, one * 0, None, None, None, False, False,
-                                     False)[0]
-    torch.testing.assert_close(y, torch.tanh(x), atol=3e-7, rtol=3e-7, equal_nan=True)
-    # σ through the LSTM's input gate (as above); finite inputs only, since the other gates'
-    # zero weights would turn an infinite x into NaN there
-    x = x[:, x[0, :, 0].isfinite() | x[0, :, 0].isnan()]
-    zeros = torch.zeros(x.shape[1], 1)
-    w_ih = torch.tensor([[1.0], [0.0], [0.0], [0.0]])
-    b_ih = torch.tensor([0.0, 0.0, 30.0, 0.0])
-    c = torch.ops.fusedrnn.lstm_layer(x, zeros, zeros, w_ih, torch.zeros(4, 1), b_ih, None, None,
-                                      None, False, False)[2]
-    torch.testing.assert_close(c, torch.sigmoid(x[0]), atol=3e-7, rtol=3e-7, equal_nan=True)
+                      float("inf"), float("nan")])
+    torch.testing.assert_close(_kernel_tanh(x), torch.tanh(x), atol=3e-7, rtol=3e-7,
+                               equal_nan=True)
+    x = x[~x.isinf()]
+    torch.testing.assert_close(_kernel_sigmoid(x), torch.sigmoid(x), atol=3e-7, rtol=3e-7,
+                               equal_nan=True)
 
 
 @pytest.mark.parametrize("cell", CELLS)
