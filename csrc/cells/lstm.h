@@ -26,13 +26,19 @@ struct LstmCell {
   // column, whose input it has consumed) and forward_output (h_t). A CPU loop runs each half over
   // a whole row: the sigmoid -> c_t -> tanh(c_t) chain of one iteration is then two shorter ones,
   // and more iterations fit in the core's out-of-order window (a row of the fused loop took 12%
-  // longer). kSave = false (inference): nothing else is kept for backward.
-  template <typename T, bool kSave = true>
+  // longer). kSave = false (inference): nothing else is kept for backward. kSummedInput: gh
+  // already holds x_t·W_ihᵀ + h_{t-1}·W_hhᵀ (the CPU's stacked per-step product) and the
+  // workspace row nothing yet.
+  template <typename T, bool kSave = true, bool kSummedInput = false>
   FUSEDRNN_HOST_DEVICE static void forward_gates(const ForwardRow<T>& r, int64_t H, int64_t j) {
     T pre[4];
     for (int k = 0; k < 4; ++k) {
       const int64_t q = k * H + j;
-      pre[k] = r.ws[q] + r.gh[q] + r.b_ih[q] + r.b_hh[q];
+      if constexpr (kSummedInput) {
+        pre[k] = r.gh[q] + r.b_ih[q] + r.b_hh[q];
+      } else {
+        pre[k] = r.ws[q] + r.gh[q] + r.b_ih[q] + r.b_hh[q];
+      }
     }
     const T i = math::sigmoid(pre[0]);
     const T f = math::sigmoid(pre[1]);

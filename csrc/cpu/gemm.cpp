@@ -258,6 +258,25 @@ void FixedRightOperand<T>::multiply_transposed(int64_t m, const T* a, int64_t ld
   }
 }
 
+StackedRightOperand::StackedRightOperand(int64_t n, const float* w1, int64_t k1, const float* w2,
+                                         int64_t k2)
+    : n_(n), k1_(k1), k2_(k2) {
+  const int64_t ld = small_gemm_ld(n);
+  transposed_.reset(new float[(k1 + k2) * ld]());
+  copy_transposed(true, n, k1, w1, k1, transposed_.get(), ld);
+  copy_transposed(true, n, k2, w2, k2, transposed_.get() + k1 * ld, ld);
+}
+
+void StackedRightOperand::multiply(int64_t m, const float* a1, int64_t lda1, const float* a2,
+                                   int64_t lda2, float beta, float* c, int64_t ldc) const {
+  if (m == 0 || n_ == 0) return;
+  const int64_t ld = small_gemm_ld(n_);
+  const LeftOperand a{a1, lda1, k1_, a2, lda2, k2_};
+  for_blocks(n_, m * n_ * (k1_ + k2_), 64, [&](int64_t j0, int64_t j1) {
+    small_gemm(m, j1 - j0, a, transposed_.get() + j0, ld, beta, c + j0, ldc);
+  });
+}
+
 template class FixedRightOperand<float>;
 template class FixedRightOperand<double>;
 

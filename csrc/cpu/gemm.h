@@ -55,5 +55,19 @@ class FixedRightOperand {
   std::unique_ptr<T[]> transposed_;
 };
 
+// W_ih [n, k1] and W_hh [n, k2] transposed once into one [k1 + k2, n] operand, so that a step's
+// x_t·W_ihᵀ + h_{t-1}·W_hhᵀ comes out of a single small_gemm over [x_t | h_{t-1}] (float only).
+class StackedRightOperand {
+ public:
+  StackedRightOperand(int64_t n, const float* w1, int64_t k1, const float* w2, int64_t k2);
+  // C[m,n] = [A1[m,k1] | A2[m,k2]]·[W1 | W2]ᵀ + beta·C
+  void multiply(int64_t m, const float* a1, int64_t lda1, const float* a2, int64_t lda2,
+                float beta, float* c, int64_t ldc) const;
+
+ private:
+  int64_t n_, k1_, k2_;
+  std::unique_ptr<float[]> transposed_;
+};
+
 }  // namespace cpu
 }  // namespace fusedrnn

@@ -168,6 +168,34 @@ bool input_projection_per_step(const Schedule& s, int64_t I) {
   return Cell::kLayerNorm && s.batch >= kMinBatch && I < kMaxInput;
 }
 
+// Cells whose gates take x_t·W_ihᵀ + h_{t-1}·W_hhᵀ as one sum (the LSTM's forward_gates with
+// kSummedInput), so that one product over [x_t | h_{t-1}] can give both.
+template <typename Cell>
+struct TakesSummedInput : std::false_type {};
+template <>
+struct TakesSummedInput<LstmCell> : std::true_type {};
+
+// Whether each step multiplies [x_t | h_{t-1}] by the stacked [W_ih | W_hh]ᵀ in one small_gemm
+// (StackedRightOperand), instead of a whole-sequence GEMM projecting every step's input first.
+// The gates then come out summed in the rows that the cell reads next: the [N, G·H] projection
+// never goes through memory (nor through a staging copy into a training forward's wider
+// workspace), and the per-step product, with k = I + H, runs at least as close to the FMA peak
+// as the whole-sequence GEMM. Not where one thread runs the steps and the second projects the
+// next chunk's inputs meanwhile (forward_pipeline_chunks). FUSEDRNN_STACKED_INPUT=0 or 1 forces
+// either way (comparisons, tests; read per call).
+template <typename Cell, typename T>
+bool stacked_input_applies(const Schedule& s, const LayerWeights<T>& w) {
+  if constexpr (!TakesSummedInput<Cell>::value || !std::is_same_v<T, float>) {
+    return false;
+  } else {
+    if (reduced_precision_allowed() || s.steps() < 2) return false;
+    const char* env = std::getenv("FUSEDRNN_STACKED_INPUT");
+    const int forced = env ? std::atoi(env) : -1;
+    if (forced >= 0) return forced == 1;
+    return !serial_steps<Cell>(s, w);
+  }
+}
+
 // Whether a two-thread pipeline (pipeline.h) runs: two threads free (not already inside a
 // parallel region) and steps that one thread runs alone anyway (serial_steps). The environment
 // variable `forced` names, =0 or =1, turns it off, or on wherever two threads allow
@@ -207,7 +235,8 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
   // by chunk on a second thread while the first runs the steps (forward_pipeline_chunks).
   std::unique_ptr<FixedRightOperand<T>> input_side;
   const bool per_step = input_projection_per_step<Cell, T>(s, I);
-  const int64_t pipelined_chunks = per_step ? 0 : forward_pipeline_chunks<Cell>(s, w);
+  const bool stacked = stacked_input_applies<Cell>(s, w);
+  const int64_t pipelined_chunks = per_step || stacked ? 0 : forward_pipeline_chunks<Cell>(s, w);
   const auto project = [&](int64_t r0, int64_t r1) {  // rows [r0, r1)
     gemm<T>(false, true, r1 - r0, GH, I, T(1), x + r0 * I, I, w.w_ih, I, T(0), out.ws + r0 * W, W);
     if constexpr (Cell::kLayerNorm) {  // input-side LN statistics once for all steps
@@ -218,13 +247,18 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
   };
   if (per_step) {
     input_side = std::make_unique<FixedRightOperand<T>>(true, B, GH, I, w.w_ih, I, s.steps());
-  } else if (!pipelined_chunks) {
+  } else if (!pipelined_chunks && !stacked) {
     project(0, s.rows_total);
   }
 
   std::vector<T> gh(static_cast<size_t>(B * GH));
   std::vector<T> h_masked(reg.rec_mask ? static_cast<size_t>(B * P) : 0);
-  const FixedRightOperand<T> recurrent(true, B, GH, P, w.w_hh, P, s.steps());
+  // one of the two: W_hh alone, or [W_ih | W_hh] for the stacked product
+  const FixedRightOperand<T> recurrent(true, B, GH, P, w.w_hh, P, stacked ? 0 : s.steps());
+  std::unique_ptr<StackedRightOperand> both;
+  if constexpr (std::is_same_v<T, float>) {
+    if (stacked) both = std::make_unique<StackedRightOperand>(GH, w.w_ih, I, w.w_hh, P);
+  }
   std::unique_ptr<FixedRightOperand<T>> projection;
   if (proj) projection = std::make_unique<FixedRightOperand<T>>(true, B, P, H, w.w_hr, H, s.steps());
 
@@ -246,7 +280,12 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
         if (input_side) {
           input_side->multiply(b1 - b0, x + (off + b0) * I, I, T(0), out.ws + (off + b0) * W, W);
         }
-        recurrent.multiply(b1 - b0, h_in, P, T(0), gh.data() + b0 * GH, GH);
+        if constexpr (std::is_same_v<T, float>) {
+          if (both) {
+            both->multiply(b1 - b0, x + (off + b0) * I, I, h_in, P, T(0), gh.data() + b0 * GH, GH);
+          }
+        }
+        if (!both) recurrent.multiply(b1 - b0, h_in, P, T(0), gh.data() + b0 * GH, GH);
         at::parallel_for(b0, b1, row_grain(GH), [&](int64_t begin, int64_t end) {
           std::vector<T> c_prev(reg.zoneout_c ? static_cast<size_t>(H) : 0);
           for (int64_t b = begin; b < end; ++b) {
@@ -259,6 +298,8 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
             }
             if constexpr (Cell::kRowWise) {
               Cell::forward_row(r, H);
+            } else if (both) {
+              cell_forward<Cell, T, TakesSummedInput<Cell>::value>(r, H, 0, H, out.save);
             } else {
               cell_forward<Cell>(r, H, 0, H, out.save);
             }

@@ -21,6 +21,17 @@ namespace cpu {
 // and n = j1 - j0, with j0 a multiple of 16.
 inline int64_t small_gemm_ld(int64_t n) { return (n + 15) / 16 * 16; }
 
+// The left operand A[m, k + k2]: its columns [0, k) are rows of a (stride lda), and columns
+// [k, k + k2) rows of a2 (stride lda2), so that [x_t | h_{t-1}] multiplies a stacked
+// [W_ih | W_hh]ᵀ in one product without being copied side by side; k2 = 0 for a plain matrix.
+struct LeftOperand {
+  const float* a;
+  int64_t lda, k;
+  const float* a2 = nullptr;
+  int64_t lda2 = 0, k2 = 0;
+  LeftOperand rows_from(int64_t i) const { return {a + i * lda, lda, k, a2 + i * lda2, lda2, k2}; }
+};
+
 namespace small_gemm_detail {
 
 using Vec16 = Lanes<float>;
@@ -63,32 +74,47 @@ constexpr int accumulator_sets() {
   return R * NV <= 2 ? 2 : 1;
 }
 
-// rows [0, R) × columns [j0, j0 + 16·NV) of C. Never inlined: inlined into small_gemm, GCC kept
-// the 1-row block's accumulators on the stack (an LSTM of batch 1 ran 1.6x slower).
+// Steps [p0, k) of one operand segment into acc (and, for small blocks, a second set `odd`).
 template <int R, int NV>
-[[gnu::noinline]] void block(const float* a, int64_t lda, const float* bt, int64_t ldbt, int64_t n, int64_t k,
-           float beta, float* c, int64_t ldc, int64_t j0) {
-  constexpr int S = accumulator_sets<R, NV>();
+[[gnu::always_inline]] inline void accumulate(const float* a, int64_t lda, const float* bt,
+                                              int64_t ldbt, int64_t p0, int64_t k,
+                                              Vec16 (&acc)[R][NV], Vec16 (&odd)[R][NV]) {
+  int64_t p = p0;
+  if constexpr (accumulator_sets<R, NV>() == 2) {
+    for (; p + 2 <= k; p += 2) {
+      multiply_add_step<R, NV>(a, lda, bt + p * ldbt, p, acc);
+      multiply_add_step<R, NV>(a, lda, bt + (p + 1) * ldbt, p + 1, odd);
+    }
+  }
+  for (; p < k; ++p) multiply_add_step<R, NV>(a, lda, bt + p * ldbt, p, acc);
+}
+
+// rows [0, R) × columns [j0, j0 + 16·NV) of C, over both segments of A. Never inlined: inlined
+// into small_gemm, GCC kept the 1-row block's accumulators on the stack (an LSTM of batch 1 ran
+// 1.6x slower).
+template <int R, int NV>
+[[gnu::noinline]] void block(const LeftOperand& a, const float* bt, int64_t ldbt, int64_t n,
+                             float beta, float* c, int64_t ldc, int64_t j0) {
   Vec16 acc[R][NV];
-  if (k <= 0) {  // no products: C = beta·C
+  Vec16 odd[R][NV] = {};
+  const float* bt2 = bt + a.k * ldbt + j0;  // the second segment's rows of Bt
+  if (a.k > 0) {
+    multiply_add_step<R, NV, true>(a.a, a.lda, bt + j0, 0, acc);
+    accumulate<R, NV>(a.a, a.lda, bt + j0, ldbt, 1, a.k, acc, odd);
+    accumulate<R, NV>(a.a2, a.lda2, bt2, ldbt, 0, a.k2, acc, odd);
+  } else if (a.k2 > 0) {
+    multiply_add_step<R, NV, true>(a.a2, a.lda2, bt2, 0, acc);
+    accumulate<R, NV>(a.a2, a.lda2, bt2, ldbt, 1, a.k2, acc, odd);
+  } else {  // no products: C = beta·C
     for (int i = 0; i < R; ++i) {
       for (int q = 0; q < NV; ++q) acc[i][q] = Vec16{};
     }
-  } else {
-    multiply_add_step<R, NV, true>(a, lda, bt + j0, 0, acc);
   }
-  int64_t p = 1;
-  if constexpr (S == 2) {
-    Vec16 odd[R][NV] = {};
-    for (; p + 2 <= k; p += 2) {
-      multiply_add_step<R, NV>(a, lda, bt + p * ldbt + j0, p, acc);
-      multiply_add_step<R, NV>(a, lda, bt + (p + 1) * ldbt + j0, p + 1, odd);
-    }
+  if constexpr (accumulator_sets<R, NV>() == 2) {
     for (int i = 0; i < R; ++i) {
       for (int q = 0; q < NV; ++q) acc[i][q] += odd[i][q];
     }
   }
-  for (; p < k; ++p) multiply_add_step<R, NV>(a, lda, bt + p * ldbt + j0, p, acc);
   for (int i = 0; i < R; ++i) {
     for (int q = 0; q < NV; ++q) {
       // Spelled this way on purpose: computing the partial vector's width before this test (one
@@ -118,11 +144,10 @@ template <int R, int NV>
 // 7 or 8 becomes 4 + 3 or 4 + 4 rather than 6 + 1 or 6 + 2, since a block of 1-2 rows loads as
 // many Bt vectors as it does FMAs.
 template <int NV>
-void panel(int64_t m, const float* a, int64_t lda, const float* bt, int64_t ldbt, int64_t n,
-           int64_t k, float beta, float* c, int64_t ldc, int64_t j0) {
+void panel(int64_t m, const LeftOperand& a, const float* bt, int64_t ldbt, int64_t n, float beta,
+           float* c, int64_t ldc, int64_t j0) {
   const auto run = [&](auto rows_tag, int64_t i) {
-    block<decltype(rows_tag)::value, NV>(a + i * lda, lda, bt, ldbt, n, k, beta, c + i * ldc,
-                                         ldc, j0);
+    block<decltype(rows_tag)::value, NV>(a.rows_from(i), bt, ldbt, n, beta, c + i * ldc, ldc, j0);
   };
   using R6 = std::integral_constant<int, 6>;
   using R5 = std::integral_constant<int, 5>;
@@ -146,16 +171,17 @@ void panel(int64_t m, const float* a, int64_t lda, const float* bt, int64_t ldbt
 
 // All columns [j0, j0 + 16·NV) of C for one or two rows.
 template <int NV>
-void few_rows_panel(int64_t m, const float* a, int64_t lda, const float* bt, int64_t ldbt,
-                    int64_t n, int64_t k, float beta, float* c, int64_t ldc, int64_t j0) {
-  if (m == 2) return block<2, NV>(a, lda, bt, ldbt, n, k, beta, c, ldc, j0);
-  block<1, NV>(a, lda, bt, ldbt, n, k, beta, c, ldc, j0);
+void few_rows_panel(int64_t m, const LeftOperand& a, const float* bt, int64_t ldbt, int64_t n,
+                    float beta, float* c, int64_t ldc, int64_t j0) {
+  if (m == 2) return block<2, NV>(a, bt, ldbt, n, beta, c, ldc, j0);
+  block<1, NV>(a, bt, ldbt, n, beta, c, ldc, j0);
 }
 
 }  // namespace small_gemm_detail
 
-inline void small_gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
-                       const float* bt, int64_t ldbt, float beta, float* c, int64_t ldc) {
+// C[m, n] = A[m, k + k2]·Bt[k + k2, n] + beta·C, A given as two column segments (LeftOperand).
+inline void small_gemm(int64_t m, int64_t n, const LeftOperand& a, const float* bt, int64_t ldbt,
+                       float beta, float* c, int64_t ldc) {
   using namespace small_gemm_detail;
   const int64_t padded = small_gemm_ld(n);  // Bt holds zeros up to here (or more columns)
   if (m <= 2 && padded > 64) {
@@ -164,26 +190,31 @@ inline void small_gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t 
     // 2-core AMD EPYC, 1 × 128 × 32 (an LSTM's forward at batch 1, H = 32): 92 against 101 ns.
     for (int64_t j0 = 0; j0 < padded; j0 += 128) {
       switch (std::min<int64_t>(8, (padded - j0) / 16)) {
-        case 8: few_rows_panel<8>(m, a, lda, bt, ldbt, n, k, beta, c, ldc, j0); break;
-        case 7: few_rows_panel<7>(m, a, lda, bt, ldbt, n, k, beta, c, ldc, j0); break;
-        case 6: few_rows_panel<6>(m, a, lda, bt, ldbt, n, k, beta, c, ldc, j0); break;
-        case 5: few_rows_panel<5>(m, a, lda, bt, ldbt, n, k, beta, c, ldc, j0); break;
-        case 4: few_rows_panel<4>(m, a, lda, bt, ldbt, n, k, beta, c, ldc, j0); break;
-        case 3: few_rows_panel<3>(m, a, lda, bt, ldbt, n, k, beta, c, ldc, j0); break;
-        case 2: few_rows_panel<2>(m, a, lda, bt, ldbt, n, k, beta, c, ldc, j0); break;
-        default: few_rows_panel<1>(m, a, lda, bt, ldbt, n, k, beta, c, ldc, j0); break;
+        case 8: few_rows_panel<8>(m, a, bt, ldbt, n, beta, c, ldc, j0); break;
+        case 7: few_rows_panel<7>(m, a, bt, ldbt, n, beta, c, ldc, j0); break;
+        case 6: few_rows_panel<6>(m, a, bt, ldbt, n, beta, c, ldc, j0); break;
+        case 5: few_rows_panel<5>(m, a, bt, ldbt, n, beta, c, ldc, j0); break;
+        case 4: few_rows_panel<4>(m, a, bt, ldbt, n, beta, c, ldc, j0); break;
+        case 3: few_rows_panel<3>(m, a, bt, ldbt, n, beta, c, ldc, j0); break;
+        case 2: few_rows_panel<2>(m, a, bt, ldbt, n, beta, c, ldc, j0); break;
+        default: few_rows_panel<1>(m, a, bt, ldbt, n, beta, c, ldc, j0); break;
       }
     }
     return;
   }
   for (int64_t j0 = 0; j0 < padded; j0 += 64) {
     switch (std::min<int64_t>(4, (padded - j0) / 16)) {
-      case 4: panel<4>(m, a, lda, bt, ldbt, n, k, beta, c, ldc, j0); break;
-      case 3: panel<3>(m, a, lda, bt, ldbt, n, k, beta, c, ldc, j0); break;
-      case 2: panel<2>(m, a, lda, bt, ldbt, n, k, beta, c, ldc, j0); break;
-      default: panel<1>(m, a, lda, bt, ldbt, n, k, beta, c, ldc, j0); break;
+      case 4: panel<4>(m, a, bt, ldbt, n, beta, c, ldc, j0); break;
+      case 3: panel<3>(m, a, bt, ldbt, n, beta, c, ldc, j0); break;
+      case 2: panel<2>(m, a, bt, ldbt, n, beta, c, ldc, j0); break;
+      default: panel<1>(m, a, bt, ldbt, n, beta, c, ldc, j0); break;
     }
   }
+}
+
+inline void small_gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t lda,
+                       const float* bt, int64_t ldbt, float beta, float* c, int64_t ldc) {
+  small_gemm(m, n, LeftOperand{a, lda, k}, bt, ldbt, beta, c, ldc);
 }
 
 }  // namespace cpu
