@@ -157,6 +157,31 @@ void copy_transposed(bool trans_b, int64_t n, int64_t k, const float* b, int64_t
   });
 }
 
+// op(B), k × n, into small_gemm_panels' layout: rows [row0, row0 + k) of panels that hold `rows`
+// rows each (a stacked operand packs its two matrices one after the other). Every entry is
+// written, the padding columns past n as zeros. Threads take whole panels.
+void pack_panels(bool trans_b, int64_t n, int64_t k, const float* b, int64_t ldb, float* out,
+                 int64_t rows, int64_t row0) {
+  constexpr int64_t kPanel = 64;
+  const int64_t padded = small_gemm_ld(n), panels = (padded + kPanel - 1) / kPanel;
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / (kPanel * k + 1));
+  at::parallel_for(0, panels, grain, [&](int64_t q0, int64_t q1) {
+    for (int64_t q = q0; q < q1; ++q) {
+      const int64_t j0 = q * kPanel, width = std::min(kPanel, padded - j0);
+      const int64_t cols = std::min(width, n - j0);
+      float* dst = out + j0 * rows + row0 * width;
+      if (trans_b) {  // dst[p·width + r] = B[j0 + r, p]
+        transpose_block(b + j0 * ldb, ldb, cols, k, dst, width);
+      } else {
+        for (int64_t p = 0; p < k; ++p) std::memcpy(dst + p * width, b + p * ldb + j0, sizeof(float) * cols);
+      }
+      if (cols < width) {
+        for (int64_t p = 0; p < k; ++p) std::fill(dst + p * width + cols, dst + (p + 1) * width, 0.0f);
+      }
+    }
+  });
+}
+
 }  // namespace
 
 bool plain_operands_pay(int64_t m, int64_t n, int64_t k) {
@@ -225,8 +250,16 @@ FixedRightOperand<T>::FixedRightOperand(bool trans_b, int64_t max_m, int64_t n, 
     // per-call matmul at every per-step size measured (see small_gemm.h)
     if (uses >= kMinUsesToPack && max_m > 0 && n > 0 && k > 0) {
       const int64_t ld = small_gemm_ld(n);
-      transposed_.reset(new float[k * ld]());
-      copy_transposed(trans_b, n, k, b, ldb, transposed_.get(), ld);
+      // One or two rows (batch 1 or 2) read Bt in 128-column blocks of a row-major copy (see
+      // small_gemm); more rows read it in panels.
+      panels_ = max_m > 2;
+      if (panels_) {
+        transposed_.reset(new float[k * ld]);
+        pack_panels(trans_b, n, k, b, ldb, transposed_.get(), k, 0);
+      } else {
+        transposed_.reset(new float[k * ld]());
+        copy_transposed(trans_b, n, k, b, ldb, transposed_.get(), ld);
+      }
     }
   }
 }
@@ -251,6 +284,12 @@ template <typename T>
 void FixedRightOperand<T>::multiply_transposed(int64_t m, const T* a, int64_t lda, T beta, T* c,
                                                int64_t ldc) const {
   if constexpr (std::is_same_v<T, float>) {
+    if (panels_) {
+      for_blocks(n_, m * n_ * k_, 64, [&](int64_t j0, int64_t j1) {
+        small_gemm_panels(m, j1, LeftOperand{a, lda, k_}, transposed_.get(), beta, c, ldc, j0);
+      });
+      return;
+    }
     const int64_t ld = small_gemm_ld(n_);
     for_blocks(n_, m * n_ * k_, 64, [&](int64_t j0, int64_t j1) {
       small_gemm(m, j1 - j0, k_, a, lda, transposed_.get() + j0, ld, beta, c + j0, ldc);
@@ -261,19 +300,17 @@ void FixedRightOperand<T>::multiply_transposed(int64_t m, const T* a, int64_t ld
 StackedRightOperand::StackedRightOperand(int64_t n, const float* w1, int64_t k1, const float* w2,
                                          int64_t k2)
     : n_(n), k1_(k1), k2_(k2) {
-  const int64_t ld = small_gemm_ld(n);
-  transposed_.reset(new float[(k1 + k2) * ld]());
-  copy_transposed(true, n, k1, w1, k1, transposed_.get(), ld);
-  copy_transposed(true, n, k2, w2, k2, transposed_.get() + k1 * ld, ld);
+  transposed_.reset(new float[(k1 + k2) * small_gemm_ld(n)]);
+  pack_panels(true, n, k1, w1, k1, transposed_.get(), k1 + k2, 0);
+  pack_panels(true, n, k2, w2, k2, transposed_.get(), k1 + k2, k1);
 }
 
 void StackedRightOperand::multiply(int64_t m, const float* a1, int64_t lda1, const float* a2,
                                    int64_t lda2, float beta, float* c, int64_t ldc) const {
   if (m == 0 || n_ == 0) return;
-  const int64_t ld = small_gemm_ld(n_);
   const LeftOperand a{a1, lda1, k1_, a2, lda2, k2_};
   for_blocks(n_, m * n_ * (k1_ + k2_), 64, [&](int64_t j0, int64_t j1) {
-    small_gemm(m, j1 - j0, a, transposed_.get() + j0, ld, beta, c + j0, ldc);
+    small_gemm_panels(m, j1, a, transposed_.get(), beta, c, ldc, j0);
   });
 }
 

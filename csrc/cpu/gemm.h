@@ -48,10 +48,11 @@ class FixedRightOperand {
  private:
   void multiply_transposed(int64_t m, const T* a, int64_t lda, T beta, T* c, int64_t ldc) const;
 
-  bool trans_b_, reduced_precision_;
+  bool trans_b_, reduced_precision_, panels_ = false;
   int64_t max_m_, n_, k_, ldb_;
   const T* b_;
-  // op(B) as [k, n] rows padded to 16 floats, for small_gemm (float only)
+  // op(B) as [k, n] rows padded to 16 floats, for small_gemm, or in small_gemm_panels' panels
+  // (panels_; float only)
   std::unique_ptr<T[]> transposed_;
 };
 

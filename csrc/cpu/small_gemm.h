@@ -89,18 +89,18 @@ template <int R, int NV>
   for (; p < k; ++p) multiply_add_step<R, NV>(a, lda, bt + p * ldbt, p, acc);
 }
 
-// rows [0, R) × columns [j0, j0 + 16·NV) of C, over both segments of A. Never inlined: inlined
-// into small_gemm, GCC kept the 1-row block's accumulators on the stack (an LSTM of batch 1 ran
-// 1.6x slower).
+// rows [0, R) × columns [j0, j0 + 16·NV) of C, over both segments of A; bt points at the block's
+// first column of Bt (row p at bt + p·ldbt). Never inlined: inlined into small_gemm, GCC kept the
+// 1-row block's accumulators on the stack (an LSTM of batch 1 ran 1.6x slower).
 template <int R, int NV>
 [[gnu::noinline]] void block(const LeftOperand& a, const float* bt, int64_t ldbt, int64_t n,
                              float beta, float* c, int64_t ldc, int64_t j0) {
   Vec16 acc[R][NV];
   Vec16 odd[R][NV] = {};
-  const float* bt2 = bt + a.k * ldbt + j0;  // the second segment's rows of Bt
+  const float* bt2 = bt + a.k * ldbt;  // the second segment's rows of Bt
   if (a.k > 0) {
-    multiply_add_step<R, NV, true>(a.a, a.lda, bt + j0, 0, acc);
-    accumulate<R, NV>(a.a, a.lda, bt + j0, ldbt, 1, a.k, acc, odd);
+    multiply_add_step<R, NV, true>(a.a, a.lda, bt, 0, acc);
+    accumulate<R, NV>(a.a, a.lda, bt, ldbt, 1, a.k, acc, odd);
     accumulate<R, NV>(a.a2, a.lda2, bt2, ldbt, 0, a.k2, acc, odd);
   } else if (a.k2 > 0) {
     multiply_add_step<R, NV, true>(a.a2, a.lda2, bt2, 0, acc);
@@ -139,7 +139,7 @@ template <int R, int NV>
   }
 }
 
-// Columns [j0, j0 + 16·NV) of C for all m rows: the Bt panel (k × 16·NV floats, 128 KB at
+// Columns [j0, j0 + 16·NV) of C for all m rows (bt at column j0): the Bt panel (k × 16·NV floats, 128 KB at
 // k = 512) stays in L2 while every row block passes over it. Blocks of 6 rows; a remainder of
 // 7 or 8 becomes 4 + 3 or 4 + 4 rather than 6 + 1 or 6 + 2, since a block of 1-2 rows loads as
 // many Bt vectors as it does FMAs.
@@ -169,7 +169,7 @@ void panel(int64_t m, const LeftOperand& a, const float* bt, int64_t ldbt, int64
   }
 }
 
-// All columns [j0, j0 + 16·NV) of C for one or two rows.
+// All columns [j0, j0 + 16·NV) of C for one or two rows (bt at column j0).
 template <int NV>
 void few_rows_panel(int64_t m, const LeftOperand& a, const float* bt, int64_t ldbt, int64_t n,
                     float beta, float* c, int64_t ldc, int64_t j0) {
@@ -190,24 +190,47 @@ inline void small_gemm(int64_t m, int64_t n, const LeftOperand& a, const float* 
     // 2-core AMD EPYC, 1 × 128 × 32 (an LSTM's forward at batch 1, H = 32): 92 against 101 ns.
     for (int64_t j0 = 0; j0 < padded; j0 += 128) {
       switch (std::min<int64_t>(8, (padded - j0) / 16)) {
-        case 8: few_rows_panel<8>(m, a, bt, ldbt, n, beta, c, ldc, j0); break;
-        case 7: few_rows_panel<7>(m, a, bt, ldbt, n, beta, c, ldc, j0); break;
-        case 6: few_rows_panel<6>(m, a, bt, ldbt, n, beta, c, ldc, j0); break;
-        case 5: few_rows_panel<5>(m, a, bt, ldbt, n, beta, c, ldc, j0); break;
-        case 4: few_rows_panel<4>(m, a, bt, ldbt, n, beta, c, ldc, j0); break;
-        case 3: few_rows_panel<3>(m, a, bt, ldbt, n, beta, c, ldc, j0); break;
-        case 2: few_rows_panel<2>(m, a, bt, ldbt, n, beta, c, ldc, j0); break;
-        default: few_rows_panel<1>(m, a, bt, ldbt, n, beta, c, ldc, j0); break;
+        case 8: few_rows_panel<8>(m, a, bt + j0, ldbt, n, beta, c, ldc, j0); break;
+        case 7: few_rows_panel<7>(m, a, bt + j0, ldbt, n, beta, c, ldc, j0); break;
+        case 6: few_rows_panel<6>(m, a, bt + j0, ldbt, n, beta, c, ldc, j0); break;
+        case 5: few_rows_panel<5>(m, a, bt + j0, ldbt, n, beta, c, ldc, j0); break;
+        case 4: few_rows_panel<4>(m, a, bt + j0, ldbt, n, beta, c, ldc, j0); break;
+        case 3: few_rows_panel<3>(m, a, bt + j0, ldbt, n, beta, c, ldc, j0); break;
+        case 2: few_rows_panel<2>(m, a, bt + j0, ldbt, n, beta, c, ldc, j0); break;
+        default: few_rows_panel<1>(m, a, bt + j0, ldbt, n, beta, c, ldc, j0); break;
       }
     }
     return;
   }
   for (int64_t j0 = 0; j0 < padded; j0 += 64) {
     switch (std::min<int64_t>(4, (padded - j0) / 16)) {
-      case 4: panel<4>(m, a, bt, ldbt, n, beta, c, ldc, j0); break;
-      case 3: panel<3>(m, a, bt, ldbt, n, beta, c, ldc, j0); break;
-      case 2: panel<2>(m, a, bt, ldbt, n, beta, c, ldc, j0); break;
-      default: panel<1>(m, a, bt, ldbt, n, beta, c, ldc, j0); break;
+      case 4: panel<4>(m, a, bt + j0, ldbt, n, beta, c, ldc, j0); break;
+      case 3: panel<3>(m, a, bt + j0, ldbt, n, beta, c, ldc, j0); break;
+      case 2: panel<2>(m, a, bt + j0, ldbt, n, beta, c, ldc, j0); break;
+      default: panel<1>(m, a, bt + j0, ldbt, n, beta, c, ldc, j0); break;
+    }
+  }
+}
+
+// The fixed operand in panels (pack_panels): columns [j0, j0 + 64) of Bt as k + k2 rows of 64
+// contiguous floats at panels + j0·(k + k2), the last panel only as wide as small_gemm_ld(n) -
+// j0. Each block then reads its panel front to back instead of one 256-byte piece per row of a
+// wide Bt: rows 4 or 8 KB apart (H = 256 or 512) each sit on their own page and in the same few
+// L1 sets, and the hardware prefetchers stop at page ends. Single-threaded, 64 × 2048 × 1024:
+// 98 against 72 GFLOP/s; 32 × 1024 × 512: 111 against 103; 8 × 256 × 96: level. Columns
+// [j0, j1) alone: pass n = j1 (or less), from j0 a multiple of 64.
+inline void small_gemm_panels(int64_t m, int64_t n, const LeftOperand& a, const float* panels,
+                              float beta, float* c, int64_t ldc, int64_t j_begin = 0) {
+  using namespace small_gemm_detail;
+  const int64_t padded = small_gemm_ld(n), rows = a.k + a.k2;
+  for (int64_t j0 = j_begin; j0 < padded; j0 += 64) {
+    const int64_t nv = std::min<int64_t>(4, (padded - j0) / 16);
+    const float* bt = panels + j0 * rows;
+    switch (nv) {
+      case 4: panel<4>(m, a, bt, 64, n, beta, c, ldc, j0); break;
+      case 3: panel<3>(m, a, bt, 48, n, beta, c, ldc, j0); break;
+      case 2: panel<2>(m, a, bt, 32, n, beta, c, ldc, j0); break;
+      default: panel<1>(m, a, bt, 16, n, beta, c, ldc, j0); break;
     }
   }
 }

@@ -1,15 +1,21 @@
-"""The LSTM forward's stacked per-step product (csrc/cpu/recurrence.h stacked_input_applies): where
-threads split the batch's rows, each step multiplies [x_t | h_{t-1}] by [W_ih | W_hh]ᵀ in one
-product, instead of a GEMM projecting every step's input first. FUSEDRNN_STACKED_INPUT=1 forces it
-at any batch, =0 turns it off (read per call). Outputs, states and every gradient must match
-torch.nn either way."""
+"""The CPU driver's per-step products (csrc/cpu/small_gemm.h, gemm.cpp).
+
+The LSTM forward's stacked product (csrc/cpu/recurrence.h stacked_input_applies): where threads
+split the batch's rows, each step multiplies [x_t | h_{t-1}] by [W_ih | W_hh]ᵀ in one product,
+instead of a GEMM projecting every step's input first. FUSEDRNN_STACKED_INPUT=1 forces it at any
+batch, =0 turns it off (read per call). Outputs, states and every gradient must match torch.nn
+either way.
+
+The fixed operands in 64-column panels (small_gemm_panels): from three rows per product on, with
+a last panel narrower than 64 and padding columns past the weight's width.
+"""
 
 import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from . import test_regularizers
-from .test_modules import check_parity, initial_state, make_pair
+from .test_modules import check_parity, check_parity_scaled, initial_state, make_pair
 
 
 @pytest.mark.parametrize("forced", ["1", "0"], ids=["stacked", "projected"])
@@ -76,3 +82,14 @@ def test_default_choice(batch, default_is, monkeypatch):
     forced = _outputs_and_grads(fused, x)
     for a, b in zip(default, forced, strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
+@pytest.mark.parametrize("batch", [3, 20])
+def test_parity_where_the_last_panel_is_ragged(kind, batch):
+    # H = 37: the LSTM's 148 gate columns are panels of 64, 64 and 32 (20 of them real), the
+    # GRU's 111 are 64 and 48, the backward's 37 columns of W_hh one panel of 48; the stacked
+    # product's k is 70 + 37
+    torch.manual_seed(4)
+    ref, fused = make_pair(kind, 70, 37, num_layers=2)
+    check_parity_scaled(ref, fused, torch.randn(12, batch, 70))
