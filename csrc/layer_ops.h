@@ -199,12 +199,12 @@ LayerResult layer_forward(const char* op, const Tensor& x_in, const Tensor& h0, 
   attach_masks<Cell>(op, masks, s, x, w_hr_in != nullptr, params);
 
   LayerResult r;
-  r.y = s.packed ? at::empty({s.rows, s.proj}, x.options())
-                 : at::empty({s.steps, s.batch, s.proj}, x.options());
+  r.y = s.packed ? Driver::empty_buffer({s.rows, s.proj}, x.options())
+                 : Driver::empty_buffer({s.steps, s.batch, s.proj}, x.options());
   r.h_n = h0.contiguous().clone();
   r.c_n = c0 ? c0->contiguous().clone() : at::empty({0}, x.options());
   // reduced-precision inputs keep an fp32 workspace (the saved cell state among it)
-  Tensor ws = Driver::empty_workspace({s.rows, wcols},
+  Tensor ws = Driver::empty_buffer({s.rows, wcols},
                                        x.options().dtype(Driver::workspace_dtype(x.scalar_type())));
   const bool ws_is_y = workspace_is_y<Cell, Driver>(x, masks);
   Tensor ws_used = ws_is_y ? r.y.view({s.rows, s.proj}) : ws;
@@ -240,7 +240,8 @@ LayerGrads layer_backward(const char* op, const Tensor& grad_y, const Tensor& gr
   const Tensor ln = checked_ln<Cell>(op, ln_in, x, s);
 
   LayerGrads g;
-  g.x = x_grad ? at::empty_like(x) : at::empty({0}, x.options());  // empty: not computed
+  // empty: not computed
+  g.x = x_grad ? Driver::empty_buffer(x.sizes(), x.options()) : at::empty({0}, x.options());
   g.h0 = grad_h_n.contiguous().clone();
   g.c0 = grad_c_n ? grad_c_n->contiguous().clone() : at::empty({0}, x.options());
   g.w_ih = at::empty_like(w_ih);

@@ -1,6 +1,6 @@
-"""The CPU buffer pool (csrc/cpu/buffer_pool.h): a forward's workspace and a backward's gradient
-rows of 1 MiB or more are kept for the next call instead of going back to malloc, up to
-FUSEDRNN_KEEP_MB idle megabytes (0: off)."""
+"""The CPU buffer pool (csrc/cpu/buffer_pool.h): a forward's workspace and outputs, a backward's
+gradient rows and input gradient, of 1 MiB or more, are kept for the next call instead of going
+back to malloc, up to FUSEDRNN_KEEP_MB idle megabytes (0: off)."""
 
 import os
 import subprocess
@@ -72,6 +72,34 @@ def test_reused_blocks_give_the_same_results_as_fresh_ones():
             assert torch.equal(a, b)
     y_ref, _ = ref(x)
     torch.testing.assert_close(results[0][0], y_ref.detach(), rtol=1e-4, atol=1e-5)
+
+
+def test_the_output_and_the_input_gradient_come_back_to_the_pool():
+    torch.manual_seed(0)
+    module, x = fusedrnn.LSTM(64, 64), torch.randn(200, 32, 64, requires_grad=True)
+    y = lstm_step(module, x)  # y and x.grad: 200 × 32 × 64 floats, 1.6 MB each
+    for name in ("y", "x.grad"):
+        idle = idle_bytes()
+        if name == "y":
+            del y
+        else:
+            x.grad = None
+        assert idle_bytes() >= idle + 200 * 32 * 64 * 4, name
+
+
+def test_pooled_tensors_resize_like_any_other():
+    # a user's y or x.grad may be resized (resize_, an out= argument): the storage takes its new
+    # block from the pool's allocator and keeps the old values
+    torch.manual_seed(0)
+    module, x = fusedrnn.LSTM(64, 64), torch.randn(200, 32, 64, requires_grad=True)
+    y = lstm_step(module, x)
+    for t in (y, x.grad):
+        before = t.clone()
+        t.resize_(300, 32, 64)
+        assert torch.equal(t[:200], before)
+        t[200:] = 1.0
+        t.resize_(10, 32, 64)
+        assert torch.equal(t, before[:10])
 
 
 def test_threads_share_the_pool():

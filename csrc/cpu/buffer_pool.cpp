@@ -3,8 +3,9 @@
 // freed during interpreter shutdown still find it.
 #include "buffer_pool.h"
 
+#include <ATen/EmptyTensor.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/from_blob.h>
+#include <c10/core/CPUAllocator.h>
 #include <c10/util/Exception.h>
 #include <c10/util/accumulate.h>
 
@@ -111,6 +112,33 @@ Pool& pool() {
   return *instance;
 }
 
+// The pool as a c10::Allocator, so that pooled tensors keep a resizable storage: a resize takes
+// its new block from here too. Blocks below kMinPooledBytes come from torch's CPU allocator.
+class PoolAllocator final : public c10::Allocator {
+ public:
+  c10::DataPtr allocate(size_t bytes) override {
+    if (bytes < kMinPooledBytes) return c10::GetCPUAllocator()->allocate(bytes);
+    size_t granted = 0;
+    void* data = pool().take(bytes, &granted);
+    return {data, new Block{data, granted}, &give_back, c10::Device(c10::DeviceType::CPU)};
+  }
+  void copy_data(void* dest, const void* src, std::size_t count) const override {
+    default_copy_data(dest, src, count);
+  }
+
+ private:
+  static void give_back(void* context) {
+    const Block* block = static_cast<const Block*>(context);
+    pool().give(block->data, block->bytes);
+    delete block;
+  }
+};
+
+PoolAllocator& pool_allocator() {
+  static PoolAllocator* const instance = new PoolAllocator();  // leaked, as the pool
+  return *instance;
+}
+
 }  // namespace
 
 void* pool_take(size_t bytes, size_t* granted) { return pool().take(bytes, granted); }
@@ -121,9 +149,9 @@ at::Tensor pooled_empty(at::IntArrayRef sizes, const at::TensorOptions& options)
   const size_t bytes = static_cast<size_t>(c10::multiply_integers(sizes)) *
                        c10::elementSize(c10::typeMetaToScalarType(options.dtype()));
   if (bytes < kMinPooledBytes) return at::empty(sizes, options);
-  size_t granted = 0;
-  void* data = pool_take(bytes, &granted);
-  return at::from_blob(data, sizes, [granted](void* p) { pool_give(p, granted); }, options);
+  return at::detail::empty_generic(sizes, &pool_allocator(),
+                                   c10::DispatchKeySet(c10::DispatchKey::CPU),
+                                   c10::typeMetaToScalarType(options.dtype()), std::nullopt);
 }
 
 }  // namespace cpu

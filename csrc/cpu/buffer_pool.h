@@ -30,9 +30,8 @@ void pool_give(void* block, size_t granted);
 // Idle bytes held now.
 size_t pool_idle_bytes();
 
-// at::empty on the CPU, from the pool when the tensor is 1 MiB or more. Only for tensors the
-// library keeps to itself (a forward's workspace, saved for backward): the storage cannot be
-// resized.
+// at::empty on the CPU, from the pool when the tensor is 1 MiB or more: a forward's workspace
+// and outputs, the input gradient. The storage stays resizable (its allocator is the pool's).
 at::Tensor pooled_empty(at::IntArrayRef sizes, const at::TensorOptions& options);
 
 // An uninitialised array of n values of T for one call's scratch, from the pool when large.

@@ -39,8 +39,9 @@ struct CpuDriver {
   }
 
   static at::ScalarType workspace_dtype(at::ScalarType input) { return input; }
-  // kept for the next call once backward has freed it (buffer_pool.h)
-  static Tensor empty_workspace(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  // the workspace, y and dx: kept for the next call once freed (buffer_pool.h), so that a
+  // training loop does not fault their pages in again every step
+  static Tensor empty_buffer(at::IntArrayRef sizes, const at::TensorOptions& options) {
     return pooled_empty(sizes, options);
   }
   static constexpr bool kLeanInference = true;

@@ -301,7 +301,8 @@ struct CudaDriver {
     return input == at::kHalf || input == at::kBFloat16 ? at::kFloat : input;
   }
 
-  static Tensor empty_workspace(at::IntArrayRef sizes, const at::TensorOptions& options) {
+  // the workspace, y and dx (the CUDA caching allocator already reuses blocks)
+  static Tensor empty_buffer(at::IntArrayRef sizes, const at::TensorOptions& options) {
     return at::empty(sizes, options);
   }
 
