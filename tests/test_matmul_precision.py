@@ -77,7 +77,10 @@ def test_medium_precision_stays_within_bf16_rounding_and_highest_is_exact(kind, 
 def test_small_gemms_and_float64_ignore_the_setting(restore_precision):
     """Below the threshold the conversion costs more than it saves; float64 is never reduced."""
     torch.manual_seed(0)
-    for dtype, size, batch in ((torch.float32, 16, 4), (torch.float64, 256, 64)):
+    # batch 20: the rows are split over two threads and each step's product is stacked
+    # (test_per_step_products.py), batch 4: one thread runs the steps
+    for dtype, size, batch in ((torch.float32, 16, 4), (torch.float32, 16, 20),
+                               (torch.float64, 256, 64)):
         layer = fusedrnn.GRU(8, size, batch_first=True, dtype=dtype)
         x = torch.randn(batch, 5, 8, dtype=dtype)
         torch.set_float32_matmul_precision("highest")

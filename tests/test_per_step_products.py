@@ -1,6 +1,6 @@
 """The CPU driver's per-step products (csrc/cpu/small_gemm.h, gemm.cpp).
 
-The LSTM forward's stacked product (csrc/cpu/recurrence.h stacked_input_applies): where threads
+The LSTM and GRU forward's stacked product (csrc/cpu/recurrence.h stacked_input_applies): where threads
 split the batch's rows, each step multiplies [x_t | h_{t-1}] by [W_ih | W_hh]ᵀ in one product,
 instead of a GEMM projecting every step's input first. FUSEDRNN_STACKED_INPUT=1 forces it at any
 batch, =0 turns it off (read per call). Outputs, states and every gradient must match torch.nn
@@ -18,19 +18,21 @@ from . import test_regularizers
 from .test_modules import check_parity, check_parity_scaled, initial_state, make_pair
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("forced", ["1", "0"], ids=["stacked", "projected"])
 @pytest.mark.parametrize("batch", [1, 3, 20])
 @pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
-def test_lstm_parity_either_way(forced, batch, packed, monkeypatch):
-    # odd widths (4H = 24 columns, k = 7 + 6) and two bidirectional layers: the second layer's
-    # x side is 12 wide
+def test_parity_either_way(kind, forced, batch, packed, monkeypatch):
+    # odd widths (k = 7 + 6) and two bidirectional layers: the second layer's x side is 12 wide.
+    # The GRU sums r and z only: its n gate's x side goes to the workspace row, its h side to
+    # the recurrent rows, from products of their own.
     monkeypatch.setenv("FUSEDRNN_STACKED_INPUT", forced)
     torch.manual_seed(batch)
-    ref, fused = make_pair("lstm", 7, 6, num_layers=2, bidirectional=True)
+    ref, fused = make_pair(kind, 7, 6, num_layers=2, bidirectional=True)
     x = torch.randn(30, batch, 7)
     if packed:
         x = pack_padded_sequence(x, torch.randint(1, 31, (batch,)), enforce_sorted=False)
-    check_parity(ref, fused, x, initial_state("lstm", ref, batch, torch.float32))
+    check_parity(ref, fused, x, initial_state(kind, ref, batch, torch.float32))
 
 
 @pytest.mark.parametrize("batch", [2, 20])
@@ -51,30 +53,34 @@ def test_float64_keeps_the_projection_and_stays_tight(monkeypatch):
     check_parity(ref, fused, x, initial_state("lstm", ref, 20, torch.float64), dtype=torch.float64)
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
-def test_regularizer_masks_match_the_reference_with_the_stacked_product(packed, monkeypatch):
+def test_regularizer_masks_match_the_reference_with_the_stacked_product(kind, packed,
+                                                                        monkeypatch):
     # recurrent dropout multiplies h_{t-1} before the product: the second segment is then the
     # masked copy; zoneout blends the cell's outputs after it
     monkeypatch.setenv("FUSEDRNN_STACKED_INPUT", "1")
-    test_regularizers.test_explicit_masks_match_reference("lstm", packed, torch.float32, 24, 5,
+    test_regularizers.test_explicit_masks_match_reference(kind, packed, torch.float32, 24, 5,
                                                           None, True, monkeypatch)
 
 
 def _outputs_and_grads(module, x):
     module.zero_grad()
-    y, (h, c) = module(x)
-    (y.sum() + h.sum() + c.sum()).backward()
-    return [y, h, c] + [p.grad for p in module.parameters()]
+    y, state = module(x)
+    states = state if isinstance(state, tuple) else (state,)
+    (y.sum() + sum(s.sum() for s in states)).backward()
+    return [y, *states] + [p.grad for p in module.parameters()]
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
 @pytest.mark.parametrize("batch,default_is", [(20, "1"), (2, "0")])
-def test_default_choice(batch, default_is, monkeypatch):
+def test_default_choice(kind, batch, default_is, monkeypatch):
     # with two threads, 20 rows are split between them (the stacked product); 2 rows run on one
     # thread while the other projects the next chunk's inputs (the whole-sequence path)
     if torch.get_num_threads() < 2:
         pytest.skip("the choice depends on two threads")
     torch.manual_seed(3)
-    _, fused = make_pair("lstm", 7, 24)
+    _, fused = make_pair(kind, 7, 24)
     x = torch.randn(40, batch, 7)
     monkeypatch.delenv("FUSEDRNN_STACKED_INPUT", raising=False)
     default = _outputs_and_grads(fused, x)

@@ -29,20 +29,26 @@ struct GruCell {
 
   // The forward in two halves, as LstmCell's: forward_gates leaves z and n's pre-activation in
   // the row's z and n columns (whose inputs it has consumed); forward_output finishes n and h_t.
-  template <typename T, bool kSave = true>
+  // kSummedInput: gh's r and z columns already hold both sides' products (the CPU's stacked
+  // per-step product); the n columns stay apart, x side in the workspace row, h side in gh.
+  template <typename T, bool kSave = true, bool kSummedInput = false>
   FUSEDRNN_HOST_DEVICE static void forward_gates(const ForwardRow<T>& r, int64_t H, int64_t j) {
-    const T a_r = r.ws[j] + r.b_ih[j];
-    const T a_z = r.ws[H + j] + r.b_ih[H + j];
     const T a_n = r.ws[2 * H + j] + r.b_ih[2 * H + j];
-    const T b_r = r.gh[j] + r.b_hh[j];
-    const T b_z = r.gh[H + j] + r.b_hh[H + j];
     const T b_n = r.gh[2 * H + j] + r.b_hh[2 * H + j];
-    const T rg = math::sigmoid(a_r + b_r);
+    T pre_r, pre_z;
+    if constexpr (kSummedInput) {
+      pre_r = r.gh[j] + r.b_ih[j] + r.b_hh[j];
+      pre_z = r.gh[H + j] + r.b_ih[H + j] + r.b_hh[H + j];
+    } else {
+      pre_r = (r.ws[j] + r.b_ih[j]) + (r.gh[j] + r.b_hh[j]);
+      pre_z = (r.ws[H + j] + r.b_ih[H + j]) + (r.gh[H + j] + r.b_hh[H + j]);
+    }
+    const T rg = math::sigmoid(pre_r);
     if constexpr (kSave) {
       r.ws[j] = rg;
       if (r.n_hh) r.n_hh[j] = b_n;
     }
-    r.ws[H + j] = math::sigmoid(a_z + b_z);
+    r.ws[H + j] = math::sigmoid(pre_z);
     r.ws[2 * H + j] = a_n + rg * b_n;
   }
 

@@ -184,6 +184,10 @@ void pack_panels(bool trans_b, int64_t n, int64_t k, const float* b, int64_t ldb
 
 }  // namespace
 
+bool reduced_precision_applies(int64_t m, int64_t n, int64_t k) {
+  return worth_reduced_precision(reduced_precision_allowed(), m, n, k);
+}
+
 bool plain_operands_pay(int64_t m, int64_t n, int64_t k) {
   return !worth_reduced_precision(reduced_precision_allowed(), m, n, k) && worth_onednn(m, n, k);
 }
@@ -298,19 +302,34 @@ void FixedRightOperand<T>::multiply_transposed(int64_t m, const T* a, int64_t ld
 }
 
 StackedRightOperand::StackedRightOperand(int64_t n, const float* w1, int64_t k1, const float* w2,
-                                         int64_t k2)
-    : n_(n), k1_(k1), k2_(k2) {
-  transposed_.reset(new float[(k1 + k2) * small_gemm_ld(n)]);
-  pack_panels(true, n, k1, w1, k1, transposed_.get(), k1 + k2, 0);
-  pack_panels(true, n, k2, w2, k2, transposed_.get(), k1 + k2, k1);
+                                         int64_t k2, int64_t n_own)
+    : n_(n), n_own_(n_own), k1_(k1), k2_(k2) {
+  summed_.reset(new float[(k1 + k2) * small_gemm_ld(n)]);
+  pack_panels(true, n, k1, w1, k1, summed_.get(), k1 + k2, 0);
+  pack_panels(true, n, k2, w2, k2, summed_.get(), k1 + k2, k1);
+  if (n_own > 0) {
+    own1_.reset(new float[k1 * small_gemm_ld(n_own)]);
+    own2_.reset(new float[k2 * small_gemm_ld(n_own)]);
+    pack_panels(true, n_own, k1, w1 + n * k1, k1, own1_.get(), k1, 0);
+    pack_panels(true, n_own, k2, w2 + n * k2, k2, own2_.get(), k2, 0);
+  }
 }
 
 void StackedRightOperand::multiply(int64_t m, const float* a1, int64_t lda1, const float* a2,
-                                   int64_t lda2, float beta, float* c, int64_t ldc) const {
-  if (m == 0 || n_ == 0) return;
-  const LeftOperand a{a1, lda1, k1_, a2, lda2, k2_};
+                                   int64_t lda2, float* c, int64_t ldc, float* c1,
+                                   int64_t ldc1) const {
+  if (m == 0) return;
+  const LeftOperand both{a1, lda1, k1_, a2, lda2, k2_};
   for_blocks(n_, m * n_ * (k1_ + k2_), 64, [&](int64_t j0, int64_t j1) {
-    small_gemm_panels(m, j1, a, transposed_.get(), beta, c, ldc, j0);
+    small_gemm_panels(m, j1, both, summed_.get(), 0.0f, c, ldc, j0);
+  });
+  if (n_own_ == 0) return;
+  const LeftOperand side1{a1, lda1, k1_}, side2{a2, lda2, k2_};
+  for_blocks(n_own_, m * n_own_ * k2_, 64, [&](int64_t j0, int64_t j1) {
+    small_gemm_panels(m, j1, side2, own2_.get(), 0.0f, c + n_, ldc, j0);
+  });
+  for_blocks(n_own_, m * n_own_ * k1_, 64, [&](int64_t j0, int64_t j1) {
+    small_gemm_panels(m, j1, side1, own1_.get(), 0.0f, c1, ldc1, j0);
   });
 }
 

@@ -24,6 +24,10 @@ namespace cpu {
 // Whether torch allows bf16 for float32 matmuls or RNNs right now (read once per op call).
 bool reduced_precision_allowed();
 
+// Whether a float product of this size would multiply in bf16 now (reduced precision allowed and
+// the product large enough to repay the conversion).
+bool reduced_precision_applies(int64_t m, int64_t n, int64_t k);
+
 // Whether a float product of this size goes to oneDNN, which wants plain operands (rows of a
 // matrix adjacent in memory): a caller holding a column block of a wider matrix does better to
 // copy it out first than to hand it to the BLAS, which takes strided operands but runs slower.
@@ -56,18 +60,22 @@ class FixedRightOperand {
   std::unique_ptr<T[]> transposed_;
 };
 
-// W_ih [n, k1] and W_hh [n, k2] transposed once into one [k1 + k2, n] operand, so that a step's
-// x_t·W_ihᵀ + h_{t-1}·W_hhᵀ comes out of a single small_gemm over [x_t | h_{t-1}] (float only).
+// W_ih [n + n_own, k1] and W_hh [n + n_own, k2] transposed once into panels, so that a step's
+// x_t·W_ihᵀ + h_{t-1}·W_hhᵀ comes out of a single small_gemm over [x_t | h_{t-1}] (float only):
+// the first n columns as one sum (all of an LSTM's gates, a GRU's r and z), the last n_own of each
+// side apart (a GRU's n gate, whose h side r scales: b_n = h_{t-1}·W_hnᵀ, a_n = x_t·W_inᵀ).
 class StackedRightOperand {
  public:
-  StackedRightOperand(int64_t n, const float* w1, int64_t k1, const float* w2, int64_t k2);
-  // C[m,n] = [A1[m,k1] | A2[m,k2]]·[W1 | W2]ᵀ + beta·C
+  StackedRightOperand(int64_t n, const float* w1, int64_t k1, const float* w2, int64_t k2,
+                      int64_t n_own = 0);
+  // C[m, 0:n] = [A1[m,k1] | A2[m,k2]]·[W1 | W2][0:n]ᵀ, C[m, n:n+n_own] = A2·W2[n:n+n_own]ᵀ and
+  // C1[m, 0:n_own] = A1·W1[n:n+n_own]ᵀ (each overwritten)
   void multiply(int64_t m, const float* a1, int64_t lda1, const float* a2, int64_t lda2,
-                float beta, float* c, int64_t ldc) const;
+                float* c, int64_t ldc, float* c1 = nullptr, int64_t ldc1 = 0) const;
 
  private:
-  int64_t n_, k1_, k2_;
-  std::unique_ptr<float[]> transposed_;
+  int64_t n_, n_own_, k1_, k2_;
+  std::unique_ptr<float[]> summed_, own1_, own2_;
 };
 
 }  // namespace cpu

@@ -168,12 +168,19 @@ bool input_projection_per_step(const Schedule& s, int64_t I) {
   return Cell::kLayerNorm && s.batch >= kMinBatch && I < kMaxInput;
 }
 
-// Cells whose gates take x_t·W_ihᵀ + h_{t-1}·W_hhᵀ as one sum (the LSTM's forward_gates with
-// kSummedInput), so that one product over [x_t | h_{t-1}] can give both.
+// Cells whose first kSummedGates gates take x_t·W_ihᵀ + h_{t-1}·W_hhᵀ as one sum (forward_gates
+// with kSummedInput), so that one product over [x_t | h_{t-1}] can give both: all four of the
+// LSTM's, the GRU's r and z (its n keeps the two sides apart).
 template <typename Cell>
 struct TakesSummedInput : std::false_type {};
 template <>
-struct TakesSummedInput<LstmCell> : std::true_type {};
+struct TakesSummedInput<LstmCell> : std::true_type {
+  static constexpr int kSummedGates = 4;
+};
+template <>
+struct TakesSummedInput<GruCell> : std::true_type {
+  static constexpr int kSummedGates = 2;
+};
 
 // Whether each step multiplies [x_t | h_{t-1}] by the stacked [W_ih | W_hh]ᵀ in one small_gemm
 // (StackedRightOperand), instead of a whole-sequence GEMM projecting every step's input first.
@@ -188,7 +195,13 @@ bool stacked_input_applies(const Schedule& s, const LayerWeights<T>& w) {
   if constexpr (!TakesSummedInput<Cell>::value || !std::is_same_v<T, float>) {
     return false;
   } else {
-    if (reduced_precision_allowed() || s.steps() < 2) return false;
+    // where torch allows bf16 matmuls, the products that would take it keep their own path, so
+    // that the setting changes no result of the products below its size threshold
+    const int64_t GH = Cell::kGates * w.hidden_size;
+    if (reduced_precision_applies(s.rows_total, GH, w.input_size) ||
+        reduced_precision_applies(s.batch, GH, w.proj_size) || s.steps() < 2) {
+      return false;
+    }
     const char* env = std::getenv("FUSEDRNN_STACKED_INPUT");
     const int forced = env ? std::atoi(env) : -1;
     if (forced >= 0) return forced == 1;
@@ -256,8 +269,13 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
   // one of the two: W_hh alone, or [W_ih | W_hh] for the stacked product
   const FixedRightOperand<T> recurrent(true, B, GH, P, w.w_hh, P, stacked ? 0 : s.steps());
   std::unique_ptr<StackedRightOperand> both;
-  if constexpr (std::is_same_v<T, float>) {
-    if (stacked) both = std::make_unique<StackedRightOperand>(GH, w.w_ih, I, w.w_hh, P);
+  int64_t summed_cols = 0;  // the gate columns that come out as one sum
+  if constexpr (std::is_same_v<T, float> && TakesSummedInput<Cell>::value) {
+    summed_cols = TakesSummedInput<Cell>::kSummedGates * H;
+    if (stacked) {
+      both = std::make_unique<StackedRightOperand>(summed_cols, w.w_ih, I, w.w_hh, P,
+                                                   GH - summed_cols);
+    }
   }
   std::unique_ptr<FixedRightOperand<T>> projection;
   if (proj) projection = std::make_unique<FixedRightOperand<T>>(true, B, P, H, w.w_hr, H, s.steps());
@@ -281,8 +299,9 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
           input_side->multiply(b1 - b0, x + (off + b0) * I, I, T(0), out.ws + (off + b0) * W, W);
         }
         if constexpr (std::is_same_v<T, float>) {
-          if (both) {
-            both->multiply(b1 - b0, x + (off + b0) * I, I, h_in, P, T(0), gh.data() + b0 * GH, GH);
+          if (both) {  // the gates apart from the sum: h side into gh, x side into ws
+            both->multiply(b1 - b0, x + (off + b0) * I, I, h_in, P, gh.data() + b0 * GH, GH,
+                           out.ws + (off + b0) * W + summed_cols, W);
           }
         }
         if (!both) recurrent.multiply(b1 - b0, h_in, P, T(0), gh.data() + b0 * GH, GH);
