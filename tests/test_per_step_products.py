@@ -1,8 +1,8 @@
 """The CPU driver's per-step products (csrc/cpu/small_gemm.h, gemm.cpp).
 
-The LSTM and GRU forward's stacked product (csrc/cpu/recurrence.h stacked_input_applies): where threads
-split the batch's rows, each step multiplies [x_t | h_{t-1}] by [W_ih | W_hh]ᵀ in one product,
-instead of a GEMM projecting every step's input first. FUSEDRNN_STACKED_INPUT=1 forces it at any
+The LSTM, GRU and Elman forward's stacked product (csrc/cpu/recurrence.h stacked_input_applies):
+where threads split the batch's rows, each step multiplies [x_t | h_{t-1}] by [W_ih | W_hh]ᵀ in
+one product, instead of a GEMM projecting every step's input first. FUSEDRNN_STACKED_INPUT=1 forces it at any
 batch, =0 turns it off (read per call). Outputs, states and every gradient must match torch.nn
 either way.
 
@@ -18,14 +18,14 @@ from . import test_regularizers
 from .test_modules import check_parity, check_parity_scaled, initial_state, make_pair
 
 
-@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh", "rnn_relu"])
 @pytest.mark.parametrize("forced", ["1", "0"], ids=["stacked", "projected"])
 @pytest.mark.parametrize("batch", [1, 3, 20])
 @pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
 def test_parity_either_way(kind, forced, batch, packed, monkeypatch):
     # odd widths (k = 7 + 6) and two bidirectional layers: the second layer's x side is 12 wide.
     # The GRU sums r and z only: its n gate's x side goes to the workspace row, its h side to
-    # the recurrent rows, from products of their own.
+    # the recurrent rows, from products of their own. The Elman cell's workspace is y itself.
     monkeypatch.setenv("FUSEDRNN_STACKED_INPUT", forced)
     torch.manual_seed(batch)
     ref, fused = make_pair(kind, 7, 6, num_layers=2, bidirectional=True)
@@ -53,7 +53,7 @@ def test_float64_keeps_the_projection_and_stays_tight(monkeypatch):
     check_parity(ref, fused, x, initial_state("lstm", ref, 20, torch.float64), dtype=torch.float64)
 
 
-@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
 @pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
 def test_regularizer_masks_match_the_reference_with_the_stacked_product(kind, packed,
                                                                         monkeypatch):
@@ -72,7 +72,7 @@ def _outputs_and_grads(module, x):
     return [y, *states] + [p.grad for p in module.parameters()]
 
 
-@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
 @pytest.mark.parametrize("batch,default_is", [(20, "1"), (2, "0")])
 def test_default_choice(kind, batch, default_is, monkeypatch):
     # with two threads, 20 rows are split between them (the stacked product); 2 rows run on one

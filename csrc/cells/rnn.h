@@ -20,9 +20,16 @@ struct RnnCell {
   static constexpr int64_t workspace_cols(int64_t H) { return H; }
   static constexpr int64_t grad_cols(int64_t H) { return H; }
 
-  template <typename T>
+  // kSummedInput: gh already holds x_t·W_ihᵀ + h_{t-1}·W_hhᵀ (the CPU's stacked per-step
+  // product) and the workspace row (y's) nothing yet. kSave: always (y is the workspace).
+  template <typename T, bool kSave = true, bool kSummedInput = false>
   FUSEDRNN_HOST_DEVICE static void forward(const ForwardRow<T>& r, int64_t H, int64_t j) {
-    const T pre = r.ws[j] + r.gh[j] + r.b_ih[j] + r.b_hh[j];
+    T pre;
+    if constexpr (kSummedInput) {
+      pre = r.gh[j] + r.b_ih[j] + r.b_hh[j];
+    } else {
+      pre = r.ws[j] + r.gh[j] + r.b_ih[j] + r.b_hh[j];
+    }
     const T h = kRelu ? math::relu(pre) : math::tanh(pre);
     r.ws[j] = h;
     r.h_out[j] = h;

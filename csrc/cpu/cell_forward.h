@@ -10,11 +10,9 @@
 namespace fusedrnn {
 namespace cpu {
 
-// kSummedInput: gh holds both products (StackedRightOperand); cells that split their forward
-// in two halves (the LSTM) take it.
+// kSummedInput: gh holds both products where the cell sums them (StackedRightOperand).
 template <typename Cell, typename T, bool kSave, bool kSummedInput = false>
 inline void cell_forward_units(const ForwardRow<T>& r, int64_t H, int64_t j0, int64_t j1) {
-  static_assert(!kSummedInput || Cell::kTwoHalfForward, "a summed input needs forward_gates");
   if constexpr (Cell::kTwoHalfForward) {  // each half over the whole range (see the cell)
     if constexpr (kSummedInput) {
       FUSEDRNN_INDEPENDENT_ITERATIONS
@@ -25,6 +23,9 @@ inline void cell_forward_units(const ForwardRow<T>& r, int64_t H, int64_t j0, in
     }
     FUSEDRNN_INDEPENDENT_ITERATIONS
     for (int64_t j = j0; j < j1; ++j) Cell::template forward_output<T, kSave>(r, H, j);
+  } else if constexpr (kSummedInput) {
+    FUSEDRNN_INDEPENDENT_ITERATIONS
+    for (int64_t j = j0; j < j1; ++j) Cell::template forward<T, kSave, true>(r, H, j);
   } else if constexpr (kSave) {
     FUSEDRNN_INDEPENDENT_ITERATIONS
     for (int64_t j = j0; j < j1; ++j) Cell::forward(r, H, j);

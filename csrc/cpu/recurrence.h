@@ -170,7 +170,7 @@ bool input_projection_per_step(const Schedule& s, int64_t I) {
 
 // Cells whose first kSummedGates gates take x_t·W_ihᵀ + h_{t-1}·W_hhᵀ as one sum (forward_gates
 // with kSummedInput), so that one product over [x_t | h_{t-1}] can give both: all four of the
-// LSTM's, the GRU's r and z (its n keeps the two sides apart).
+// LSTM's, the GRU's r and z (its n keeps the two sides apart), the Elman cell's one.
 template <typename Cell>
 struct TakesSummedInput : std::false_type {};
 template <>
@@ -180,6 +180,10 @@ struct TakesSummedInput<LstmCell> : std::true_type {
 template <>
 struct TakesSummedInput<GruCell> : std::true_type {
   static constexpr int kSummedGates = 2;
+};
+template <bool kRelu>
+struct TakesSummedInput<RnnCell<kRelu>> : std::true_type {
+  static constexpr int kSummedGates = 1;
 };
 
 // Whether each step multiplies [x_t | h_{t-1}] by the stacked [W_ih | W_hh]ᵀ in one small_gemm
