@@ -78,10 +78,17 @@ void for_row_blocks(const Schedule& s, const F& body) {
   std::vector<int64_t> bounds{0};
   int64_t done = 0;
   for (int64_t b = 0; b < B && static_cast<int64_t>(bounds.size()) < blocks; ++b) {
+    const int64_t before = done;
     done += length[b];
     const int64_t rows_left = B - (b + 1), blocks_left = blocks - static_cast<int64_t>(bounds.size());
-    if (done * blocks >= s.rows_total * static_cast<int64_t>(bounds.size()) || rows_left == blocks_left) {
+    const int64_t share = s.rows_total * static_cast<int64_t>(bounds.size());  // × blocks
+    if (rows_left == blocks_left) {
       bounds.push_back(b + 1);
+    } else if (done * blocks >= share) {
+      // the block ends after row b or before it, whichever lands nearer its share: with long
+      // rows first, one row can be a few percent of the work
+      const bool nearer_before = b > bounds.back() && share - before * blocks < done * blocks - share;
+      bounds.push_back(nearer_before ? b : b + 1);
     }
   }
   bounds.push_back(B);
