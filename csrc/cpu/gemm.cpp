@@ -173,10 +173,14 @@ void pack_panels(bool trans_b, int64_t n, int64_t k, const float* b, int64_t ldb
       if (trans_b) {  // dst[p·width + r] = B[j0 + r, p]
         transpose_block(b + j0 * ldb, ldb, cols, k, dst, width);
       } else {
-        for (int64_t p = 0; p < k; ++p) std::memcpy(dst + p * width, b + p * ldb + j0, sizeof(float) * cols);
+        for (int64_t p = 0; p < k; ++p) {
+          std::memcpy(dst + p * width, b + p * ldb + j0, sizeof(float) * cols);
+        }
       }
       if (cols < width) {
-        for (int64_t p = 0; p < k; ++p) std::fill(dst + p * width + cols, dst + (p + 1) * width, 0.0f);
+        for (int64_t p = 0; p < k; ++p) {
+          std::fill(dst + p * width + cols, dst + (p + 1) * width, 0.0f);
+        }
       }
     }
   });
