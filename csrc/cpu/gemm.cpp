@@ -186,6 +186,15 @@ void pack_panels(bool trans_b, int64_t n, int64_t k, const float* b, int64_t ldb
   });
 }
 
+// C[m, 0:n] = A·B from B packed in panels, the threads taking blocks of 64 columns when the
+// product repays a hand-off (for_blocks; one block inside a parallel region).
+void panels_product(int64_t m, int64_t n, const LeftOperand& a, const float* panels, float beta,
+                    float* c, int64_t ldc) {
+  for_blocks(n, m * n * (a.k + a.k2), 64, [&](int64_t j0, int64_t j1) {
+    small_gemm_panels(m, j1, a, panels, beta, c, ldc, j0);
+  });
+}
+
 }  // namespace
 
 bool reduced_precision_applies(int64_t m, int64_t n, int64_t k) {
@@ -293,10 +302,7 @@ void FixedRightOperand<T>::multiply_transposed(int64_t m, const T* a, int64_t ld
                                                int64_t ldc) const {
   if constexpr (std::is_same_v<T, float>) {
     if (panels_) {
-      for_blocks(n_, m * n_ * k_, 64, [&](int64_t j0, int64_t j1) {
-        small_gemm_panels(m, j1, LeftOperand{a, lda, k_}, transposed_.get(), beta, c, ldc, j0);
-      });
-      return;
+      return panels_product(m, n_, LeftOperand{a, lda, k_}, transposed_.get(), beta, c, ldc);
     }
     const int64_t ld = small_gemm_ld(n_);
     for_blocks(n_, m * n_ * k_, 64, [&](int64_t j0, int64_t j1) {
@@ -323,18 +329,10 @@ void StackedRightOperand::multiply(int64_t m, const float* a1, int64_t lda1, con
                                    int64_t lda2, float* c, int64_t ldc, float* c1,
                                    int64_t ldc1) const {
   if (m == 0) return;
-  const LeftOperand both{a1, lda1, k1_, a2, lda2, k2_};
-  for_blocks(n_, m * n_ * (k1_ + k2_), 64, [&](int64_t j0, int64_t j1) {
-    small_gemm_panels(m, j1, both, summed_.get(), 0.0f, c, ldc, j0);
-  });
+  panels_product(m, n_, LeftOperand{a1, lda1, k1_, a2, lda2, k2_}, summed_.get(), 0.0f, c, ldc);
   if (n_own_ == 0) return;
-  const LeftOperand side1{a1, lda1, k1_}, side2{a2, lda2, k2_};
-  for_blocks(n_own_, m * n_own_ * k2_, 64, [&](int64_t j0, int64_t j1) {
-    small_gemm_panels(m, j1, side2, own2_.get(), 0.0f, c + n_, ldc, j0);
-  });
-  for_blocks(n_own_, m * n_own_ * k1_, 64, [&](int64_t j0, int64_t j1) {
-    small_gemm_panels(m, j1, side1, own1_.get(), 0.0f, c1, ldc1, j0);
-  });
+  panels_product(m, n_own_, LeftOperand{a2, lda2, k2_}, own2_.get(), 0.0f, c + n_, ldc);
+  panels_product(m, n_own_, LeftOperand{a1, lda1, k1_}, own1_.get(), 0.0f, c1, ldc1);
 }
 
 template class FixedRightOperand<float>;

@@ -175,6 +175,13 @@ bool input_projection_per_step(const Schedule& s, int64_t I) {
   return Cell::kLayerNorm && s.batch >= kMinBatch && I < kMaxInput;
 }
 
+// An environment switch for comparisons and tests, read per call: 0 or 1 when `name` is set to a
+// number, -1 when it is unset.
+inline int forced_choice(const char* name) {
+  const char* env = std::getenv(name);
+  return env ? std::atoi(env) : -1;
+}
+
 // Cells whose first kSummedGates gates take x_t·W_ihᵀ + h_{t-1}·W_hhᵀ as one sum (forward_gates
 // with kSummedInput), so that one product over [x_t | h_{t-1}] can give both: all four of the
 // LSTM's, the GRU's r and z (its n keeps the two sides apart), the Elman cell's one.
@@ -213,8 +220,7 @@ bool stacked_input_applies(const Schedule& s, const LayerWeights<T>& w) {
         reduced_precision_applies(s.batch, GH, w.proj_size) || s.steps() < 2) {
       return false;
     }
-    const char* env = std::getenv("FUSEDRNN_STACKED_INPUT");
-    const int forced = env ? std::atoi(env) : -1;
+    const int forced = forced_choice("FUSEDRNN_STACKED_INPUT");
     if (forced >= 0) return forced == 1;
     return !serial_steps<Cell>(s, w);
   }
@@ -226,8 +232,7 @@ bool stacked_input_applies(const Schedule& s, const LayerWeights<T>& w) {
 // (comparisons, tests); read per call, so that tests can set it.
 template <typename Cell, typename T>
 bool pipeline_wanted(const char* forced, const Schedule& s, const LayerWeights<T>& w) {
-  const char* env = std::getenv(forced);
-  const int force = env ? std::atoi(env) : -1;
+  const int force = forced_choice(forced);
   if (force == 0 || at::in_parallel_region() || at::get_num_threads() < 2) return false;
   return force == 1 || serial_steps<Cell>(s, w);
 }
@@ -569,8 +574,7 @@ bool split_gradient_sides(const LayerWeights<T>& w, bool dx) {
       at::in_parallel_region() || at::get_num_threads() < 2) {
     return false;
   }
-  const char* env = std::getenv("FUSEDRNN_SPLIT_GRADIENTS");
-  const int forced = env ? std::atoi(env) : -1;
+  const int forced = forced_choice("FUSEDRNN_SPLIT_GRADIENTS");
   if (forced >= 0) return forced == 1;
   constexpr int64_t kMaxNarrowWidth = 64;
   const int64_t x_work = (dx ? 2 : 1) * w.input_size, h_work = w.proj_size;
