@@ -560,26 +560,61 @@ DistinctReductions<T> distinct_reductions(int64_t H, const BackwardOutputs<T>& o
   return plan;
 }
 
-// Whether a chunk's x-side products (dX, dW_ih) and h-side product (dW_hh) run side by side, each
-// on one thread, instead of one after the other on both: weight gradients 64 columns wide or
-// less (I or P) split poorly over two threads. Only where the sides share no scratch (gradient
-// rows exactly G·H wide: the LSTM and Elman cells) and their work is within 1.5x. Alternating
-// processes, LSTM training: 1.09-1.15x faster at (16, 200, 32, 64), 1.03-1.05x at
-// (32, 100, 64, 128), Elman 1.04x there; forced where the sides' work differs 2x, 0.75-0.90x;
-// at I = P = 128 without dX, 0.97x. FUSEDRNN_SPLIT_GRADIENTS=0 or 1 turns it off or forces it
-// wherever the cells allow (read per call).
+// Whether a chunk's whole-sequence products split the chunk's rows between the threads: each
+// thread runs dX, dW_ih, dW_hh and the biases over its share of the rows, into partial sums
+// added afterwards in a fixed order (the first thread's straight into the layer's). Otherwise
+// each product splits itself, which it does poorly where the weight gradients are narrow
+// (I or P of 64 or less): one thread finished its share of a 256x32 output well before the other.
+// Not where gradient columns are copied plain for oneDNN (kPlainCopyMinWidth: a GRU's or a
+// LayerNorm cell's wider rows at I or P of 256 and more), which share one scratch buffer.
+// In one process, alternating calls (training, 2 threads) against one product after the other:
+// LSTM 1.08x at (16, 200, 32, 64), 1.05x at (32, 100, 64, 128), 1.00-1.02x at H = 256 and 512;
+// Elman 1.03x; GRU 1.00-1.01x. It replaced running the x-side products on one thread and the
+// h-side ones on the other, which it matched where those sides' work was even and beat where it
+// was not (1.09x at (16, 200, 32, 64) without dX). FUSEDRNN_SPLIT_GRADIENTS=0 or 1 turns it off
+// or on wherever the rows and the cell allow (read per call).
+constexpr int64_t kMinRowsPerPart = 64;
+
+inline int64_t row_split_parts(int64_t rows) {
+  return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), rows / kMinRowsPerPart));
+}
+
 template <typename Cell, typename T>
-bool split_gradient_sides(const LayerWeights<T>& w, bool dx) {
-  if (Cell::kLayerNorm || Cell::grad_cols(w.hidden_size) != Cell::kGates * w.hidden_size ||
-      at::in_parallel_region() || at::get_num_threads() < 2) {
-    return false;
-  }
-  const int forced = forced_choice("FUSEDRNN_SPLIT_GRADIENTS");
-  if (forced >= 0) return forced == 1;
-  constexpr int64_t kMaxNarrowWidth = 64;
-  const int64_t x_work = (dx ? 2 : 1) * w.input_size, h_work = w.proj_size;
-  return std::min(w.input_size, w.proj_size) <= kMaxNarrowWidth &&
-         2 * std::max(x_work, h_work) <= 3 * std::min(x_work, h_work);
+bool split_gradient_rows(const LayerWeights<T>& w, int64_t rows) {
+  const bool plain_copies = Cell::grad_cols(w.hidden_size) != Cell::kGates * w.hidden_size &&
+                            std::max(w.input_size, w.proj_size) >= kPlainCopyMinWidth;
+  if (plain_copies || at::in_parallel_region() || row_split_parts(rows) < 2) return false;
+  return forced_choice("FUSEDRNN_SPLIT_GRADIENTS") != 0;
+}
+
+// Where a chunk's terms of the weight gradients go, and whether they are added (beta 1) or
+// written (beta 0). Biases may be null (not wanted).
+template <typename T>
+struct GradientSums {
+  T *dw_ih, *dw_hh, *db_ih, *db_hh;
+  T beta;
+};
+
+// A thread's partial sums (split_gradient_rows), laid out in `buffer` ([G·H, I], [G·H, P], then two [G·H])
+template <typename T>
+GradientSums<T> partial_sums(T* buffer, int64_t GH, int64_t I, int64_t P,
+                             const GradientSums<T>& layer) {
+  T* const dw_hh = buffer + GH * I;
+  T* const db_ih = dw_hh + GH * P;
+  return {buffer, dw_hh, layer.db_ih ? db_ih : nullptr, layer.db_hh ? db_ih + GH : nullptr, T(0)};
+}
+
+template <typename T>
+void add_partial_sums(T* buffer, int64_t GH, int64_t I, int64_t P, const GradientSums<T>& layer) {
+  const GradientSums<T> part = partial_sums(buffer, GH, I, P, layer);
+  const auto add = [](T* to, const T* from, int64_t n) {
+    if (!to) return;
+    for (int64_t q = 0; q < n; ++q) to[q] += from[q];
+  };
+  add(layer.dw_ih, part.dw_ih, GH * I);
+  add(layer.dw_hh, part.dw_hh, GH * P);
+  add(layer.db_ih, part.db_ih, GH);
+  add(layer.db_hh, part.db_hh, GH);
 }
 
 // One chunk's share of the whole-sequence gradients, from its gradient rows dg = rows [r0, r1):
@@ -595,7 +630,6 @@ void chunk_gradients(const Schedule& s, const LayerWeights<T>& w, bool reverse,
   const int64_t H = w.hidden_size, P = w.proj_size, I = w.input_size;
   const int64_t GH = Cell::kGates * H, GC = Cell::grad_cols(H), W = in.ws_cols;
   const int64_t rows = r1 - r0;
-  const T beta = first ? T(0) : T(1);
   if constexpr (Cell::kLayerNorm) {
     // one pass over the rows: the parameter reductions read d(gates) first, then the row's
     // d(gates) becomes the x side's pre-LN gradient in place
@@ -605,82 +639,105 @@ void chunk_gradients(const Schedule& s, const LayerWeights<T>& w, bool reverse,
     }, !first);
   }
   const std::vector<GradBlock> blocks = input_grad_blocks<Cell>(H);
-  const auto x_side = [&] {  // dX, dW_ih, b_ih
+  // Rows [a, b) of the chunk into t: dX rows, and dW_ih's and the biases' terms (added to t's
+  // sums where t.beta is 1)
+  const auto x_side = [&](int64_t a, int64_t b, const GradientSums<T>& t) {
+    const int64_t n = b - a;
+    const T* g = dg + (a - r0) * GC;
     // The x side's columns as one plain [rows, G·H] matrix when its products go to oneDNN, which
     // needs plain operands; the blocks of a wider gradient row (the GRU's, the LayerNorm cells')
     // otherwise go to MKL, slower here for large products (kPlainCopyMinWidth).
     const bool x_side_plain = blocks.size() == 1 && blocks[0].width == GC;
     if (std::is_same_v<T, float> && !x_side_plain && I >= kPlainCopyMinWidth &&
-        plain_operands_pay(rows, I, GH)) {
-      plain_cols.resize(static_cast<size_t>(rows * GH));
-      for (int64_t r = 0; r < rows; ++r) {
+        plain_operands_pay(n, I, GH)) {
+      plain_cols.resize(static_cast<size_t>(n * GH));
+      for (int64_t r = 0; r < n; ++r) {
         for (const GradBlock& blk : blocks) {
-          std::memcpy(plain_cols.data() + r * GH + blk.weight_row, dg + r * GC + blk.grad_col,
+          std::memcpy(plain_cols.data() + r * GH + blk.weight_row, g + r * GC + blk.grad_col,
                       sizeof(T) * blk.width);
         }
       }
       if (out.dx) {
-        gemm<T>(false, false, rows, I, GH, T(1), plain_cols.data(), GH, w.w_ih, I, T(0),
-                out.dx + r0 * I, I);
+        gemm<T>(false, false, n, I, GH, T(1), plain_cols.data(), GH, w.w_ih, I, T(0),
+                out.dx + a * I, I);
       }
-      gemm<T>(true, false, GH, I, rows, T(1), plain_cols.data(), GH, in.x + r0 * I, I, beta,
-              out.dw_ih, I);
+      gemm<T>(true, false, GH, I, n, T(1), plain_cols.data(), GH, in.x + a * I, I, t.beta,
+              t.dw_ih, I);
     } else {
       bool first_block = true;
       for (const GradBlock& blk : blocks) {
         if (out.dx) {
-          gemm<T>(false, false, rows, I, blk.width, T(1), dg + blk.grad_col, GC,
-                  w.w_ih + blk.weight_row * I, I, first_block ? T(0) : T(1), out.dx + r0 * I, I);
+          gemm<T>(false, false, n, I, blk.width, T(1), g + blk.grad_col, GC,
+                  w.w_ih + blk.weight_row * I, I, first_block ? T(0) : T(1), out.dx + a * I, I);
         }
-        gemm<T>(true, false, blk.width, I, rows, T(1), dg + blk.grad_col, GC, in.x + r0 * I, I,
-                beta, out.dw_ih + blk.weight_row * I, I);
+        gemm<T>(true, false, blk.width, I, n, T(1), g + blk.grad_col, GC, in.x + a * I, I,
+                t.beta, t.dw_ih + blk.weight_row * I, I);
         first_block = false;
       }
     }
     if constexpr (!Cell::kLayerNorm) {
-      if (out.db_ih) {
+      if (t.db_ih) {
         for (const GradBlock& blk : blocks) {
-          column_sum(dg, rows, GC, blk.grad_col, blk.width, out.db_ih + blk.weight_row, !first);
+          column_sum(g, n, GC, blk.grad_col, blk.width, t.db_ih + blk.weight_row, t.beta != T(0));
         }
       }
     }
   };
-  const auto h_side = [&] {  // b_hh, dW_hh
-    if (!Cell::kLayerNorm && out.db_hh) column_sum(dg, rows, GC, 0, GH, out.db_hh, !first);
+  // ... and dW_hh's and b_hh's terms
+  const auto h_side = [&](int64_t a, int64_t b, const GradientSums<T>& t) {
+    const int64_t n = b - a;
+    if (!Cell::kLayerNorm && t.db_hh) {
+      column_sum(dg + (a - r0) * GC, n, GC, 0, GH, t.db_hh, t.beta != T(0));
+    }
 
     // The h side's columns [0, G·H) likewise, when the row holds more
-    const T* dg_h = dg;
+    const T* dg_h = dg + (a - r0) * GC;
     int64_t ld_h = GC;
     if (std::is_same_v<T, float> && GC != GH && P >= kPlainCopyMinWidth &&
-        plain_operands_pay(GH, P, rows)) {
-      plain_cols.resize(static_cast<size_t>(rows * GH));
-      for (int64_t r = 0; r < rows; ++r) {
-        std::memcpy(plain_cols.data() + r * GH, dg + r * GC, sizeof(T) * GH);
+        plain_operands_pay(GH, P, n)) {
+      plain_cols.resize(static_cast<size_t>(n * GH));
+      for (int64_t r = 0; r < n; ++r) {
+        std::memcpy(plain_cols.data() + r * GH, dg_h + r * GC, sizeof(T) * GH);
       }
       dg_h = plain_cols.data();
       ld_h = GH;
     }
 
-    // dW_hh += Σ dG_tᵀ·h_{t-1} over the chunk. Unpacked: h_{t-1} is y one step back, or h0 at the
+    // dW_hh += Σ dG_tᵀ·h_{t-1} over the rows. Unpacked: h_{t-1} is y one step back, or h0 at the
     // first step, so at most two GEMMs on views. Packed or masked: on the gathered rows.
     if (h_prev) {
-      gemm<T>(true, false, GH, P, rows, T(1), dg_h, ld_h, h_prev, P, beta, out.dw_hh, P);
+      gemm<T>(true, false, GH, P, n, T(1), dg_h, ld_h, h_prev + (a - r0) * P, P, t.beta,
+              t.dw_hh, P);
     } else {
-      T b = beta;
-      for (const HPrevRun<T>& run : h_prev_runs(s, reverse, in, P, r0, r1)) {
-        gemm<T>(true, false, GH, P, run.end - run.begin, T(1), dg_h + (run.begin - r0) * ld_h, ld_h,
-                run.h_prev, P, b, out.dw_hh, P);
-        b = T(1);
+      T beta_run = t.beta;
+      for (const HPrevRun<T>& run : h_prev_runs(s, reverse, in, P, a, b)) {
+        gemm<T>(true, false, GH, P, run.end - run.begin, T(1), dg_h + (run.begin - a) * ld_h,
+                ld_h, run.h_prev, P, beta_run, t.dw_hh, P);
+        beta_run = T(1);
       }
     }
   };
-  if (split_gradient_sides<Cell>(w, out.dx != nullptr)) {
-    at::parallel_for(0, 2, 1, [&](int64_t k0, int64_t k1) {
-      for (int64_t k = k0; k < k1; ++k) k == 0 ? x_side() : h_side();
-    });
-  } else {
-    x_side();
-    h_side();
+  // a LayerNorm cell's biases come out of reduce_rows above
+  const GradientSums<T> layer{out.dw_ih, out.dw_hh, Cell::kLayerNorm ? nullptr : out.db_ih,
+                              Cell::kLayerNorm ? nullptr : out.db_hh, first ? T(0) : T(1)};
+  if (!split_gradient_rows<Cell>(w, rows)) {
+    x_side(r0, r1, layer);
+    h_side(r0, r1, layer);
+    return;
+  }
+  const int64_t parts = row_split_parts(rows), size = GH * (I + P + 2);
+  const PooledArray<T> partial(static_cast<size_t>((parts - 1) * size));
+  at::parallel_for(0, parts, 1, [&](int64_t k0, int64_t k1) {
+    for (int64_t k = k0; k < k1; ++k) {
+      const int64_t a = r0 + rows * k / parts, b = r0 + rows * (k + 1) / parts;
+      const GradientSums<T> t =
+          k == 0 ? layer : partial_sums(partial.get() + (k - 1) * size, GH, I, P, layer);
+      x_side(a, b, t);
+      h_side(a, b, t);
+    }
+  });
+  for (int64_t k = 1; k < parts; ++k) {
+    add_partial_sums(partial.get() + (k - 1) * size, GH, I, P, layer);
   }
 }
 
