@@ -565,14 +565,15 @@ DistinctReductions<T> distinct_reductions(int64_t H, const BackwardOutputs<T>& o
 // added afterwards in a fixed order (the first thread's straight into the layer's). Otherwise
 // each product splits itself, which it does poorly where the weight gradients are narrow
 // (I or P of 64 or less): one thread finished its share of a 256x32 output well before the other.
-// Not where gradient columns are copied plain for oneDNN (kPlainCopyMinWidth: a GRU's or a
-// LayerNorm cell's wider rows at I or P of 256 and more), which share one scratch buffer.
 // In one process, alternating calls (training, 2 threads) against one product after the other:
 // LSTM 1.08x at (16, 200, 32, 64), 1.05x at (32, 100, 64, 128), 1.00-1.02x at H = 256 and 512;
-// Elman 1.03x; GRU 1.00-1.01x. It replaced running the x-side products on one thread and the
-// h-side ones on the other, which it matched where those sides' work was even and beat where it
-// was not (1.09x at (16, 200, 32, 64) without dX). FUSEDRNN_SPLIT_GRADIENTS=0 or 1 turns it off
-// or on wherever the rows and the cell allow (read per call).
+// Elman 1.03x. It replaced running the x-side products on one thread and the h-side ones on the
+// other, which it matched where those sides' work was even and beat where it was not (1.09x at
+// (16, 200, 32, 64) without dX). Only for gradient rows exactly G·H wide (the LSTM and Elman
+// cells): the GRU's and the LayerNorm cells' wider rows, in chunks of a few hundred rows, took
+// 0.90-0.96x the time at (32, 100, 64, 128) split. FUSEDRNN_SPLIT_GRADIENTS=0 or 1 turns it off,
+// or on for every cell, wherever the rows allow and no gradient columns are copied plain for
+// oneDNN (kPlainCopyMinWidth: those copies share one scratch buffer); read per call.
 constexpr int64_t kMinRowsPerPart = 64;
 
 inline int64_t row_split_parts(int64_t rows) {
@@ -581,10 +582,12 @@ inline int64_t row_split_parts(int64_t rows) {
 
 template <typename Cell, typename T>
 bool split_gradient_rows(const LayerWeights<T>& w, int64_t rows) {
-  const bool plain_copies = Cell::grad_cols(w.hidden_size) != Cell::kGates * w.hidden_size &&
-                            std::max(w.input_size, w.proj_size) >= kPlainCopyMinWidth;
+  const bool plain_rows = Cell::grad_cols(w.hidden_size) == Cell::kGates * w.hidden_size;
+  const bool plain_copies =
+      !plain_rows && std::max(w.input_size, w.proj_size) >= kPlainCopyMinWidth;
   if (plain_copies || at::in_parallel_region() || row_split_parts(rows) < 2) return false;
-  return forced_choice("FUSEDRNN_SPLIT_GRADIENTS") != 0;
+  const int forced = forced_choice("FUSEDRNN_SPLIT_GRADIENTS");
+  return forced >= 0 ? forced == 1 : plain_rows;
 }
 
 // Where a chunk's terms of the weight gradients go, and whether they are added (beta 1) or
@@ -595,7 +598,8 @@ struct GradientSums {
   T beta;
 };
 
-// A thread's partial sums (split_gradient_rows), laid out in `buffer` ([G·H, I], [G·H, P], then two [G·H])
+// A thread's partial sums (split_gradient_rows), laid out in `buffer`: [G·H, I], [G·H, P], then
+// two [G·H]
 template <typename T>
 GradientSums<T> partial_sums(T* buffer, int64_t GH, int64_t I, int64_t P,
                              const GradientSums<T>& layer) {
