@@ -563,18 +563,23 @@ DistinctReductions<T> distinct_reductions(int64_t H, const BackwardOutputs<T>& o
 // Whether a chunk's whole-sequence products split the chunk's rows between the threads: each
 // thread runs dX, dW_ih, dW_hh and the biases over its share of the rows, into partial sums
 // added afterwards in a fixed order (the first thread's straight into the layer's). Otherwise
-// each product splits itself, which it does poorly where the weight gradients are narrow
-// (I or P of 64 or less): one thread finished its share of a 256x32 output well before the other.
+// each product splits itself, which it does poorly where the weight gradients are narrow: one
+// thread finished its share of a 256x32 output well before the other.
 // In one process, alternating calls (training, 2 threads) against one product after the other:
-// LSTM 1.08x at (16, 200, 32, 64), 1.05x at (32, 100, 64, 128), 1.00-1.02x at H = 256 and 512;
-// Elman 1.03x. It replaced running the x-side products on one thread and the h-side ones on the
-// other, which it matched where those sides' work was even and beat where it was not (1.09x at
-// (16, 200, 32, 64) without dX). Only for gradient rows exactly G·H wide (the LSTM and Elman
-// cells): the GRU's and the LayerNorm cells' wider rows, in chunks of a few hundred rows, took
-// 0.90-0.96x the time at (32, 100, 64, 128) split. FUSEDRNN_SPLIT_GRADIENTS=0 or 1 turns it off,
-// or on for every cell, wherever the rows allow and no gradient columns are copied plain for
-// oneDNN (kPlainCopyMinWidth: those copies share one scratch buffer); read per call.
-constexpr int64_t kMinRowsPerPart = 64;
+// LSTM 1.08x at (16, 200, 32, 64), 1.05x at (32, 100, 64, 128); Elman 1.03x. It replaced running
+// the x-side products on one thread and the h-side ones on the other, which it matched where
+// those sides' work was even and beat where it was not (1.09x at (16, 200, 32, 64) without dX).
+// Hence only
+// - for narrow weight gradients (I and P of 128 or less): at H = 256 and 512 it gained 0-2%;
+// - on up to kMaxParts threads: each thread holds a partial copy of the weight gradients, and
+//   each part's products run on one thread, against a product splitting itself over many;
+// - for gradient rows exactly G·H wide (the LSTM and Elman cells): the GRU's and the LayerNorm
+//   cells' wider rows, in chunks of a few hundred rows, took 0.90-0.96x the time at
+//   (32, 100, 64, 128) split.
+// FUSEDRNN_SPLIT_GRADIENTS=0 or 1 turns it off, or on for every cell and width, wherever the
+// threads and rows allow and no gradient columns are copied plain for oneDNN
+// (kPlainCopyMinWidth: those copies share one scratch buffer); read per call.
+constexpr int64_t kMinRowsPerPart = 64, kMaxParts = 4, kMaxNarrowWidth = 128;
 
 inline int64_t row_split_parts(int64_t rows) {
   return std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), rows / kMinRowsPerPart));
@@ -582,12 +587,15 @@ inline int64_t row_split_parts(int64_t rows) {
 
 template <typename Cell, typename T>
 bool split_gradient_rows(const LayerWeights<T>& w, int64_t rows) {
+  const int64_t widest = std::max(w.input_size, w.proj_size);
   const bool plain_rows = Cell::grad_cols(w.hidden_size) == Cell::kGates * w.hidden_size;
-  const bool plain_copies =
-      !plain_rows && std::max(w.input_size, w.proj_size) >= kPlainCopyMinWidth;
-  if (plain_copies || at::in_parallel_region() || row_split_parts(rows) < 2) return false;
+  const bool plain_copies = !plain_rows && widest >= kPlainCopyMinWidth;
+  if (plain_copies || at::in_parallel_region() || row_split_parts(rows) < 2 ||
+      at::get_num_threads() > kMaxParts) {
+    return false;
+  }
   const int forced = forced_choice("FUSEDRNN_SPLIT_GRADIENTS");
-  return forced >= 0 ? forced == 1 : plain_rows;
+  return forced >= 0 ? forced == 1 : plain_rows && widest <= kMaxNarrowWidth;
 }
 
 // Where a chunk's terms of the weight gradients go, and whether they are added (beta 1) or
