@@ -58,10 +58,13 @@ constexpr int64_t kMinRowsPerThread = 8;
 // of the previous step, so rows are independent over the whole sequence: each thread runs the
 // entire time loop on its own block (its GEMMs, pointwise work and state) with no
 // synchronisation between steps -- one fork/join per call instead of one per step. Blocks
-// balance the work of packed batches, where a row's work is its length. With too few rows one
-// block takes them all, and the BLAS's threads and parallel pointwise passes share each step.
+// balance the work of packed batches over the time steps [t0, t1) that the body runs (all of
+// them by default; a chunk of the backward's), where a row's work is its number of active steps
+// there. With too few rows one block takes them all, and the BLAS's threads and parallel
+// pointwise passes share each step.
 template <typename F>
-void for_row_blocks(const Schedule& s, const F& body) {
+void for_row_blocks(const Schedule& s, const F& body, int64_t t0 = 0, int64_t t1 = -1) {
+  if (t1 < 0) t1 = s.steps();
   const int64_t B = s.batch;
   const int64_t blocks =
       at::in_parallel_region() ? 1 : std::min<int64_t>(at::get_num_threads(), B / kMinRowsPerThread);
@@ -69,10 +72,13 @@ void for_row_blocks(const Schedule& s, const F& body) {
     body(int64_t(0), B);
     return;
   }
-  // length of row b = the steps with batch_sizes[t] > b (suffix sums of a histogram)
+  // work of row b = the steps in [t0, t1) with batch_sizes[t] > b (suffix sums of a histogram)
   std::vector<int64_t> length(static_cast<size_t>(B + 1), 0);
-  for (const int64_t rows : s.batch_sizes) {
+  int64_t total = 0;
+  for (int64_t t = t0; t < t1; ++t) {
+    const int64_t rows = s.batch_sizes[t];
     if (rows > 0) ++length[static_cast<size_t>(rows - 1)];
+    total += rows;
   }
   for (int64_t b = B - 2; b >= 0; --b) length[b] += length[b + 1];
   std::vector<int64_t> bounds{0};
@@ -81,7 +87,7 @@ void for_row_blocks(const Schedule& s, const F& body) {
     const int64_t before = done;
     done += length[b];
     const int64_t rows_left = B - (b + 1), blocks_left = blocks - static_cast<int64_t>(bounds.size());
-    const int64_t share = s.rows_total * static_cast<int64_t>(bounds.size());  // × blocks
+    const int64_t share = total * static_cast<int64_t>(bounds.size());  // × blocks
     if (rows_left == blocks_left) {
       bounds.push_back(b + 1);
     } else if (done * blocks >= share) {
@@ -96,6 +102,13 @@ void for_row_blocks(const Schedule& s, const F& body) {
   at::parallel_for(0, n, 1, [&](int64_t k0, int64_t k1) {
     for (int64_t k = k0; k < k1; ++k) body(bounds[k], bounds[k + 1]);
   });
+}
+
+// The time steps [t0, t1) that forward steps [step0, step1) run
+inline std::pair<int64_t, int64_t> step_times(const Schedule& s, int64_t step0, int64_t step1,
+                                              bool reverse) {
+  return reverse ? std::make_pair(s.steps() - step1, s.steps() - step0)
+                 : std::make_pair(step0, step1);
 }
 
 // Whether one thread runs a call's steps: too few rows for for_row_blocks to split, and
@@ -297,6 +310,7 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
   if (proj) projection = std::make_unique<FixedRightOperand<T>>(true, B, P, H, w.w_hr, H, s.steps());
 
   const auto run_steps = [&](int64_t step0, int64_t step1) {
+    const auto [t0, t1] = step_times(s, step0, step1, reverse);
     for_row_blocks(s, [&](int64_t b0, int64_t block_end) {
       for (int64_t step = step0; step < step1; ++step) {
         const int64_t t = s.time_at(step, reverse), off = s.offsets[t];
@@ -351,7 +365,7 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
         }
         std::memcpy(out.h + b0 * P, y_rows, sizeof(T) * (b1 - b0) * P);
       }
-    });
+    }, t0, t1);
   };
   if (!pipelined_chunks) return run_steps(0, s.steps());
   // chunk k: steps [k·steps / chunks, (k + 1)·steps / chunks)
@@ -849,6 +863,7 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
     if (gathered) gather_h_prev(s, reverse, in, reg, P, r0, r1, h_prev);
     const T* chunk_h_prev = gathered ? h_prev.data() : nullptr;
     if (recompute_n) recompute_recurrent_n(s, w, reverse, in, r0, r1, chunk_h_prev, n_hh.get());
+    const auto [t0, t1] = step_times(s, step0, step1, reverse);
     for_row_blocks(s, [&](int64_t b0, int64_t block_end) {
       for (int64_t step = step1 - 1; step >= step0; --step) {
         const int64_t t = s.time_at(step, reverse), off = s.offsets[t];
@@ -942,7 +957,7 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
           for (int64_t q = b0 * H; q < b1 * H; ++q) out.dc[q] += dc_kept[q];
         }
       }
-    });
+    }, t0, t1);
   };
   // ... and its share of the whole-sequence gradients, taken from those rows
   const auto gradients = [&](int64_t k, T* dg) {
