@@ -491,18 +491,26 @@ void gather_h_prev(const Schedule& s, bool reverse, const BackwardInputs<T>& in,
                    const Regularizers<T>& reg, int64_t P, int64_t r0, int64_t r1,
                    std::vector<T>& h_prev) {
   h_prev.resize(static_cast<size_t>((r1 - r0) * P));
-  for (int64_t t = 0; t < s.steps(); ++t) {
-    if (s.offsets[t] < r0 || s.offsets[t] >= r1) continue;  // not a step of this chunk
-    const int64_t tp = s.previous(t, reverse);
-    const int64_t carried = tp >= 0 ? std::min(s.batch_sizes[tp], s.batch_sizes[t]) : 0;
-    T* dst = h_prev.data() + (s.offsets[t] - r0) * P;
-    if (carried) std::memcpy(dst, in.y + s.offsets[tp] * P, sizeof(T) * carried * P);
-    std::memcpy(dst + carried * P, in.h0 + carried * P,
-                sizeof(T) * (s.batch_sizes[t] - carried) * P);
-    if (reg.rec_mask) {  // W_hh saw h_{t-1}·d
-      for (int64_t q = 0; q < s.batch_sizes[t] * P; ++q) dst[q] *= reg.rec_mask[q];
+  // the chunk's steps: those whose rows start in [r0, r1). Split over the threads, which would
+  // otherwise wait through the copy (2.3% of a packed GRU training step's samples).
+  const auto first_at = [&](int64_t row) {
+    return static_cast<int64_t>(std::lower_bound(s.offsets.begin(), s.offsets.end(), row) -
+                                s.offsets.begin());
+  };
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 14) / std::max<int64_t>(1, s.batch * P));
+  at::parallel_for(first_at(r0), first_at(r1), grain, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t tp = s.previous(t, reverse);
+      const int64_t carried = tp >= 0 ? std::min(s.batch_sizes[tp], s.batch_sizes[t]) : 0;
+      T* dst = h_prev.data() + (s.offsets[t] - r0) * P;
+      if (carried) std::memcpy(dst, in.y + s.offsets[tp] * P, sizeof(T) * carried * P);
+      std::memcpy(dst + carried * P, in.h0 + carried * P,
+                  sizeof(T) * (s.batch_sizes[t] - carried) * P);
+      if (reg.rec_mask) {  // W_hh saw h_{t-1}·d
+        for (int64_t q = 0; q < s.batch_sizes[t] * P; ++q) dst[q] *= reg.rec_mask[q];
+      }
     }
-  }
+  });
 }
 
 // A GRU's b_n = h_{t-1}·W_hnᵀ + b_hn for a chunk's rows [r0, r1), into n_hh [r1 - r0, H]: what
