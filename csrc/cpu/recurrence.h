@@ -497,7 +497,8 @@ void gather_h_prev(const Schedule& s, bool reverse, const BackwardInputs<T>& in,
     return static_cast<int64_t>(std::lower_bound(s.offsets.begin(), s.offsets.end(), row) -
                                 s.offsets.begin());
   };
-  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 14) / std::max<int64_t>(1, s.batch * P));
+  const int64_t step_floats = std::max<int64_t>(1, s.batch * P);
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 14) / step_floats);
   at::parallel_for(first_at(r0), first_at(r1), grain, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t tp = s.previous(t, reverse);
