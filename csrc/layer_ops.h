@@ -205,7 +205,7 @@ LayerResult layer_forward(const char* op, const Tensor& x_in, const Tensor& h0, 
   r.c_n = c0 ? c0->contiguous().clone() : at::empty({0}, x.options());
   // reduced-precision inputs keep an fp32 workspace (the saved cell state among it)
   Tensor ws = Driver::empty_buffer({s.rows, wcols},
-                                       x.options().dtype(Driver::workspace_dtype(x.scalar_type())));
+                                   x.options().dtype(Driver::workspace_dtype(x.scalar_type())));
   const bool ws_is_y = workspace_is_y<Cell, Driver>(x, masks);
   Tensor ws_used = ws_is_y ? r.y.view({s.rows, s.proj}) : ws;
   Driver::template forward<Cell>(s, x, params, reverse, r.y, r.h_n, r.c_n, ws_used, !lean);

@@ -14,24 +14,15 @@ namespace cpu {
 template <typename Cell, typename T, bool kSave, bool kSummedInput = false>
 inline void cell_forward_units(const ForwardRow<T>& r, int64_t H, int64_t j0, int64_t j1) {
   if constexpr (Cell::kTwoHalfForward) {  // each half over the whole range (see the cell)
-    if constexpr (kSummedInput) {
-      FUSEDRNN_INDEPENDENT_ITERATIONS
-      for (int64_t j = j0; j < j1; ++j) Cell::template forward_gates<T, kSave, true>(r, H, j);
-    } else {
-      FUSEDRNN_INDEPENDENT_ITERATIONS
-      for (int64_t j = j0; j < j1; ++j) Cell::template forward_gates<T, kSave>(r, H, j);
+    FUSEDRNN_INDEPENDENT_ITERATIONS
+    for (int64_t j = j0; j < j1; ++j) {
+      Cell::template forward_gates<T, kSave, kSummedInput>(r, H, j);
     }
     FUSEDRNN_INDEPENDENT_ITERATIONS
     for (int64_t j = j0; j < j1; ++j) Cell::template forward_output<T, kSave>(r, H, j);
-  } else if constexpr (kSummedInput) {
-    FUSEDRNN_INDEPENDENT_ITERATIONS
-    for (int64_t j = j0; j < j1; ++j) Cell::template forward<T, kSave, true>(r, H, j);
-  } else if constexpr (kSave) {
-    FUSEDRNN_INDEPENDENT_ITERATIONS
-    for (int64_t j = j0; j < j1; ++j) Cell::forward(r, H, j);
   } else {
     FUSEDRNN_INDEPENDENT_ITERATIONS
-    for (int64_t j = j0; j < j1; ++j) Cell::template forward<T, false>(r, H, j);
+    for (int64_t j = j0; j < j1; ++j) Cell::template forward<T, kSave, kSummedInput>(r, H, j);
   }
 }
 

@@ -157,12 +157,16 @@ void zoneout_row(const Regularizers<T>& reg, int64_t row, int64_t H, const T* h_
   }
 }
 
-// The packed rows [begin, end) that the steps [step0, step1) of one direction occupy.
+// The packed rows [begin, end) that the time steps [t0, t1) occupy (t1 > t0).
+inline std::pair<int64_t, int64_t> time_rows(const Schedule& s, int64_t t0, int64_t t1) {
+  return {s.offsets[t0], s.offsets[t1 - 1] + s.batch_sizes[t1 - 1]};
+}
+
+// ... and the steps [step0, step1) of one direction.
 inline std::pair<int64_t, int64_t> step_rows(const Schedule& s, int64_t step0, int64_t step1,
                                              bool reverse) {
-  const int64_t t_lo = std::min(s.time_at(step0, reverse), s.time_at(step1 - 1, reverse));
-  const int64_t t_hi = std::max(s.time_at(step0, reverse), s.time_at(step1 - 1, reverse));
-  return {s.offsets[t_lo], s.offsets[t_hi] + s.batch_sizes[t_hi]};
+  const auto [t0, t1] = step_times(s, step0, step1, reverse);
+  return time_rows(s, t0, t1);
 }
 
 // Whether each step's input projection is multiplied by the thread that runs the step's rows,
@@ -484,22 +488,20 @@ bool h_prev_in_place(const Schedule& s, const Regularizers<T>& reg) {
   return s.uniform && !reg.rec_mask;
 }
 
-// The same rows gathered into h_prev [r1 - r0, P] as W_hh saw them (times the recurrent dropout
-// mask): packed batches, where a step's rows follow the previous step's fewer or more rows.
+// The h_{t-1} rows of the time steps [t_begin, t_end) gathered into h_prev [rows, P] as W_hh saw
+// them (times the recurrent dropout mask): packed batches, where a step's rows follow the
+// previous step's fewer or more rows.
 template <typename T>
 void gather_h_prev(const Schedule& s, bool reverse, const BackwardInputs<T>& in,
-                   const Regularizers<T>& reg, int64_t P, int64_t r0, int64_t r1,
+                   const Regularizers<T>& reg, int64_t P, int64_t t_begin, int64_t t_end,
                    std::vector<T>& h_prev) {
+  const auto [r0, r1] = time_rows(s, t_begin, t_end);
   h_prev.resize(static_cast<size_t>((r1 - r0) * P));
-  // the chunk's steps: those whose rows start in [r0, r1). Split over the threads, which would
-  // otherwise wait through the copy (2.3% of a packed GRU training step's samples).
-  const auto first_at = [&](int64_t row) {
-    return static_cast<int64_t>(std::lower_bound(s.offsets.begin(), s.offsets.end(), row) -
-                                s.offsets.begin());
-  };
+  // split over the threads, which would otherwise wait through the copy (2.3% of a packed GRU
+  // training step's samples)
   const int64_t step_floats = std::max<int64_t>(1, s.batch * P);
   const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 14) / step_floats);
-  at::parallel_for(first_at(r0), first_at(r1), grain, [&](int64_t t0, int64_t t1) {
+  at::parallel_for(t_begin, t_end, grain, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t tp = s.previous(t, reverse);
       const int64_t carried = tp >= 0 ? std::min(s.batch_sizes[tp], s.batch_sizes[t]) : 0;
@@ -868,11 +870,11 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
   // Chunk k's step passes, from its last step back to its first, into its gradient rows dg
   const auto step_passes = [&](int64_t k, T* dg) {
     const int64_t step0 = chunks.first_step[k], step1 = chunks.first_step[k + 1];
-    const auto [r0, r1] = step_rows(s, step0, step1, reverse);
-    if (gathered) gather_h_prev(s, reverse, in, reg, P, r0, r1, h_prev);
+    const auto [t0, t1] = step_times(s, step0, step1, reverse);
+    const auto [r0, r1] = time_rows(s, t0, t1);
+    if (gathered) gather_h_prev(s, reverse, in, reg, P, t0, t1, h_prev);
     const T* chunk_h_prev = gathered ? h_prev.data() : nullptr;
     if (recompute_n) recompute_recurrent_n(s, w, reverse, in, r0, r1, chunk_h_prev, n_hh.get());
-    const auto [t0, t1] = step_times(s, step0, step1, reverse);
     for_row_blocks(s, [&](int64_t b0, int64_t block_end) {
       for (int64_t step = step1 - 1; step >= step0; --step) {
         const int64_t t = s.time_at(step, reverse), off = s.offsets[t];

@@ -140,9 +140,9 @@ template <int R, int NV>
 }
 
 // Columns [j0, j0 + 16·NV) of C for all m rows (bt at column j0): the Bt panel (k × 16·NV
-// floats, 128 KB at k = 512) stays in L2 while every row block passes over it. Blocks of 6 rows; a remainder of
-// 7 or 8 becomes 4 + 3 or 4 + 4 rather than 6 + 1 or 6 + 2, since a block of 1-2 rows loads as
-// many Bt vectors as it does FMAs.
+// floats, 128 KB at k = 512) stays in L2 while every row block passes over it. Blocks of 6
+// rows; a remainder of 7 or 8 becomes 4 + 3 or 4 + 4 rather than 6 + 1 or 6 + 2, since a block
+// of 1-2 rows loads as many Bt vectors as it does FMAs.
 template <int NV>
 void panel(int64_t m, const LeftOperand& a, const float* bt, int64_t ldbt, int64_t n, float beta,
            float* c, int64_t ldc, int64_t j0) {
