@@ -1,5 +1,6 @@
 """Options and report header for the fusedrnn benchmark suite (see test_bench_rnn.py)."""
 
+import pytest
 import torch
 
 
@@ -10,6 +11,8 @@ def pytest_addoption(parser):
 
 def pytest_configure(config):
     threads = config.getoption("--torch-threads")
+    if threads is not None and threads < 1:
+        raise pytest.UsageError(f"--torch-threads expects a positive whole number, got {threads}")
     if threads:
         torch.set_num_threads(threads)
 

@@ -56,6 +56,7 @@ import argparse
 import copy
 import importlib.util
 import json
+import math
 import os
 import platform
 import statistics
@@ -589,12 +590,17 @@ def _cpu_count() -> int:
 
 
 def foreign_share(before, after, cpus: int) -> float | None:
-    """Share of the machine's CPU capacity over the window that other processes used."""
+    """Share of the machine's CPU capacity over the window that other processes used.
+
+    /proc/stat and os.times() count whole clock ticks, so each total may be short by up to a
+    tick per CPU at either end of the window; that rounding is not counted as foreign use, or a
+    window of a few tens of milliseconds would read as busy on rounding alone."""
     if before is None or after is None:
         return None
     wall = after[0] - before[0]
     foreign = (after[1] - before[1]) - (after[2] - before[2])
-    return max(0.0, foreign) / (wall * cpus) if wall > 0 else None
+    rounding = 2 * (cpus + 1) / _CLK_TCK
+    return max(0.0, foreign - rounding) / (wall * cpus) if wall > 0 else None
 
 
 @dataclass
@@ -756,10 +762,30 @@ def environment() -> dict:
     }
 
 
+def _finite_or_none(value):
+    """Strict JSON has no NaN or infinity: such a figure (e.g. a diff that came out NaN) is null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_none(v) for v in value]
+    return value
+
+
 def write_json(path: str, env: dict, results: list[Result]) -> None:
+    """Written to a temporary file beside `path`, then renamed: an interrupted write leaves any
+    earlier file at `path` whole."""
     rows = [asdict(r) | {"noisy": r.noisy, "mismatch": r.mismatch} for r in results]
-    with open(path, "w") as f:
-        json.dump({"environment": env, "results": rows}, f, indent=2)
+    data = _finite_or_none({"environment": env, "results": rows})
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2, allow_nan=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def write_plot(path: str, env: dict, results: list[Result]) -> None:
@@ -786,13 +812,36 @@ def write_plot(path: str, env: dict, results: list[Result]) -> None:
 # ---- command line ------------------------------------------------------------------------
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+def _unwritable(path: str) -> str | None:
+    """Why `path` could not be written at the end of the run, or None."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        return f"{path} is a directory"
+    if not os.path.isdir(folder):
+        return f"its directory {folder} does not exist"
+    if not os.access(folder, os.W_OK):
+        return f"its directory {folder} is not writable"
+    return None
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="a subset of the cases with fewer repetitions (about a minute)")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--plot", metavar="FILE.png",
                         help="also draw the speed-ups as a bar chart (needs matplotlib)")
-    parser.add_argument("--threads", type=int, metavar="N", help="torch.set_num_threads(N)")
+    parser.add_argument("--threads", type=_positive_int, metavar="N",
+                        help="torch.set_num_threads(N)")
     parser.add_argument("--filter", action="append", metavar="SUBSTRING",
                         help="only cases whose name contains SUBSTRING (case-insensitive; "
                              "repeat to keep cases matching any)")
@@ -805,6 +854,11 @@ def run(args: argparse.Namespace) -> int:
         print("fusedrnn bench: --plot needs matplotlib, which is not installed "
               "(pip install matplotlib)", file=sys.stderr)
         return 2
+    for option, path in (("--json", args.json), ("--plot", args.plot)):
+        problem = path and _unwritable(path)
+        if problem:
+            print(f"fusedrnn bench: cannot write {option} {path}: {problem}", file=sys.stderr)
+            return 2
     if args.threads:
         torch.set_num_threads(args.threads)
     cases = select_cases(args.quick, args.filter)
