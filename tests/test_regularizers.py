@@ -9,7 +9,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 import fusedrnn
 from fusedrnn import reference
-from fusedrnn.nn.regularizers import LayerMasks
+from fusedrnn.nn.regularizers import LayerMasks, Regularization, draw_masks
 
 from .conftest import TOL
 
@@ -130,7 +130,7 @@ def test_explicit_masks_match_reference(kind, packed, dtype, B, T, chunk_rows, r
         torch.testing.assert_close(a, b, **TOLS[dtype], msg=lambda s, n=name: f"grad of {n}: {s}")
 
 
-@pytest.mark.parametrize("kind", ["lstm", "gru", "ln_lstm"])
+@pytest.mark.parametrize("kind", list(MODULES))
 def test_eval_zoneout_is_the_expectation(kind):
     rates = {"zoneout_h": 0.3, **({"zoneout_c": 0.2} if kind in HAS_C else {})}
     m = MODULES[kind](3, 5, dtype=torch.float64, dropconnect=0.5, recurrent_dropout=0.5, **rates).eval()
@@ -239,3 +239,107 @@ def test_bad_regularizer_arguments():
         torch.ops.fusedrnn.lstm_layer(*tensors, None, None, False, False, masks[0], masks[1][:2], None)
     with pytest.raises(RuntimeError, match="rec_mask"):
         torch.ops.fusedrnn.lstm_layer(*tensors, None, None, False, False, masks[0][:1], None, None)
+
+
+def test_drawn_masks_have_the_rates_and_scales():
+    # zoneout: m = 1 keeps the previous state with probability p; dropout masks: 0 with
+    # probability p, else 1 / (1 - p), so that their mean is 1
+    reg = Regularization(zoneout_h=0.3, zoneout_c=0.6, dropconnect=0.2, recurrent_dropout=0.45)
+    w_hh = torch.empty(4 * 400, 400)
+    masks = draw_masks(reg, True, (50, 40, 400), 500, 400, w_hh, torch.Generator().manual_seed(0))
+    for name, mask, p in (("zoneout_h", masks.zoneout_h, 0.3), ("zoneout_c", masks.zoneout_c, 0.6)):
+        assert set(mask.unique().tolist()) == {0.0, 1.0}, name
+        assert abs(mask.mean().item() - p) < 0.005, name  # 800,000 draws: 5 std is about 0.003
+    for name, mask, p, shape in (("recurrent_dropout", masks.rec_mask, 0.45, (500, 400)),
+                                 ("dropconnect", masks.dropconnect, 0.2, (1600, 400))):
+        assert mask.shape == shape, name
+        values = mask.unique()
+        assert len(values) == 2 and values[0] == 0, name
+        torch.testing.assert_close(values[1], torch.tensor(1 / (1 - p)), msg=name)
+        assert abs((mask == 0).float().mean().item() - p) < 0.01, name
+        assert abs(mask.mean().item() - 1) < 0.02, name
+    evaluation = draw_masks(reg, False, (5, 4, 400), 4, 400, w_hh, None)
+    assert evaluation.rec_mask is None and evaluation.dropconnect is None
+    assert torch.equal(evaluation.zoneout_h, torch.full((5, 4, 400), 0.3))
+
+
+@pytest.mark.parametrize("kind", ["ln_lstm", "ln_gru"])
+@pytest.mark.parametrize("variant", ["padded-fwd", "packed-rev"])
+def test_layer_norm_ops_with_masks_gradcheck_and_opcheck(kind, variant):
+    packed = variant.startswith("packed")
+    gen = torch.Generator().manual_seed(3)
+    lstm, T, B, I, H = kind == "ln_lstm", 4, 3, 3, 4
+    G = 4 if lstm else 3
+    batch_sizes = torch.tensor([3, 3, 2, 1]) if packed else None
+    rows = (int(batch_sizes.sum()),) if packed else (T, B)
+    rnd = lambda *s: torch.randn(*s, generator=gen, dtype=torch.float64)  # noqa: E731
+    bern = lambda *s: torch.bernoulli(torch.full(s, 0.4, dtype=torch.float64), generator=gen)  # noqa: E731
+    ln = rnd(G * H * 4 + (2 * H if lstm else 0)) * 0.3 + 1
+    tensors = [rnd(*rows, I), rnd(B, H)] + ([rnd(B, H)] if lstm else []) + [
+        rnd(G * H, I) * 0.5, rnd(G * H, H) * 0.5, rnd(G * H), rnd(G * H), ln]
+    tensors = [t.requires_grad_() for t in tensors]
+    masks = [bern(B, H) / 0.6, bern(*rows, H)] + ([bern(*rows, H)] if lstm else [])
+    op = torch.ops.fusedrnn.ln_lstm_layer if lstm else torch.ops.fusedrnn.ln_gru_layer
+
+    def call(*ts, masks=masks):
+        return op(*ts, batch_sizes, packed, 1e-5, True, *masks)
+
+    assert torch.autograd.gradcheck(lambda *ts: call(*ts)[:-1], tuple(tensors), atol=1e-7)
+    f32 = [t.detach().float().requires_grad_() for t in tensors]
+    torch.library.opcheck(op, (*f32, batch_sizes, packed, 1e-5, True, *[m.float() for m in masks]))
+
+
+@pytest.mark.parametrize("kind", list(MODULES))
+def test_compiled_step_with_masks_matches_eager(kind):
+    torch.manual_seed(0)
+    m = MODULES[kind](3, 5, num_layers=2, batch_first=True, zoneout_h=0.2, dropconnect=0.3,
+                      recurrent_dropout=0.2, **({"zoneout_c": 0.1} if kind in HAS_C else {}))
+    masks = _explicit_masks(kind, m, (4, 2), 2, torch.float32)  # time-major, as the ops see them
+    x = torch.randn(2, 4, 3)
+    eager = m(x, masks=masks)[0]
+    eager_grads = torch.autograd.grad(eager.square().sum(), list(m.parameters()))
+    compiled = torch.compile(lambda x, masks: m(x, masks=masks)[0], fullgraph=True,
+                             backend="aot_eager")
+    out = compiled(x, masks)
+    torch.testing.assert_close(out, eager)
+    grads = torch.autograd.grad(out.square().sum(), list(m.parameters()))
+    for (name, _), a, b in zip(m.named_parameters(), grads, eager_grads, strict=True):
+        torch.testing.assert_close(a, b, msg=lambda s, n=name: f"grad of {n}: {s}")
+
+
+def _bad_masks_cases():
+    good = lambda: LayerMasks(rec_mask=torch.ones(2, 5), zoneout_h=torch.zeros(4, 2, 5))  # noqa: E731
+    return [
+        ("gru", {(0, 0): LayerMasks(zoneout_c=torch.zeros(4, 2, 5))}, ValueError, "has none"),
+        ("ln_gru", {(0, 0): LayerMasks(zoneout_c=torch.zeros(4, 2, 5))}, ValueError, "has none"),
+        ("lstm", {(0, 1): good()}, ValueError, r"keys \[\(0, 1\)\]"),
+        ("lstm", {(0, 0): good(), (1, 0): good()}, ValueError, "match no"),
+        ("lstm", {(0, 0): LayerMasks(dropconnect=torch.ones(5))}, ValueError,
+         r"dropconnect must have shape \[20, 5\]"),
+        ("ln_gru", {(0, 0): LayerMasks(dropconnect=torch.ones(()))}, ValueError, "dropconnect"),
+        ("gru", {(0, 0): LayerMasks(dropconnect=torch.ones(15, 5, dtype=torch.float64))},
+         ValueError, "dropconnect must be torch.float32"),
+        ("rnn_tanh", {(0, 0): LayerMasks(zoneout_h=torch.zeros(2, 4, 5))}, ValueError,
+         r"zoneout_h must have shape \[4, 2, 5\] \(time-major"),
+        ("lstm", {(0, 0): LayerMasks(zoneout_h=torch.zeros(4, 2, 5, requires_grad=True))},
+         ValueError, "requires grad"),
+        ("lstm", {(0, 0): LayerMasks(rec_mask=[[1.0] * 5] * 2)}, TypeError, "must be a Tensor"),
+    ]
+
+
+@pytest.mark.parametrize("kind,masks,error,match", _bad_masks_cases())
+def test_explicit_masks_are_checked(kind, masks, error, match):
+    m = MODULES[kind](3, 5, batch_first=True)
+    with pytest.raises(error, match=match):
+        m(torch.randn(2, 4, 3), masks=masks)
+
+
+def test_rates_and_generator_must_have_their_types():
+    for bad in (True, "0.5", None):
+        with pytest.raises(TypeError, match="zoneout_h must be a number"):
+            fusedrnn.GRU(3, 4, zoneout_h=bad)
+    with pytest.raises(TypeError, match="dropconnect must be a number"):
+        fusedrnn.LayerNormLSTM(3, 4, dropconnect="0.1")
+    with pytest.raises(TypeError, match="generator must be a torch.Generator"):
+        fusedrnn.LSTM(3, 4, zoneout_h=0.1, generator=123)
+    assert fusedrnn.GRU(3, 4, zoneout_h=1).regularization.zoneout_h == 1.0  # an int rate is fine

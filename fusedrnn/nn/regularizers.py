@@ -16,7 +16,8 @@ keys of LayerMasks, so the fused path can be compared element for element with a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import numbers
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor
@@ -34,8 +35,12 @@ class Regularization:
     @classmethod
     def pop_from(cls, kwargs: dict, mode: str) -> Regularization:
         """Takes the regulariser keyword arguments out of a constructor's kwargs and checks them."""
-        rates = {name: float(kwargs.pop(name, 0.0)) for name in NAMES}
+        rates = {name: kwargs.pop(name, 0.0) for name in NAMES}
         for name, p in rates.items():
+            # float() would take True or "0.5" as a rate without a word
+            if isinstance(p, bool) or not isinstance(p, numbers.Real):
+                raise TypeError(f"{name} must be a number, got {type(p).__name__} {p!r}")
+            p = rates[name] = float(p)
             upper_ok = p <= 1.0 if name.startswith("zoneout") else p < 1.0
             if not (p >= 0.0 and upper_ok):
                 bound = "[0, 1]" if name.startswith("zoneout") else "[0, 1)"
@@ -61,6 +66,50 @@ class LayerMasks:
     zoneout_h: Tensor | None = None    # like the layer's output y
     zoneout_c: Tensor | None = None    # like y, H columns
     dropconnect: Tensor | None = None  # like W_hh, already scaled by 1/(1 − p)
+
+
+def check_generator(generator) -> None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+
+
+def check_mask_keys(masks: dict, layers: int, directions: int) -> None:
+    """Explicit masks are keyed (layer, direction); a key the stack does not have would be ignored."""
+    valid = {(layer, d) for layer in range(layers) for d in range(directions)}
+    unknown = [key for key in masks if key not in valid]
+    if unknown:
+        raise ValueError(f"masks has keys {unknown} that match no (layer, direction) of this "
+                         f"{layers}-layer, {directions}-direction stack; expected keys among "
+                         f"{sorted(valid)}")
+
+
+def check_layer_masks(masks: LayerMasks, key: tuple[int, int], has_cell: bool,
+                      y_shape: tuple[int, ...], batch: int, w_hh: Tensor) -> None:
+    """Explicit masks for one layer and direction: the shapes, dtype and device the ops apply them
+    with. Zoneout masks are laid out like the layer op's output, which is time-major ([T, B, H])
+    also for batch_first layers, or packed ([N, H])."""
+    hidden = w_hh.shape[1]
+    want = {"rec_mask": (batch, hidden), "zoneout_h": (*y_shape[:-1], hidden),
+            "zoneout_c": (*y_shape[:-1], hidden), "dropconnect": tuple(w_hh.shape)}
+    layout = {"rec_mask": "[B, H]", "zoneout_h": "time-major like the layer's output",
+              "zoneout_c": "time-major like the layer's output", "dropconnect": "like W_hh"}
+    for field in fields(masks):
+        name, mask = field.name, getattr(masks, field.name)
+        if mask is None:
+            continue
+        where = f"masks[{key}].{name}"
+        if not isinstance(mask, Tensor):
+            raise TypeError(f"{where} must be a Tensor, got {type(mask).__name__}")
+        if name == "zoneout_c" and not has_cell:
+            raise ValueError(f"{where}: zoneout_c applies to an LSTM's cell state; this layer has none")
+        if tuple(mask.shape) != want[name]:
+            raise ValueError(f"{where} must have shape {list(want[name])} ({layout[name]}), "
+                             f"got {list(mask.shape)}")
+        if mask.dtype != w_hh.dtype or mask.device != w_hh.device:
+            raise ValueError(f"{where} must be {w_hh.dtype} on {w_hh.device} like the layer's "
+                             f"weights, got {mask.dtype} on {mask.device}")
+        if mask.requires_grad:
+            raise ValueError(f"{where} requires grad; masks are constants (detach it)")
 
 
 def _bernoulli(shape, p: float, like: Tensor, generator) -> Tensor:

@@ -19,7 +19,14 @@ from torch.nn.utils.rnn import PackedSequence
 from .. import ops
 from ._fallback import fused_supported, warn_fallback
 from ._params import module_tensor
-from .regularizers import LayerMasks, Regularization, draw_masks
+from .regularizers import (
+    LayerMasks,
+    Regularization,
+    check_generator,
+    check_layer_masks,
+    check_mask_keys,
+    draw_masks,
+)
 
 _LAYER_OP = {"LSTM": "lstm_layer", "GRU": "gru_layer", "RNN_TANH": "rnn_layer", "RNN_RELU": "rnn_layer"}
 _TORCH_CLASS = {"LSTM": nn.LSTM, "GRU": nn.GRU, "RNN_TANH": nn.RNN, "RNN_RELU": nn.RNN}
@@ -34,6 +41,7 @@ class _FusedStack:
     generator: torch.Generator | None = None
 
     def _set_regularization(self, reg: Regularization, generator: torch.Generator | None) -> None:
+        check_generator(generator)
         self.regularization = reg
         self.generator = generator
 
@@ -110,7 +118,10 @@ class _FusedStack:
 
     def _layer_masks(self, explicit, layer, direction, x, batch, w_hh) -> LayerMasks:
         if explicit is not None:
-            return explicit.get((layer, direction), LayerMasks())
+            m = explicit.get((layer, direction), LayerMasks())
+            check_layer_masks(m, (layer, direction), self.mode == "LSTM",
+                              (*x.shape[:-1], self.hidden_size), batch, w_hh)
+            return m
         if not self.regularization.active():
             return LayerMasks()
         y_shape = (*x.shape[:-1], self.hidden_size)
@@ -121,6 +132,8 @@ class _FusedStack:
                masks: dict | None = None):
         """All layers and directions on time-major (or packed) x. Returns (y, h_n, c_n)."""
         directions = 2 if self.bidirectional else 1
+        if masks is not None:
+            check_mask_keys(masks, self.num_layers, directions)
         h_out, c_out = [], []
         for layer in range(self.num_layers):
             outputs = []
