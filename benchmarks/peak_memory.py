@@ -11,6 +11,10 @@ the resident set before the measured step, with glibc told to return large buffe
 memory counts what the C++ kernels allocate outside torch's allocator too, which torch's own
 memory profiler would not see.
 
+--as-installed measures the process as a user runs it instead: no malloc settings, fusedrnn's
+buffer pool at its default, and the peak over the resident set before the warm-up step, so that
+memory the warm-up leaves resident (freed pages glibc keeps, the pool's idle blocks) counts.
+
 The step's loss is y.sum() by default, whose gradient reaches the layer as an expanded tensor of
 ones that torch.nn's step loop never materialises and fusedrnn's backward copies into one [T, B,
 H] buffer. --upstream dense hands the layer a dense gradient made inside the step instead, as any
@@ -29,6 +33,7 @@ _CHILD = """
 import gc, resource, sys, torch, fusedrnn
 side, kind, B, T, I, H = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:7])
 dense = sys.argv[7] == "dense"
+as_installed = sys.argv[8] == "installed"
 cls = getattr(torch.nn if side == "torch" else fusedrnn, kind)
 
 
@@ -53,6 +58,8 @@ try:
 except OSError:
     resettable = False
 if resettable:
+    gc.collect()
+    initial = status_kib("VmRSS")
     step(module, x)  # warm-up at the measured size
     module.zero_grad(set_to_none=True)
     x.grad = None
@@ -61,7 +68,7 @@ if resettable:
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
     step(module, x)
-    print((status_kib("VmHWM") - before) / 1024)
+    print((status_kib("VmHWM") - (initial if as_installed else before)) / 1024)
 else:
     warm = cls(I, H)
     step(warm, torch.randn(2, 2, I, requires_grad=True))
@@ -83,24 +90,39 @@ _CHILD_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131
               "FUSEDRNN_KEEP_MB": "0"}
 
 
-def peak_mib(side: str, kind: str, shape: tuple[int, ...], upstream: str) -> float:
-    out = subprocess.run([sys.executable, "-c", _CHILD, side, kind, *map(str, shape), upstream],
-                         check=True, capture_output=True, text=True,
-                         env={**os.environ, **_CHILD_ENV})
+def peak_mib(side: str, kind: str, shape: tuple[int, ...], upstream: str,
+             as_installed: bool = False) -> float:
+    env = dict(os.environ)
+    if as_installed:
+        for name in _CHILD_ENV:
+            env.pop(name, None)
+    else:
+        env.update(_CHILD_ENV)
+    mode = "installed" if as_installed else "isolated"
+    out = subprocess.run([sys.executable, "-c", _CHILD, side, kind, *map(str, shape), upstream,
+                          mode], check=True, capture_output=True, text=True, env=env)
     return float(out.stdout.strip())
+
+
+def ratio(fused: float, ref: float) -> str:
+    """fused / ref, or "n/a" where the reference step grew nothing measurable (the ru_maxrss
+    fallback can read 0 when an earlier high-water mark covers the step)."""
+    return f"{fused / ref:>6.2f}" if ref > 0 else f"{'n/a':>6}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--upstream", choices=("sum", "dense"), default="sum",
                         help="the loss y.sum() (default) or a dense upstream gradient")
+    parser.add_argument("--as-installed", action="store_true",
+                        help="default malloc and buffer pool; peak over the RSS before warm-up")
     args = parser.parse_args()
     print(f"{'module':<6} {'B, T, I, H':<20} {'torch.nn MiB':>12} {'fusedrnn MiB':>12} {'ratio':>6}")
     for shape in SHAPES:
         for kind in KINDS:
-            ref = peak_mib("torch", kind, shape, args.upstream)
-            fused = peak_mib("fused", kind, shape, args.upstream)
-            print(f"{kind:<6} {str(shape):<20} {ref:>12.1f} {fused:>12.1f} {fused / ref:>6.2f}",
+            ref = peak_mib("torch", kind, shape, args.upstream, args.as_installed)
+            fused = peak_mib("fused", kind, shape, args.upstream, args.as_installed)
+            print(f"{kind:<6} {str(shape):<20} {ref:>12.1f} {fused:>12.1f} {ratio(fused, ref)}",
                   flush=True)
 
 
