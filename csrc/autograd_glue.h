@@ -54,6 +54,17 @@ void reject_forward_ad(const char* op, const Tensors&... tensors) {
               "use reverse mode (backward) for gradients");
 }
 
+// A backward runs with grad mode on only under create_graph=True (double backward, e.g. a
+// gradient penalty). The backward ops have no derivative of their own, so the gradients they
+// return would carry none, and second-order terms through the op would silently be zero: an error
+// instead, raised at the top of every Function's backward.
+inline void reject_double_backward(const char* op) {
+  TORCH_CHECK(!at::GradMode::is_enabled(), op,
+              ": double backward is not supported (the op's backward has no derivative of its own,"
+              " so create_graph=True through it, as a gradient penalty does, would silently drop "
+              "second-order terms); use torch.nn's layers where second derivatives are needed");
+}
+
 // Then (after reject_forward_ad), true when autograd would record nothing for a call on these
 // (differentiable) inputs: grad mode is off, or none of them requires grad. The op is then
 // called directly, without a Function's node, saved variables and output wrapping: an LSTMCell

@@ -41,6 +41,7 @@ struct LstmCellFunction : torch::autograd::Function<LstmCellFunction> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    reject_double_backward("fusedrnn::lstm_cell");
     static const auto op =
         find_op("fusedrnn::lstm_cell_backward")
             .typed<std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>(
@@ -92,6 +93,7 @@ struct HiddenCellFunction : torch::autograd::Function<HiddenCellFunction<Tag>> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    reject_double_backward(Tag::kForward);
     const auto saved = ctx->get_saved_variables();
     const Tensor &hy = saved[4], &ws = saved[5];
     check_workspace(ws, Tag::kForward);

@@ -35,6 +35,7 @@ struct Conv1dFunction : torch::autograd::Function<Conv1dFunction> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    reject_double_backward("fusedrnn::conv1d");
     static const auto op =
         find_op("fusedrnn::conv1d_backward")
             .typed<std::tuple<Tensor, Tensor, Tensor>(

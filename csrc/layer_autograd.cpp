@@ -71,6 +71,7 @@ struct LstmLayerFunction : torch::autograd::Function<LstmLayerFunction> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    reject_double_backward("fusedrnn::lstm_layer");
     static const auto op =
         find_op("fusedrnn::lstm_layer_backward")
             .typed<Grads8(T, T, T, T, T, T, T, T, O, O, T, T, bool, bool, O, O, O, bool)>();
@@ -114,6 +115,7 @@ struct LnLstmLayerFunction : torch::autograd::Function<LnLstmLayerFunction> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    reject_double_backward("fusedrnn::ln_lstm_layer");
     static const auto op =
         find_op("fusedrnn::ln_lstm_layer_backward")
             .typed<Grads8(T, T, T, T, T, T, T, T, T, O, T, T, bool, bool, O, O, O, bool)>();
@@ -154,6 +156,7 @@ struct GruLayerFunction : torch::autograd::Function<GruLayerFunction> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    reject_double_backward("fusedrnn::gru_layer");
     static const auto op =
         find_op("fusedrnn::gru_layer_backward")
             .typed<Grads6(T, T, T, T, T, T, O, T, T, bool, bool, O, O, bool, O)>();
@@ -193,6 +196,7 @@ struct RnnLayerFunction : torch::autograd::Function<RnnLayerFunction> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    reject_double_backward("fusedrnn::rnn_layer");
     static const auto op =
         find_op("fusedrnn::rnn_layer_backward")
             .typed<Grads6(T, T, T, T, T, T, O, T, T, bool, bool, bool, O, O, bool)>();
@@ -232,6 +236,7 @@ struct LnGruLayerFunction : torch::autograd::Function<LnGruLayerFunction> {
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
+    reject_double_backward("fusedrnn::ln_gru_layer");
     static const auto op =
         find_op("fusedrnn::ln_gru_layer_backward")
             .typed<Grads7(T, T, T, T, T, T, T, O, T, T, bool, bool, O, O, bool)>();

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ._fake import register_fake
+
 ACTIVATIONS = {"identity": 0, "relu": 1, "tanh": 2, "sigmoid": 3, "gelu": 4}
 _NEEDS_PREACTIVATION = {"gelu"}
 
@@ -42,7 +44,7 @@ def activation_code(activation: str) -> int:
     return ACTIVATIONS[activation]
 
 
-@torch.library.register_fake("fusedrnn::conv1d")
+@register_fake("fusedrnn::conv1d")
 def _conv1d_fake(x, weight, bias, stride, dilation, pad_left, pad_right, activation, batch_first,
                  train):
     time_dim = 1 if batch_first else 0
@@ -54,7 +56,7 @@ def _conv1d_fake(x, weight, bias, stride, dilation, pad_left, pad_right, activat
     return x.new_empty(shape), x.new_empty(shape if keep else (0,))
 
 
-@torch.library.register_fake("fusedrnn::conv1d_backward")
+@register_fake("fusedrnn::conv1d_backward")
 def _conv1d_backward_fake(grad_y, x, weight, y, pre, stride, dilation, pad_left, pad_right,
                           activation, batch_first, has_bias, x_grad):
     return (x.new_empty(x.shape if x_grad else (0,)), weight.new_empty(weight.shape),

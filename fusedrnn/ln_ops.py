@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ._fake import register_fake
 from .ops import (
     _bias_grad_fake,
     _fake_workspace,
@@ -36,7 +37,7 @@ def ln_workspace_cols(cell: str, hidden: int) -> int:
 # ---- LayerNorm LSTM ------------------------------------------------------------------------
 
 
-@torch.library.register_fake("fusedrnn::ln_lstm_layer")
+@register_fake("fusedrnn::ln_lstm_layer")
 def _ln_lstm_fake(x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse, eps, train,
                   rec_mask=None, zoneout_h=None, zoneout_c=None):
     hidden = w_hh.shape[0] // 4
@@ -49,7 +50,7 @@ def _ln_lstm_fake(x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse, e
     )
 
 
-@torch.library.register_fake("fusedrnn::ln_lstm_layer_backward")
+@register_fake("fusedrnn::ln_lstm_layer_backward")
 def _ln_lstm_backward_fake(grad_y, grad_h_n, grad_c_n, x, h0, c0, w_ih, w_hh, ln, batch_sizes, y,
                            workspace, reverse, has_bias, rec_mask=None, zoneout_h=None,
                            zoneout_c=None, *, x_grad=True):
@@ -79,7 +80,7 @@ def ln_lstm_layer(x: Tensor, h0: Tensor, c0: Tensor, w_ih: Tensor, w_hh: Tensor,
 # ---- LayerNorm GRU -------------------------------------------------------------------------
 
 
-@torch.library.register_fake("fusedrnn::ln_gru_layer")
+@register_fake("fusedrnn::ln_gru_layer")
 def _ln_gru_fake(x, h0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse, eps, train,
                  rec_mask=None, zoneout_h=None):
     hidden = w_hh.shape[0] // 3
@@ -90,7 +91,7 @@ def _ln_gru_fake(x, h0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse, eps, t
     )
 
 
-@torch.library.register_fake("fusedrnn::ln_gru_layer_backward")
+@register_fake("fusedrnn::ln_gru_layer_backward")
 def _ln_gru_backward_fake(grad_y, grad_h_n, x, h0, w_ih, w_hh, ln, batch_sizes, y, workspace,
                           reverse, has_bias, rec_mask=None, zoneout_h=None, *, x_grad=True):
     return (

@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ._fake import register_fake
+
 _ops = torch.ops.fusedrnn
 
 # Gate blocks per cell, as in csrc/cells/*.h (kGates).
@@ -63,7 +65,7 @@ def _bias_grad_fake(x: Tensor, gates_hidden: int, has_bias: bool) -> Tensor:
 # ---- LSTM layer ----------------------------------------------------------------------------
 
 
-@torch.library.register_fake("fusedrnn::lstm_layer")
+@register_fake("fusedrnn::lstm_layer")
 def _lstm_layer_fake(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, reverse, train,
                      rec_mask=None, zoneout_h=None, zoneout_c=None):
     hidden = w_hh.shape[0] // 4
@@ -78,7 +80,7 @@ def _lstm_layer_fake(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, rever
     )
 
 
-@torch.library.register_fake("fusedrnn::lstm_layer_backward")
+@register_fake("fusedrnn::lstm_layer_backward")
 def _lstm_layer_backward_fake(
     grad_y, grad_h_n, grad_c_n, x, h0, c0, w_ih, w_hh, w_hr, batch_sizes, y, workspace, reverse,
     has_bias, rec_mask=None, zoneout_h=None, zoneout_c=None, *, x_grad=True,
@@ -166,8 +168,8 @@ def _hidden_layer_backward_shapes(cell, grad_y, grad_h_n, x, h0, w_ih, w_hh, bat
 
 
 for _cell in ("gru", "rnn"):
-    torch.library.register_fake(f"fusedrnn::{_cell}_layer")(_hidden_layer_fake(_cell))
-    torch.library.register_fake(f"fusedrnn::{_cell}_layer_backward")(_hidden_layer_backward_fake(_cell))
+    register_fake(f"fusedrnn::{_cell}_layer")(_hidden_layer_fake(_cell))
+    register_fake(f"fusedrnn::{_cell}_layer_backward")(_hidden_layer_backward_fake(_cell))
 
 
 def gru_layer(
@@ -212,13 +214,13 @@ def rnn_layer(
 # ---- single-step cells ---------------------------------------------------------------------
 
 
-@torch.library.register_fake("fusedrnn::lstm_cell")
+@register_fake("fusedrnn::lstm_cell")
 def _lstm_cell_fake(x, hx, cx, w_ih, w_hh, b_ih, b_hh, train):
     cols = workspace_cols("lstm", hx.shape[1])
     return hx.new_empty(hx.shape), cx.new_empty(cx.shape), _fake_workspace(x, x.shape[0], cols, train)
 
 
-@torch.library.register_fake("fusedrnn::lstm_cell_backward")
+@register_fake("fusedrnn::lstm_cell_backward")
 def _lstm_cell_backward_fake(grad_hy, grad_cy, x, hx, cx, w_ih, w_hh, hy, workspace, has_bias):
     return (
         x.new_empty(x.shape),
@@ -252,8 +254,8 @@ def _hidden_cell_backward_fake(grad_hy, x, hx, w_ih, w_hh, hy, workspace, *flags
 
 
 for _cell in ("gru", "rnn"):
-    torch.library.register_fake(f"fusedrnn::{_cell}_cell")(_hidden_cell_fake(_cell))
-    torch.library.register_fake(f"fusedrnn::{_cell}_cell_backward")(_hidden_cell_backward_fake)
+    register_fake(f"fusedrnn::{_cell}_cell")(_hidden_cell_fake(_cell))
+    register_fake(f"fusedrnn::{_cell}_cell_backward")(_hidden_cell_backward_fake)
 
 
 def lstm_cell(x, hx, cx, w_ih, w_hh, b_ih=None, b_hh=None) -> tuple[Tensor, Tensor]:

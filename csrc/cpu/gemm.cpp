@@ -212,10 +212,27 @@ bool reduced_precision_allowed() {
          ctx.float32Precision(at::Float32Backend::MKLDNN, at::Float32Op::RNN) == bf16;
 }
 
+// C = beta·C, what a product over k = 0 leaves (a cell with input_size 0): the BLAS refuses such
+// a call (its lda must be at least 1), which left C unwritten.
+namespace {
+template <typename T>
+void scale_only(int64_t m, int64_t n, T beta, T* c, int64_t ldc) {
+  for (int64_t r = 0; r < m; ++r) {
+    T* row = c + r * ldc;
+    if (beta == T(0)) {
+      std::fill(row, row + n, T(0));  // not 0·C: C may hold NaN
+    } else {
+      for (int64_t j = 0; j < n; ++j) row[j] *= beta;
+    }
+  }
+}
+}  // namespace
+
 template <>
 void gemm<float>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
+  if (k == 0) return scale_only(m, n, beta, c, ldc);
   if (worth_reduced_precision(reduced_precision_allowed(), m, n, k)) {
     return aten_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   }
@@ -251,6 +268,7 @@ template <>
 void gemm<double>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
                   int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
+  if (k == 0) return scale_only(m, n, beta, c, ldc);
   if (blas().dgemm) return fortran_gemm(blas().dgemm, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   aten_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }

@@ -85,7 +85,16 @@ class LSTMCell(_FusedCell, nn.LSTMCell):
         if not fused_supported("lstm_cell", input):
             warn_fallback("LSTMCell", input)
             return super().forward(input, hx)
-        x, (h, c), unbatched = self._prepare(input, list(hx) if hx is not None else [None, None])
+        if hx is None:
+            states = [None, None]
+        elif isinstance(hx, (tuple, list)) and len(hx) == 2 and all(isinstance(s, Tensor) for s in hx):
+            states = list(hx)
+        else:  # a [2, B, H] tensor or a pair with a None would otherwise be taken apart silently
+            got = type(hx).__name__
+            if isinstance(hx, (tuple, list)):
+                got += f" of {', '.join(type(s).__name__ for s in hx) or 'nothing'}"
+            raise TypeError(f"LSTMCell: hx must be None or a pair (h_0, c_0) of tensors, got {got}")
+        x, (h, c), unbatched = self._prepare(input, states)
         h, c = ops.lstm_cell(x, h, c, *self._weights())
         return (h.squeeze(0), c.squeeze(0)) if unbatched else (h, c)
 

@@ -22,6 +22,10 @@ class Conv1d(nn.Module):
                  padding: str | int | tuple[int, int] = 0, dilation: int = 1, bias: bool = True,
                  activation: str = "identity", batch_first: bool = True, device=None, dtype=None):
         super().__init__()
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
+                            ("kernel_size", kernel_size)):
+            if value <= 0:
+                raise ValueError(f"{name} must be positive, got {value}")
         if stride <= 0:
             raise ValueError(f"stride must be positive, got {stride}")
         if dilation <= 0:

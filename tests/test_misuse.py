@@ -1,0 +1,84 @@
+"""Misuse that used to pass silently: double backward through the fused ops, cells with no input
+features, a meta-device state beside CPU input, malformed LSTMCell states, empty Conv1d shapes."""
+
+import pytest
+import torch
+from torch import nn
+
+import fusedrnn
+
+LAYERS = [
+    lambda: fusedrnn.LSTM(3, 4),
+    lambda: fusedrnn.GRU(3, 4),
+    lambda: fusedrnn.RNN(3, 4, nonlinearity="relu"),
+    lambda: fusedrnn.LayerNormLSTM(3, 4),
+    lambda: fusedrnn.LayerNormGRU(3, 4),
+]
+CELLS = [lambda: fusedrnn.LSTMCell(3, 4), lambda: fusedrnn.GRUCell(3, 4), lambda: fusedrnn.RNNCell(3, 4)]
+
+
+@pytest.mark.parametrize("make", LAYERS + CELLS + [lambda: fusedrnn.Conv1d(3, 4, 2)])
+def test_double_backward_is_refused(make):
+    # a gradient penalty: second-order terms through the op would be silently zero
+    module = make()
+    x = torch.randn(5, 2, 3, requires_grad=True) if not isinstance(module, nn.RNNCellBase) \
+        else torch.randn(2, 3, requires_grad=True)
+    out = module(x)
+    y = out[0] if isinstance(out, tuple) else out
+    with pytest.raises(RuntimeError, match="double backward is not supported"):
+        torch.autograd.grad(y.sum(), x, create_graph=True)
+    # first-order gradients are untouched
+    (g,) = torch.autograd.grad(module(x)[0].sum() if isinstance(out, tuple) else module(x).sum(), x)
+    assert g.shape == x.shape and torch.isfinite(g).all()
+
+
+@pytest.mark.parametrize("kind", ["LSTMCell", "GRUCell", "RNNCell"])
+def test_cells_without_input_features_match_torch(kind):
+    torch.manual_seed(0)
+    ref = getattr(nn, kind)(0, 4)
+    fused = getattr(fusedrnn, kind)(0, 4)
+    fused.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 0)
+    h = torch.randn(2, 4)
+    hx = (h, torch.randn(2, 4)) if kind == "LSTMCell" else h
+    for _ in range(3):  # the output used to depend on stale memory
+        torch.testing.assert_close(fused(x, hx), ref(x, hx))
+
+
+@pytest.mark.parametrize("make", LAYERS)
+def test_a_meta_state_beside_cpu_input_is_refused(make):
+    module = make()
+    hx = torch.zeros(1, 2, 4, device="meta")
+    if isinstance(module, (fusedrnn.LSTM, fusedrnn.LayerNormLSTM)):
+        hx = (hx, torch.zeros(1, 2, 4))
+    with pytest.raises(RuntimeError, match="h0 is on meta but x is on cpu"):
+        module(torch.randn(5, 2, 3), hx)
+
+
+def test_a_meta_state_beside_cpu_input_is_refused_by_cells():
+    with pytest.raises(RuntimeError, match="is on meta but x is on cpu"):
+        fusedrnn.GRUCell(3, 4)(torch.randn(2, 3), torch.zeros(2, 4, device="meta"))
+
+
+def test_all_meta_still_traces_shapes():
+    # meta tensors alone are what shape propagation uses: the fake kernel answers them
+    meta = lambda *shape: torch.empty(*shape, device="meta")  # noqa: E731
+    y, h, ws = torch.ops.fusedrnn.gru_layer(meta(5, 2, 3), meta(2, 4), meta(12, 3), meta(12, 4),
+                                            meta(12), meta(12), None, False, True)
+    assert y.shape == (5, 2, 4) and y.device.type == "meta" and h.shape == (2, 4)
+
+
+@pytest.mark.parametrize("hx", [
+    (torch.zeros(2, 4), None), (None, None), (torch.zeros(2, 4),),
+    (torch.zeros(2, 4), torch.zeros(2, 4), torch.zeros(2, 4)), torch.zeros(2, 2, 4),
+])
+def test_lstm_cell_wants_a_pair_of_tensors(hx):
+    with pytest.raises(TypeError, match=r"hx must be None or a pair \(h_0, c_0\) of tensors"):
+        fusedrnn.LSTMCell(3, 4)(torch.randn(2, 3), hx)
+
+
+@pytest.mark.parametrize("args,name", [((0, 4, 3), "in_channels"), ((3, 0, 3), "out_channels"),
+                                       ((3, 4, 0), "kernel_size")])
+def test_conv1d_wants_positive_sizes(args, name):
+    with pytest.raises(ValueError, match=f"{name} must be positive"):
+        fusedrnn.Conv1d(*args)
