@@ -17,11 +17,19 @@ import gzip
 import os
 import random
 import re
+import zlib
 from collections.abc import Iterable, Sequence
 from importlib import resources
 from pathlib import Path
 
 _ALTERNATE = re.compile(r"^(.+)\((\d+)\)$")
+
+# The 39 ARPAbet phones of CMUdict (datasets/data/cmudict/cmudict.phones); vowels may carry a stress
+# digit 0/1/2, which gives the 84 symbols of cmudict.symbols.
+VOWELS = frozenset("AA AE AH AO AW AY EH ER EY IH IY OW OY UH UW".split())
+CONSONANTS = frozenset("B CH D DH F G HH JH K L M N NG P R S SH T TH V W Y Z ZH".split())
+PHONES = VOWELS | CONSONANTS
+SYMBOLS = PHONES | {v + digit for v in VOWELS for digit in "012"}
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
@@ -43,13 +51,16 @@ def _open(path: Path):
     return open(path, encoding="utf-8")
 
 
-def parse_cmudict(lines: Iterable[str], stress: bool = False) -> dict[str, list[tuple[str, ...]]]:
+def parse_cmudict(lines: Iterable[str], stress: bool = False,
+                  source: str = "CMUdict") -> dict[str, list[tuple[str, ...]]]:
     """{word: [pronunciation, ...]} from CMUdict lines, in file order.
 
     Comments (`#` to the end of the line, and cmudict-0.7b's `;;;` lines) and blank lines are
     skipped; `word(2)` is an alternate
     pronunciation of `word`. Words are lower-cased. Duplicate pronunciations of a word (after
-    stripping stress when stress=False) are kept once.
+    stripping stress when stress=False) are kept once. Every phone must be one of SYMBOLS (an
+    ARPAbet phone, vowels with an optional stress digit 0/1/2), case aside; a malformed line
+    raises a ValueError naming `source` (e.g. the file) and the line number.
     """
     entries: dict[str, list[tuple[str, ...]]] = {}
     for number, raw in enumerate(lines, 1):
@@ -58,7 +69,12 @@ def parse_cmudict(lines: Iterable[str], stress: bool = False) -> dict[str, list[
             continue
         parts = line.split()
         if len(parts) < 2:
-            raise ValueError(f"CMUdict line {number}: expected 'word PHONE ...', got {raw.strip()!r}")
+            raise ValueError(f"{source} line {number}: expected 'word PHONE ...', got {raw.strip()!r}")
+        bad = [p for p in parts[1:] if p.upper() not in SYMBOLS]
+        if bad:
+            raise ValueError(f"{source} line {number}: unknown phone(s) {', '.join(map(repr, bad))} in "
+                             f"{raw.strip()!r}; expected ARPAbet phones ({' '.join(sorted(PHONES))}), "
+                             "vowels with an optional stress digit 0/1/2")
         word = parts[0].lower()
         match = _ALTERNATE.match(word)
         if match:
@@ -72,10 +88,22 @@ def parse_cmudict(lines: Iterable[str], stress: bool = False) -> dict[str, list[
 
 def load_cmudict(path: str | os.PathLike | None = None,
                  stress: bool = False) -> dict[str, list[tuple[str, ...]]]:
-    """Read CMUdict (plain or .gz; the shipped copy when path is None); see parse_cmudict."""
+    """Read CMUdict (plain or .gz; the shipped copy when path is None); see parse_cmudict.
+
+    A damaged file (truncated or not gzip, not UTF-8), a malformed line, or a file without a
+    single entry raises a ValueError naming the path.
+    """
     path = Path(path) if path is not None else default_path()
-    with _open(path) as f:
-        return parse_cmudict(f, stress=stress)
+    try:
+        with _open(path) as f:
+            entries = parse_cmudict(f, stress=stress, source=str(path))
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise ValueError(f"could not read {path}: file is truncated or not gzip ({e})") from e
+    except UnicodeDecodeError as e:
+        raise ValueError(f"could not read {path}: not UTF-8 text ({e})") from e
+    if not entries:
+        raise ValueError(f"no entries in {path}: expected lines 'word PHONE PHONE ...'")
+    return entries
 
 
 def split_words(words: Iterable[str], seed: int = 0,

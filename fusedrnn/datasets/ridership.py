@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,30 +57,83 @@ class Ridership:
         )
 
 
+COLUMNS = ("service_date", "day_type", "bus", "rail_boardings", "total_rides")
+_US_DATE = re.compile(r"\s*(\d{1,2})/(\d{1,2})/(\d{4})\s*")  # MM/DD/YYYY, as the CTA file writes it
+_ISO_DATE = re.compile(r"\s*(\d{4})-(\d{1,2})-(\d{1,2})\s*")  # YYYY-MM-DD
+
+
 def _parse_date(text: str) -> np.datetime64:
-    month, day, year = text.split("/")  # MM/DD/YYYY
-    return np.datetime64(f"{int(year):04d}-{int(month):02d}-{int(day):02d}", "D")
+    """MM/DD/YYYY (the shipped file's format) or YYYY-MM-DD; ValueError for anything else."""
+    if match := _US_DATE.fullmatch(text):
+        month, day, year = match.groups()
+    elif match := _ISO_DATE.fullmatch(text):
+        year, month, day = match.groups()
+    else:
+        raise ValueError(f"expected a date as MM/DD/YYYY (or YYYY-MM-DD), got {text!r}")
+    try:
+        return np.datetime64(f"{int(year):04d}-{int(month):02d}-{int(day):02d}", "D")
+    except ValueError:
+        raise ValueError(f"{text!r} is not a calendar date") from None
+
+
+def _parse_count(text: str, column: str) -> float:
+    """A boarding count: a finite, non-negative number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"expected a number in column {column!r}, got {text!r}") from None
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"expected a finite non-negative count in column {column!r}, got {text!r}")
+    return value
 
 
 def load_ridership(path: str | os.PathLike | None = None) -> Ridership:
     """Read the CTA daily boarding totals: dates parsed, duplicate rows dropped, sorted by date.
 
     A date listed twice with different numbers is an error, and so is a missing day (the
-    forecasting windows assume one row per calendar day).
+    forecasting windows assume one row per calendar day). Malformed input -- a missing column,
+    a short or long row, a bad date, a count that is not a finite non-negative number, or no
+    rows at all -- raises a ValueError naming the file and the line.
     """
     path = Path(path) if path is not None else DATA_DIR / CSV_NAME
     rows: dict[np.datetime64, tuple[str, float, float, float]] = {}
+    first_line: dict[np.datetime64, int] = {}
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        for line in reader:
-            date = _parse_date(line["service_date"])
-            row = (line["day_type"], float(line["bus"]), float(line["rail_boardings"]),
-                   float(line["total_rides"]))
-            if row[0] not in DAY_TYPES:
-                raise ValueError(f"{path}: unknown day type {row[0]!r} on {date}")
-            if date in rows and rows[date] != row:
-                raise ValueError(f"{path}: {date} appears twice with different values")
-            rows[date] = row
+        try:
+            header = reader.fieldnames
+            if header is None:
+                raise ValueError(f"{path}: the file is empty (expected the header {','.join(COLUMNS)} "
+                                 "and one row per day)")
+            missing = [c for c in COLUMNS if c not in header]
+            if missing:
+                raise ValueError(f"{path}: line 1: missing column(s) {', '.join(map(repr, missing))}; "
+                                 f"expected the header {','.join(COLUMNS)}, got {','.join(header)}")
+            for line in reader:
+                number = reader.line_num
+                if None in line or None in line.values():
+                    n_fields = len(header) + len(line.get(None, ())) - sum(v is None for v in line.values())
+                    raise ValueError(f"{path}: line {number}: expected {len(header)} fields "
+                                     f"({','.join(header)}), got {n_fields}")
+                try:
+                    date = _parse_date(line["service_date"])
+                    row = (line["day_type"], _parse_count(line["bus"], "bus"),
+                           _parse_count(line["rail_boardings"], "rail_boardings"),
+                           _parse_count(line["total_rides"], "total_rides"))
+                except ValueError as e:
+                    raise ValueError(f"{path}: line {number}: {e}") from None
+                if row[0] not in DAY_TYPES:
+                    raise ValueError(f"{path}: line {number}: unknown day type {row[0]!r} on {date} "
+                                     f"(expected one of {', '.join(DAY_TYPES)})")
+                if date in rows and rows[date] != row:
+                    raise ValueError(f"{path}: line {number}: {date} appears twice with different values "
+                                     f"(first on line {first_line[date]})")
+                rows[date] = row
+                first_line.setdefault(date, number)
+        except csv.Error as e:
+            raise ValueError(f"{path}: line {reader.line_num}: malformed CSV: {e}") from None
+    if not rows:
+        raise ValueError(f"{path}: no data rows after the header (expected one row per day)")
     dates = np.array(sorted(rows), dtype="datetime64[D]")
     if len(dates) > 1 and np.any(np.diff(dates) != np.timedelta64(1, "D")):
         gap = int(np.argmax(np.diff(dates) != np.timedelta64(1, "D")))

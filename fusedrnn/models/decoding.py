@@ -14,12 +14,14 @@ A source is done once it has `beam` finished hypotheses and the best of them has
 log-probability of its best live one. Log-probabilities only fall as symbols are added, so with
 length_penalty=0 nothing live can then win (the stop is exact); with length normalisation a
 longer hypothesis could still win on the normalised score, and the rule is the usual heuristic.
-At `max_len` the live hypotheses count as finished.
+At `max_len` the live hypotheses count as finished. `max_len` (both decoders) is a positive int,
+or None for `default_max_len`; `beam` is a positive int.
 With beam=1 this is exactly greedy decoding.
 """
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 
 import torch
@@ -38,6 +40,19 @@ def default_max_len(src_lengths: Tensor) -> int:
     return int(src_lengths.max()) * 2 + 5
 
 
+def _positive_int(name: str, value: object) -> int:
+    """value as an int (Python or NumPy integers), or a TypeError/ValueError naming `name`."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        n = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"{name} must be a positive int, got {type(value).__name__} {value!r}") from None
+    if n < 1:
+        raise ValueError(f"{name} must be at least 1, got {n}")
+    return n
+
+
 def _log_probs(model: Seq2Seq, logits: Tensor) -> Tensor:
     logp = torch.log_softmax(logits.float(), dim=-1)
     logp[:, model.pad] = float("-inf")
@@ -48,8 +63,11 @@ def _log_probs(model: Seq2Seq, logits: Tensor) -> Tensor:
 @torch.no_grad()
 def greedy_decode(model: Seq2Seq, src: Tensor, src_lengths: Tensor, max_len: int | None = None) -> Decoded:
     """The most likely next symbol at every step, for every source in the batch at once."""
-    max_len = max_len or default_max_len(src_lengths)
-    enc = model.encode(src, src_lengths)
+    if max_len is not None:
+        max_len = _positive_int("max_len", max_len)
+    enc = model.encode(src, src_lengths)  # checks src and src_lengths
+    if max_len is None:
+        max_len = default_max_len(src_lengths)
     B = src.size(0)
     state = enc.state
     tokens = torch.full((B,), model.bos, dtype=torch.long, device=src.device)
@@ -81,13 +99,15 @@ def greedy_decode(model: Seq2Seq, src: Tensor, src_lengths: Tensor, max_len: int
 def beam_search(model: Seq2Seq, src: Tensor, src_lengths: Tensor, beam: int = 5,
                 max_len: int | None = None, length_penalty: float = 1.0) -> Decoded:
     """Batched beam search with length normalisation; see the module docstring."""
-    if beam < 1:
-        raise ValueError(f"beam must be at least 1, got {beam}")
-    max_len = max_len or default_max_len(src_lengths)
+    beam = _positive_int("beam", beam)
+    if max_len is not None:
+        max_len = _positive_int("max_len", max_len)
     device = src.device
+    enc = model.encode(src, src_lengths)  # checks src and src_lengths
+    if max_len is None:
+        max_len = default_max_len(src_lengths)
     B, K = src.size(0), beam
-    enc = model.encode(src, src_lengths).index_select(
-        torch.arange(B, device=device).repeat_interleave(K))
+    enc = enc.index_select(torch.arange(B, device=device).repeat_interleave(K))
     state = enc.state
     V = model.out.out_features
     scores = torch.full((B, K), float("-inf"), device=device)

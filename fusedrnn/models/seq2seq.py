@@ -174,8 +174,47 @@ class Seq2Seq(nn.Module):
 
     # -- encoder -------------------------------------------------------------------------------
 
-    def encode(self, src: Tensor, src_lengths: Tensor) -> Encoded:
+    def _check_encode_inputs(self, src: Tensor, src_lengths: Tensor) -> Tensor:
+        """Checks encode's arguments; returns the lengths as a CPU int64 tensor.
+
+        Shapes and dtypes are always checked; the value checks (one min/max over src, and the
+        lengths, which are copied to the CPU for packing anyway) are skipped while torch.compile
+        traces, where they would need data-dependent control flow.
+        """
+        if not isinstance(src, Tensor):
+            raise TypeError(f"src must be a tensor of token ids (B, S), got {type(src).__name__}")
+        if not isinstance(src_lengths, Tensor):
+            raise TypeError(f"src_lengths must be a tensor (B,), got {type(src_lengths).__name__}")
+        if src.dim() != 2:
+            raise ValueError(f"src must be 2-D (B, S) batch-first token ids, got shape {tuple(src.shape)}")
+        if src.dtype == torch.bool or src.is_floating_point() or src.is_complex():
+            raise TypeError(f"src must hold integer token ids, got dtype {src.dtype}")
+        B, S = src.shape
+        if B == 0 or S == 0:
+            raise ValueError(f"src must have at least one row and one column, got shape {tuple(src.shape)}")
+        if src_lengths.dim() != 1 or src_lengths.size(0) != B:
+            raise ValueError(f"src_lengths must be 1-D with one entry per source (B={B}), "
+                             f"got shape {tuple(src_lengths.shape)}")
+        if src_lengths.dtype == torch.bool or src_lengths.is_floating_point() or src_lengths.is_complex():
+            raise TypeError(f"src_lengths must be an integer tensor, got dtype {src_lengths.dtype}")
         lengths = src_lengths.detach().to("cpu", torch.int64)
+        if torch.compiler.is_compiling():
+            return lengths
+        lo, hi = int(lengths.min()), int(lengths.max())
+        if lo < 1 or hi > S:
+            raise ValueError(f"src_lengths must lie in [1, {S}] (src has {S} columns), "
+                             f"got values in [{lo}, {hi}]")
+        vocab = self.src_embed.num_embeddings
+        lo_id, hi_id = (int(v) for v in torch.aminmax(src.detach()))
+        if lo_id < 0 or hi_id >= vocab:
+            raise ValueError(f"src token ids must lie in [0, {vocab}) (the source vocabulary), "
+                             f"got values in [{lo_id}, {hi_id}]")
+        return lengths
+
+    def encode(self, src: Tensor, src_lengths: Tensor) -> Encoded:
+        """Encodes src (B, S), batch-first padded ids in [0, src_vocab), whose rows have
+        src_lengths (B,) real symbols each, in [1, S]."""
+        lengths = self._check_encode_inputs(src, src_lengths)
         x = self.drop(self.src_embed(src))
         packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         out, hn = self.encoder(packed)
