@@ -72,6 +72,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 
 import fusedrnn
 from fusedrnn._loader import build_info
+from fusedrnn.argtypes import positive_int
 
 SHAPES = (  # (B, T, I, H)
     (1, 1000, 32, 32),
@@ -812,16 +813,6 @@ def write_plot(path: str, env: dict, results: list[Result]) -> None:
 # ---- command line ------------------------------------------------------------------------
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return value
-
-
 def _unwritable(path: str) -> str | None:
     """Why `path` could not be written at the end of the run, or None."""
     folder = os.path.dirname(os.path.abspath(path))
@@ -840,7 +831,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     parser.add_argument("--plot", metavar="FILE.png",
                         help="also draw the speed-ups as a bar chart (needs matplotlib)")
-    parser.add_argument("--threads", type=_positive_int, metavar="N",
+    parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="torch.set_num_threads(N)")
     parser.add_argument("--filter", action="append", metavar="SUBSTRING",
                         help="only cases whose name contains SUBSTRING (case-insensitive; "

@@ -17,12 +17,22 @@ import argparse
 import json
 from pathlib import Path
 
+from ..argtypes import (
+    decay_factor,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    probability,
+)
+
 HORIZON = 7
 DEFAULT_OUT = "runs/forecast"
+RUN_FILES = ("results.json", "curves.png", "forecast_valid.png")  # besides fit's own
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epochs", type=int, default=40, help="maximum number of epochs")
+    parser.add_argument("--epochs", type=positive_int, default=40, help="maximum number of epochs")
     parser.add_argument("--backend", choices=("fused", "torch"), default="fused",
                         help="fusedrnn layers or the same model on torch.nn layers")
     parser.add_argument("--model", choices=("seq2seq", "conv", "wavenet"), default="seq2seq",
@@ -33,24 +43,24 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--lr", type=float, default=3e-3, help="Adam learning rate")
-    parser.add_argument("--lr-decay", type=float, default=0.95, help="lr factor per epoch")
-    parser.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (0: off)")
-    parser.add_argument("--patience", type=int, default=10,
+    parser.add_argument("--lr", type=positive_float, default=3e-3, help="Adam learning rate")
+    parser.add_argument("--lr-decay", type=decay_factor, default=0.95, help="lr factor per epoch")
+    parser.add_argument("--clip", type=non_negative_float, default=1.0, help="gradient norm clip (0: off)")
+    parser.add_argument("--patience", type=non_negative_int, default=10,
                         help="stop after this many epochs without a better valid MAE (0: never)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--window", type=int, default=56, help="input days per window")
-    parser.add_argument("--hidden", type=int, default=64, help="recurrent hidden size")
-    parser.add_argument("--layers", type=int, default=1, help="recurrent layers")
-    parser.add_argument("--dropout", type=float, default=0.0, help="dropout between layers")
-    parser.add_argument("--conv-channels", type=int, default=32, help="Conv1D front (--model conv)")
-    parser.add_argument("--channels", type=int, default=32, help="WaveNet channels")
-    parser.add_argument("--augment", type=float, default=0.05,
+    parser.add_argument("--batch-size", type=positive_int, default=32)
+    parser.add_argument("--window", type=positive_int, default=56, help="input days per window")
+    parser.add_argument("--hidden", type=positive_int, default=64, help="recurrent hidden size")
+    parser.add_argument("--layers", type=positive_int, default=1, help="recurrent layers")
+    parser.add_argument("--dropout", type=probability, default=0.0, help="dropout between layers")
+    parser.add_argument("--conv-channels", type=positive_int, default=32, help="Conv1D front (--model conv)")
+    parser.add_argument("--channels", type=positive_int, default=32, help="WaveNet channels")
+    parser.add_argument("--augment", type=non_negative_float, default=0.05,
                         help="probability per input day of a simulated ridership dip (0: off)")
     parser.add_argument("--univariate", action="store_true", help="rail boardings only as input")
     parser.add_argument("--no-holidays", action="store_true",
                         help="leave the holiday flags out of the calendar inputs")
-    parser.add_argument("--threads", type=int, default=1,
+    parser.add_argument("--threads", type=non_negative_int, default=1,
                         help="torch CPU threads; this model is too small to gain from more, and "
                              "loses a lot on a busy machine (0: torch's default)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -110,7 +120,7 @@ def _train(args: argparse.Namespace) -> int:
     from ..datasets.ridership import Scaling, forecast_features, forecast_windows, load_ridership
     from ..datasets.windows import masked_mae, seasonal_naive
     from ..models.forecasting import build_forecaster, dip_augment, masked_sequence_loss
-    from ..training import fit, load_checkpoint, plot_curves, resolve_device, seed_everything
+    from ..training import ResumeMismatch, fit, load_checkpoint, plot_curves, resolve_device, seed_everything
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -134,6 +144,14 @@ def _train(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"fusedrnn train forecast: {e}")
         return 2
+    try:  # one window through the model in eval mode (no RNG drawn): a window too short for it
+        model.eval()  # fails here, before any file in --out is touched
+        with torch.no_grad():
+            model(torch.from_numpy(windows["train"].x[:1]).to(device))
+    except ValueError as e:
+        print(f"fusedrnn train forecast: {e} (--window {args.window})")
+        return 2
+    model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=args.lr_decay)
 
@@ -174,9 +192,16 @@ def _train(args: argparse.Namespace) -> int:
                      monitor="valid_mae", mode="min", epochs=args.epochs, out_dir=out,
                      scheduler=scheduler, clip_norm=args.clip or None,
                      patience=args.patience or None, resume=args.resume,
-                     progress=not args.no_progress, desc="forecast", config=config)
+                     progress=not args.no_progress, desc="forecast", config=config,
+                     run_files=RUN_FILES)
+    except ResumeMismatch as e:
+        print(f"fusedrnn train forecast: {e}")
+        return 2
     except FloatingPointError as e:
         print(f"fusedrnn train forecast: {e}")
+        return 1
+    if result.best_path is None:
+        print("fusedrnn train forecast: no epoch reached a finite validation MAE; nothing to score")
         return 1
 
     best = load_checkpoint(result.best_path, map_location=device)
@@ -270,10 +295,17 @@ def predict(args: argparse.Namespace) -> int:
     except FileNotFoundError as e:
         print(f"fusedrnn predict forecast: {e} (train one with `fusedrnn train forecast`)")
         return 1
-    config = dict(checkpoint["config"])
+    config = dict(checkpoint.get("config") or {})
+    if config.get("task", "forecast") != "forecast" or "n_features" not in config:
+        print(f"fusedrnn predict forecast: {args.checkpoint} is not a forecast checkpoint")
+        return 1
     if args.backend:
         config["backend"] = args.backend
-    model = build_forecaster(config).to(device)
+    try:
+        model = build_forecaster(config).to(device)
+    except ValueError as e:
+        print(f"fusedrnn predict forecast: {e}")
+        return 2
     model.load_state_dict(checkpoint["model"])
     model.eval()
     data = load_ridership()

@@ -31,6 +31,14 @@ from pathlib import Path
 
 import torch
 
+from ..argtypes import (
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    probability,
+    threads_or_auto,
+)
 from ..datasets import cmudict
 from ..datasets.cmudict import Vocab
 from ..models.decoding import beam_search, greedy_decode
@@ -183,6 +191,11 @@ def build_model(config: dict, backend: str | None = None) -> tuple[Seq2Seq, Voca
 def transcribe(model: Seq2Seq, words: Sequence[str], graphemes: Vocab, phonemes: Vocab, beam: int = 1,
                batch_size: int = 256, length_penalty: float = 1.0) -> list[list[str]]:
     """Pronunciations (lists of phones) for words; beam=1 decodes greedily."""
+    if isinstance(beam, bool) or not isinstance(beam, int) or beam < 1:
+        raise ValueError(f"beam must be a positive whole number, got {beam!r}")
+    empty = [w for w in words if not w]
+    if empty:
+        raise ValueError(f"words must not be empty strings (got {len(empty)} of them)")
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -212,10 +225,10 @@ def evaluate_words(model: Seq2Seq, data: G2PData, words: Sequence[str], beam: in
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epochs", type=int, default=100,
+    parser.add_argument("--epochs", type=positive_int, default=100,
                         help="at most this many epochs; the learning rate's decay completes by "
                              "whichever ends training first, this or the time budget")
-    parser.add_argument("--time-budget", type=float, default=52.0, metavar="MINUTES",
+    parser.add_argument("--time-budget", type=non_negative_float, default=52.0, metavar="MINUTES",
                         help="wall-clock minutes of training, per-epoch validation included: the "
                              "learning rate follows a cosine from --lr to --min-lr over this time and "
                              "training stops when it is spent; 0: no budget, the cosine spans --epochs")
@@ -237,25 +250,31 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                              "bf16 units (AMX, AVX512-BF16) and GPUs multiply in reduced precision with "
                              "fp32 accumulation, in torch.nn and fusedrnn alike; where the hardware "
                              "has none it changes nothing")
-    parser.add_argument("--emb", type=int, default=64, help="embedding size (graphemes and phonemes)")
-    parser.add_argument("--enc-hidden", type=int, default=256, help="encoder hidden size per direction")
-    parser.add_argument("--dec-hidden", type=int, default=256, help="decoder hidden size")
-    parser.add_argument("--enc-layers", type=int, default=1, help="bidirectional encoder layers")
-    parser.add_argument("--dropout", type=float, default=0.2,
+    parser.add_argument("--emb", type=positive_int, default=64,
+                        help="embedding size (graphemes and phonemes)")
+    parser.add_argument("--enc-hidden", type=positive_int, default=256,
+                        help="encoder hidden size per direction")
+    parser.add_argument("--dec-hidden", type=positive_int, default=256, help="decoder hidden size")
+    parser.add_argument("--enc-layers", type=positive_int, default=1, help="bidirectional encoder layers")
+    parser.add_argument("--dropout", type=probability, default=0.2,
                         help="dropout on embeddings and attentional vectors (one mask per sequence)")
-    parser.add_argument("--label-smoothing", type=float, default=0.1)
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--lr", type=float, default=1e-3, help="initial (peak) Adam learning rate")
-    parser.add_argument("--min-lr", type=float, default=5e-5, help="the cosine decay's final learning rate")
-    parser.add_argument("--clip-norm", type=float, default=1.0, help="gradient norm clipping")
-    parser.add_argument("--patience", type=int, default=None, help="early-stopping patience in epochs")
+    parser.add_argument("--label-smoothing", type=probability, default=0.1)
+    parser.add_argument("--batch-size", type=positive_int, default=256)
+    parser.add_argument("--lr", type=positive_float, default=1e-3, help="initial (peak) Adam learning rate")
+    parser.add_argument("--min-lr", type=non_negative_float, default=5e-5,
+                        help="the cosine decay's final learning rate")
+    parser.add_argument("--clip-norm", type=non_negative_float, default=1.0,
+                        help="gradient norm clipping (0: off)")
+    parser.add_argument("--patience", type=positive_int, default=None,
+                        help="early-stopping patience in epochs")
     parser.add_argument("--stress", action="store_true", help="keep stress digits (84 phone symbols)")
-    parser.add_argument("--max-words", type=int, default=None, help="use a random subset of the words")
-    parser.add_argument("--valid-words", type=int, default=0,
+    parser.add_argument("--max-words", type=positive_int, default=None,
+                        help="use a random subset of the words")
+    parser.add_argument("--valid-words", type=non_negative_int, default=0,
                         help="validation words decoded greedily after each epoch (0: all)")
-    parser.add_argument("--beam", type=int, default=5, help="beam size for the final scoring")
+    parser.add_argument("--beam", type=positive_int, default=5, help="beam size for the final scoring")
     parser.add_argument("--data", default=None, help="a CMUdict file (none: the copy shipped with fusedrnn)")
-    parser.add_argument("--threads", default="auto",
+    parser.add_argument("--threads", type=threads_or_auto, default="auto",
                         help="CPU threads for torch: a number, or 'auto': torch's default, but 1 when the "
                              "machine is already busy (1-minute load average >= cores - 0.5)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -362,7 +381,7 @@ def train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from ..training import fit, load_checkpoint, plot_curves, resolve_device, seed_everything
+    from ..training import ResumeMismatch, fit, load_checkpoint, plot_curves, resolve_device, seed_everything
 
     started = time.perf_counter()
     threads, why = choose_threads(args.threads)
@@ -381,7 +400,10 @@ def _train(args: argparse.Namespace) -> int:
            f"backend {args.backend}, device {device}, {threads} threads ({why}), float32 matmul "
            f"precision {args.matmul_precision}")
 
-    config = model_config(args, data)
+    # what predict needs, and what else makes this run this run (a resume must not change them)
+    config = {**model_config(args, data), "data": args.data, "split_seed": args.split_seed,
+              "max_words": args.max_words, "seed": args.seed, "batch_size": args.batch_size,
+              "lr": args.lr, "min_lr": args.min_lr, "label_smoothing": args.label_smoothing}
     model, _, _ = build_model(config)
     model.to(device)
     n_params = sum(p.numel() for p in model.parameters())
@@ -421,10 +443,18 @@ def _train(args: argparse.Namespace) -> int:
     try:
         result = fit(model, optimizer, train_batches=budgeted(batches, schedule), loss_fn=loss_fn,
                      evaluate=evaluate, monitor="valid_wer", mode="min", epochs=args.epochs, out_dir=out,
-                     clip_norm=args.clip_norm, patience=args.patience, resume=args.resume,
-                     progress=not args.no_progress, desc=f"g2p[{args.backend}]", config=config)
+                     clip_norm=args.clip_norm or None, patience=args.patience, resume=args.resume,
+                     progress=not args.no_progress, desc=f"g2p[{args.backend}]", config=config,
+                     run_files=("results.json", "curves.png"))
         history, best_row = result.history, result.best
+    except ResumeMismatch as e:
+        _print(f"fusedrnn train g2p: {e}")
+        return 2
     except OutOfTime:  # the checkpoints of the last finished epoch are on disk
+        if not (out / "last.pt").exists():  # fit moved any earlier run's files aside
+            _print(f"g2p: the time budget of {args.time_budget:g} min was spent before the first "
+                   "epoch finished; nothing was trained")
+            return 1
         state = load_checkpoint(out / "last.pt")
         history, best_row = state["history"], state["best_row"]
         _print(f"g2p: time budget of {args.time_budget:g} min spent after epoch {len(history)}")
@@ -470,7 +500,7 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("words", nargs="+", metavar="WORD", help="words to pronounce")
     parser.add_argument("--checkpoint", default=f"{DEFAULT_OUT}/best.pt",
                         help="a checkpoint written by `fusedrnn train g2p`")
-    parser.add_argument("--beam", type=int, default=5, help="beam size (1: greedy)")
+    parser.add_argument("--beam", type=positive_int, default=5, help="beam size (1: greedy)")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (none: cuda if available)")
 
 
@@ -487,6 +517,9 @@ def predict(args: argparse.Namespace) -> int:
     if config.get("task") != "g2p":
         print(f"fusedrnn predict g2p: {args.checkpoint} is not a g2p checkpoint", file=sys.stderr)
         return 1
+    if any(not w.strip() for w in args.words):
+        print("fusedrnn predict g2p: a WORD is empty", file=sys.stderr)
+        return 2
     device = resolve_device(args.device)
     model, graphemes, phonemes = build_model(config)
     model.load_state_dict(state["model"])

@@ -22,6 +22,12 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(mask)
+    return mask
+
+
 def save_checkpoint(path: str | os.PathLike, payload: dict) -> None:
     """torch.save(payload) to path atomically.
 
@@ -33,6 +39,7 @@ def save_checkpoint(path: str | os.PathLike, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make the checkpoint private
         with os.fdopen(fd, "wb") as f:
             torch.save(payload, f)
             f.flush()

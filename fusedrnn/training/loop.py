@@ -26,6 +26,61 @@ class FitResult:
     seconds: float  # wall time of this call
 
 
+# The files fit writes in out_dir, besides those a task names in fit(run_files=...).
+_FIT_FILES = ("last.pt", "best.pt", "metrics.jsonl", "metrics.csv")
+EARLIER = "earlier"  # out_dir/earlier/<time>/: where a fresh run moves an earlier run's files
+# Settings a resumed run may change; any other difference in `config` means another run.
+_MAY_CHANGE_ON_RESUME = frozenset({"epochs", "backend"})
+
+
+class ResumeMismatch(ValueError):
+    """--resume found a checkpoint of a run with other settings."""
+
+
+def _remove_partial_writes(out_dir: Path) -> None:
+    """Temporary files of a writer killed mid-write (checkpoint.py, metrics.py): incomplete by
+    construction, and up to a checkpoint's size each."""
+    for name in _FIT_FILES:
+        for tmp in out_dir.glob(f".{name}.*.tmp"):
+            tmp.unlink(missing_ok=True)
+        for tmp in out_dir.glob(f"{name}.tmp"):
+            tmp.unlink(missing_ok=True)
+
+
+def _keep_earlier_run(out_dir: Path, names: Iterable[str]) -> Path | None:
+    """A fresh run in a folder that holds an earlier run's files moves them aside first, into
+    out_dir/earlier/<time>/, so that starting a run (even one that then fails) never destroys
+    one. Only the files a run writes move: out_dir may be any folder."""
+    present = [out_dir / n for n in dict.fromkeys(names) if (out_dir / n).exists()]
+    if not present:
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    dest, k = out_dir / EARLIER / stamp, 1
+    while dest.exists():
+        dest, k = out_dir / EARLIER / f"{stamp}-{k}", k + 1
+    dest.mkdir(parents=True)
+    for path in present:
+        os.replace(path, dest / path.name)
+    return dest
+
+
+def _check_same_run(saved: dict | None, current: dict | None, path: Path) -> None:
+    if saved is None or current is None:
+        return
+    keys = sorted((set(saved) | set(current)) - _MAY_CHANGE_ON_RESUME)
+    changed = [k for k in keys if saved.get(k) != current.get(k)]
+    if changed:
+        def short(v) -> str:
+            text = repr(v)
+            return text if len(text) <= 40 else text[:37] + "..."
+
+        diffs = "; ".join(f"{k}: {short(saved.get(k))} then, {short(current.get(k))} now" for k in changed)
+        raise ResumeMismatch(
+            f"cannot resume from {path}: it was trained with other settings ({diffs}). Resume with "
+            "the same settings, or start afresh without --resume (the earlier run's files then move "
+            f"to {path.parent / EARLIER})")
+
+
 def _improved(value: float, best: float | None, mode: str) -> bool:
     if not math.isfinite(value):
         return False
@@ -75,7 +130,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, *, train_batches: Ca
         evaluate: Callable[[nn.Module], dict[str, float]], monitor: str, mode: str = "min",
         epochs: int, out_dir: str | os.PathLike, scheduler=None, clip_norm: float | None = 1.0,
         patience: int | None = None, resume: bool = False, progress: bool = True,
-        desc: str = "train", config: dict | None = None) -> FitResult:
+        desc: str = "train", config: dict | None = None, run_files: Iterable[str] = ()) -> FitResult:
     """Train model for up to `epochs` epochs, evaluating and checkpointing after each.
 
     Every epoch: one pass over train_batches() (loss_fn(model, batch) -> scalar loss; zero_grad,
@@ -85,16 +140,30 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, *, train_batches: Ca
     `config`), out_dir/best.pt the same when metrics[monitor] improves (mode "min" or "max").
     scheduler is stepped once an epoch (a ReduceLROnPlateau with the monitored value). Training
     stops early after `patience` epochs without improvement (None: never). With resume=True a
-    run continues from out_dir/last.pt exactly as if it had not been interrupted.
+    run continues from out_dir/last.pt exactly as if it had not been interrupted; its `config`
+    must then equal the checkpoint's (ResumeMismatch otherwise), but for epochs and backend.
+    Without resume, an earlier run's files in out_dir (fit's own and the task's `run_files`)
+    move to out_dir/earlier/<time>/ before the first epoch.
     """
     if mode not in ("min", "max"):
         raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
     if patience is not None and patience < 1:
         raise ValueError(f"patience must be a positive number of epochs or None, got {patience}")
+    if clip_norm is not None and not clip_norm > 0:  # a negative norm flips the gradients' sign
+        raise ValueError(f"clip_norm must be positive or None (no clipping), got {clip_norm}")
     started = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
+    _remove_partial_writes(out_dir)
+    if resume and last_path.exists():
+        state = load_checkpoint(last_path)
+        _check_same_run(state.get("config"), config, last_path)
+    else:
+        state = None
+        earlier = _keep_earlier_run(out_dir, (*_FIT_FILES, *run_files))
+        if earlier is not None:
+            print(f"{desc}: {out_dir} held an earlier run; its files are now in {earlier}", flush=True)
     log = MetricsLog(out_dir)
     plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
 
@@ -102,8 +171,7 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, *, train_batches: Ca
     best_value: float | None = None
     best_row: dict = {}
     bad_epochs, start = 0, 1
-    if resume and last_path.exists():
-        state = load_checkpoint(last_path)
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state.get("scheduler") is not None:
@@ -112,9 +180,6 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, *, train_batches: Ca
         history, best_value = list(state["history"]), state["best_value"]
         best_row, bad_epochs = dict(state["best_row"]), state["bad_epochs"]
         start = state["epoch"] + 1
-    else:
-        if best_path.exists():  # a fresh run must not leave a stale best.pt from an older run
-            best_path.unlink()
     log.reset(history)  # drops rows logged after the checkpoint we resumed from
 
     for epoch in range(start, epochs + 1):

@@ -22,8 +22,23 @@ class MetricsLog:
         self.csv_path = self.out_dir / "metrics.csv"
         self.rows: list[dict] = []
         if self.jsonl_path.exists():
-            with open(self.jsonl_path) as f:
-                self.rows = [json.loads(line) for line in f if line.strip()]
+            self.rows = self._read(self.jsonl_path)
+
+    @staticmethod
+    def _read(path: Path) -> list[dict]:
+        """The rows of a metrics.jsonl. An append cut off by a killed process leaves a partial last
+        line: that row is dropped (resume rewrites the log from the checkpoint's history anyway);
+        a bad line elsewhere means the file is not a metrics log, and is an error."""
+        lines = [(n, line) for n, line in enumerate(path.read_text().splitlines(), 1) if line.strip()]
+        rows = []
+        for k, (n, line) in enumerate(lines):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                if k == len(lines) - 1:
+                    break
+                raise ValueError(f"{path}, line {n}: not a JSON metrics row ({e})") from None
+        return rows
 
     def append(self, row: dict) -> None:
         row = dict(row)
