@@ -6,8 +6,12 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
 
+#include "cells/conv_activation.h"
+
 #include <algorithm>
 #include <optional>
+#include <utility>
+#include <vector>
 
 namespace fusedrnn {
 
@@ -47,6 +51,11 @@ inline Conv1dGeometry check_conv1d(const char* op, const at::Tensor& x, const at
   TORCH_CHECK(dilation > 0, op, ": dilation must be positive, got ", dilation);
   TORCH_CHECK(pad_left >= 0 && pad_right >= 0, op, ": padding must be non-negative, got (",
               pad_left, ", ", pad_right, ")");
+  // bounds far past any real sequence, so that the step arithmetic below cannot overflow
+  constexpr int64_t kMaxSteps = int64_t(1) << 40;
+  TORCH_CHECK(pad_left < kMaxSteps && pad_right < kMaxSteps && dilation < kMaxSteps, op,
+              ": padding and dilation must be below 2^40, got padding (", pad_left, ", ", pad_right,
+              ") and dilation ", dilation);
   TORCH_CHECK(x.scalar_type() == weight.scalar_type(), op, ": weight must have dtype ",
               x.scalar_type(), " like x, got ", weight.scalar_type());
   TORCH_CHECK(x.device() == weight.device(), op, ": weight must be on ", x.device(),
@@ -81,6 +90,28 @@ inline Conv1dGeometry check_conv1d(const char* op, const at::Tensor& x, const at
               " (time steps=", g.steps, ", padding=(", pad_left, ", ", pad_right, "))");
   g.out_steps = (padded - span) / stride + 1;
   return g;
+}
+
+// The backward's other inputs against the geometry: the kernels read y, the preactivation and
+// grad_y by the output's sizes.
+inline void check_conv1d_backward(const char* op, const Conv1dGeometry& g, const at::Tensor& x,
+                                  const at::Tensor& grad_y, const at::Tensor& y,
+                                  const at::Tensor& pre, int64_t activation) {
+  TORCH_CHECK(activation >= 0 && activation <= 4, op, ": activation must be 0..4, got ", activation);
+  const std::vector<int64_t> out = g.batch_first
+                                       ? std::vector<int64_t>{g.batch, g.out_steps, g.out_channels}
+                                       : std::vector<int64_t>{g.out_steps, g.batch, g.out_channels};
+  const bool needs_pre = needs_preactivation(static_cast<ConvActivation>(activation));
+  for (const auto& [t, name] : {std::pair<const at::Tensor&, const char*>{grad_y, "grad_y"},
+                                {y, "y"}, {pre, "preactivation"}}) {
+    if (&t == &pre && !needs_pre) continue;
+    TORCH_CHECK(t.scalar_type() == x.scalar_type() && t.device() == x.device(), op, ": ", name,
+                " must be ", x.scalar_type(), " on ", x.device(), " like x, got ", t.scalar_type(),
+                " on ", t.device());
+    TORCH_CHECK(t.sizes() == at::IntArrayRef(out), op, ": ", name, " must have shape ",
+                at::IntArrayRef(out), " (the forward op's output",
+                &t == &pre ? ", saved by conv1d(train=True)" : "", "), got ", t.sizes());
+  }
 }
 
 }  // namespace fusedrnn

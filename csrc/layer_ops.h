@@ -228,8 +228,27 @@ LayerGrads layer_backward(const char* op, const Tensor& grad_y, const Tensor& gr
   const int64_t wcols = workspace_cols<Cell, Driver>(s, x_in, w_hr_in != nullptr, masks);
   check_shape(op, ws_in, "workspace", {s.rows, wcols},
               "saved by the forward op called with train=True");
+  const auto ws_dtype = Driver::workspace_dtype(x_in.scalar_type());
+  TORCH_CHECK(ws_in.scalar_type() == ws_dtype && ws_in.device() == x_in.device(), op,
+              ": workspace must be ", ws_dtype, " on ", x_in.device(), " (saved by the forward op), got ",
+              ws_in.scalar_type(), " on ", ws_in.device());
+  // y, and the gradients arriving for the outputs, as the forward op returned them: the kernels
+  // read and write them by the layer's sizes
+  check_same_kind(op, x_in, y_in, "y");
+  if (s.packed) {
+    check_shape(op, y_in, "y", {s.rows, s.proj}, "the forward op's packed output");
+  } else {
+    check_shape(op, y_in, "y", {s.steps, s.batch, s.proj}, "the forward op's output");
+  }
+  check_same_kind(op, x_in, grad_y, "grad_y");
   check_shape(op, grad_y, "grad_y", y_in.sizes().vec(), "like y");
+  check_same_kind(op, x_in, grad_h_n, "grad_h_n");
   check_shape(op, grad_h_n, "grad_h_n", h0_in.sizes().vec(), "like h0");
+  if (grad_c_n) {
+    TORCH_CHECK(c0_in, op, ": grad_c_n given for a cell without a cell state");
+    check_same_kind(op, x_in, *grad_c_n, "grad_c_n");
+    check_shape(op, *grad_c_n, "grad_c_n", c0_in->sizes().vec(), "like c0");
+  }
   const Tensor x = x_in.contiguous(), h0 = h0_in.contiguous(), y = y_in.contiguous();
   const Tensor ws =
       workspace_is_y<Cell, Driver>(x_in, masks) ? y.view({s.rows, s.proj}) : ws_in.contiguous();
@@ -407,6 +426,14 @@ inline void check_cell_input(const char* op, const Tensor& x) {
   TORCH_CHECK(x.dim() == 2, op, ": x must be [batch, input_size] (2-D), got ", shape_str(x));
 }
 
+// A cell's backward gets hy and its gradient under the cell's names, before the one-step layer
+// checks them as y and grad_y.
+inline void check_cell_outputs(const char* op, const Tensor& grad_hy, const Tensor& hy,
+                               const Tensor& hx) {
+  check_shape(op, hy, "hy", hx.sizes().vec(), "like hx");
+  check_shape(op, grad_hy, "grad_hy", hx.sizes().vec(), "like hx");
+}
+
 template <typename Driver>
 std::tuple<Tensor, Tensor, Tensor> lstm_cell(const Tensor& x, const Tensor& hx, const Tensor& cx,
                                              const Tensor& w_ih, const Tensor& w_hh,
@@ -423,7 +450,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_cell_bac
     const Tensor& grad_hy, const Tensor& grad_cy, const Tensor& x, const Tensor& hx,
     const Tensor& cx, const Tensor& w_ih, const Tensor& w_hh, const Tensor& hy, const Tensor& ws,
     bool has_bias) {
-  check_cell_input("fusedrnn::lstm_cell_backward", x);
+  const char* op = "fusedrnn::lstm_cell_backward";
+  check_cell_input(op, x);
+  check_cell_outputs(op, grad_hy, hy, hx);
+  check_shape(op, grad_cy, "grad_cy", cx.sizes().vec(), "like cx");
   auto g = layer_backward<LstmCell, Driver>("fusedrnn::lstm_cell_backward", grad_hy.unsqueeze(0),
                                     at::zeros_like(hx), &grad_cy, x.unsqueeze(0), hx, &cx, w_ih,
                                     w_hh, nullptr, std::nullopt, hy.unsqueeze(0), ws, false,
@@ -447,6 +477,7 @@ GradTuple6 hidden_only_cell_backward(const char* op, const Tensor& grad_hy, cons
                                      const Tensor& hx, const Tensor& w_ih, const Tensor& w_hh,
                                      const Tensor& hy, const Tensor& ws, bool has_bias) {
   check_cell_input(op, x);
+  check_cell_outputs(op, grad_hy, hy, hx);
   auto g = layer_backward<Cell, Driver>(op, grad_hy.unsqueeze(0), at::zeros_like(hx), nullptr,
                                 x.unsqueeze(0), hx, nullptr, w_ih, w_hh, nullptr, std::nullopt,
                                 hy.unsqueeze(0), ws, false, has_bias);

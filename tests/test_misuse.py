@@ -82,3 +82,64 @@ def test_lstm_cell_wants_a_pair_of_tensors(hx):
 def test_conv1d_wants_positive_sizes(args, name):
     with pytest.raises(ValueError, match=f"{name} must be positive"):
         fusedrnn.Conv1d(*args)
+
+
+def _lstm_case():
+    g = torch.Generator().manual_seed(0)
+    r = lambda *s: torch.randn(*s, generator=g)  # noqa: E731
+    x, h0, c0, w_ih, w_hh = r(3, 2, 4), r(2, 5), r(2, 5), r(20, 4), r(20, 5)
+    y, h_n, c_n, ws = torch.ops.fusedrnn.lstm_layer(x, h0, c0, w_ih, w_hh, None, None, None, None,
+                                                    False, True)
+    return x, h0, c0, w_ih, w_hh, y, ws
+
+
+@pytest.mark.parametrize("grad_c_n", [torch.zeros(0), torch.zeros(1, 1), torch.zeros(5, 8)])
+def test_backward_op_checks_grad_c_n(grad_c_n):
+    # these wrote B·H values into a smaller buffer (a crash) or returned a wrongly shaped grad_c0
+    x, h0, c0, w_ih, w_hh, y, ws = _lstm_case()
+    with pytest.raises(RuntimeError, match=r"grad_c_n must have shape \[2, 5\] \(like c0\)"):
+        torch.ops.fusedrnn.lstm_layer_backward(torch.randn(3, 2, 5), torch.randn(2, 5), grad_c_n, x,
+                                               h0, c0, w_ih, w_hh, None, None, y, ws, False, False)
+
+
+def test_backward_op_checks_y_against_the_layer():
+    x, h0, c0, w_ih, w_hh, y, ws = _lstm_case()
+    short = y[:1].clone()  # with a grad_y of the same shape it read past y's end
+    with pytest.raises(RuntimeError, match=r"y must have shape \[3, 2, 5\] \(the forward op's output\)"):
+        torch.ops.fusedrnn.lstm_layer_backward(torch.randn(1, 2, 5), torch.randn(2, 5),
+                                               torch.randn(2, 5), x, h0, c0, w_ih, w_hh, None, None,
+                                               short, ws, False, False)
+    with pytest.raises(RuntimeError, match="grad_y must have dtype Float like x, got Double"):
+        torch.ops.fusedrnn.lstm_layer_backward(torch.randn(3, 2, 5, dtype=torch.float64),
+                                               torch.randn(2, 5), torch.randn(2, 5), x, h0, c0, w_ih,
+                                               w_hh, None, None, y, ws, False, False)
+    with pytest.raises(RuntimeError, match=r"hy must have shape \[2, 5\] \(like hx\)"):
+        torch.ops.fusedrnn.gru_cell_backward(torch.randn(3), torch.randn(2, 4), torch.randn(2, 5),
+                                             torch.randn(15, 4), torch.randn(15, 5), torch.randn(3),
+                                             torch.empty(2, 20), False)
+
+
+def test_meta_batch_sizes_or_backward_arguments_are_refused():
+    x, h0, c0, w_ih, w_hh, y, ws = _lstm_case()
+    with pytest.raises(RuntimeError, match="batch_sizes must be a CPU tensor"):
+        torch.ops.fusedrnn.lstm_layer(torch.randn(5, 4), h0, c0, w_ih, w_hh, None, None, None,
+                                      torch.tensor([2, 2, 1], device="meta"), False, False)
+    g = torch.Generator().manual_seed(0)
+    x, h0, w_ih, w_hh = (torch.randn(*s, generator=g) for s in ((3, 2, 4), (2, 5), (15, 4), (15, 5)))
+    y, _, ws = torch.ops.fusedrnn.gru_layer(x, h0, w_ih, w_hh, None, None, None, False, True)
+    with pytest.raises(RuntimeError, match="grad_h_n is on cpu but grad_y is on meta"):
+        torch.ops.fusedrnn.gru_layer_backward(torch.empty(3, 2, 5, device="meta"), torch.randn(2, 5),
+                                              x, h0, w_ih, w_hh, None, y, ws, False, False)
+
+
+def test_conv1d_backward_checks_its_inputs():
+    x, w = torch.randn(2, 6, 3), torch.randn(4, 3, 2)
+    y, pre = torch.ops.fusedrnn.conv1d(x, w, None, 1, 1, 0, 0, 2, True, True)
+    grad = torch.randn_like(y)
+    with pytest.raises(RuntimeError, match="activation must be 0..4, got 7"):
+        torch.ops.fusedrnn.conv1d_backward(grad, x, w, y, pre, 1, 1, 0, 0, 7, True, False, True)
+    with pytest.raises(RuntimeError, match=r"y must have shape \[2, 5, 4\]"):
+        torch.ops.fusedrnn.conv1d_backward(grad, x, w, torch.randn(1), pre, 1, 1, 0, 0, 2, True,
+                                           False, True)
+    with pytest.raises(RuntimeError, match="padding and dilation must be below 2"):
+        torch.ops.fusedrnn.conv1d(x, w, None, 1, 1, 2**63 - 1, 2**63 - 1, 0, True, False)

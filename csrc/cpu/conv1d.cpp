@@ -466,11 +466,8 @@ std::tuple<Tensor, Tensor, Tensor> conv1d_backward(
   check_cpu(op, x_in);
   const Conv1dGeometry g = check_conv1d(op, x_in, weight, std::nullopt, stride, dilation,
                                         pad_left, pad_right, batch_first);
+  check_conv1d_backward(op, g, x_in, grad_y, y_in, pre_in, activation);
   const auto act = static_cast<ConvActivation>(activation);
-  TORCH_CHECK(grad_y.sizes() == at::IntArrayRef(output_shape(g)), op, ": grad_y must have shape ",
-              at::IntArrayRef(output_shape(g)), ", got ", grad_y.sizes());
-  TORCH_CHECK(!needs_preactivation(act) || pre_in.numel() == grad_y.numel(), op,
-              ": this activation needs the preactivation saved by conv1d(train=True)");
   const int64_t Co = g.out_channels, KC = g.kernel * g.in_channels;
   const bool direct = KC <= kDirectMaxTaps;
   // the weight as [C_out, window row] to match the windows (padded with zeros like them)

@@ -98,9 +98,8 @@ std::tuple<Tensor, Tensor, Tensor> conv1d_backward(
   const Conv1dGeometry g = check_conv1d(op, x, weight, std::nullopt, stride, dilation, pad_left,
                                         pad_right, batch_first);
   const c10::cuda::CUDAGuard guard(x.device());
+  check_conv1d_backward(op, g, x, grad_y, y, pre, activation);
   const auto act = static_cast<ConvActivation>(activation);
-  TORCH_CHECK(!needs_preactivation(act) || pre.numel() == grad_y.numel(), op,
-              ": this activation needs the preactivation saved by conv1d(train=True)");
   const Tensor dy = grad_y.contiguous(), yc = y.contiguous(), prec = pre.contiguous();
   Tensor da = at::empty_like(yc);
   const int64_t n = da.numel();
