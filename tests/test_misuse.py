@@ -143,3 +143,13 @@ def test_conv1d_backward_checks_its_inputs():
                                            False, True)
     with pytest.raises(RuntimeError, match="padding and dilation must be below 2"):
         torch.ops.fusedrnn.conv1d(x, w, None, 1, 1, 2**63 - 1, 2**63 - 1, 0, True, False)
+
+
+@pytest.mark.parametrize("make", [lambda: fusedrnn.GRU(3, 4), lambda: fusedrnn.RNN(3, 4),
+                                  lambda: fusedrnn.LSTM(3, 4)])
+def test_an_output_changed_in_place_is_an_error_not_a_wrong_gradient(make):
+    # the backward reads the saved outputs: autograd's version check must catch the change
+    y, _ = make()(torch.randn(5, 2, 3, requires_grad=True))
+    torch.relu_(y)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        y.sum().backward()
