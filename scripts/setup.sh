@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Creates .venv (or $FUSEDRNN_VENV) with the CPU build of torch, builds fusedrnn's kernels into
-# it, and installs the test tools. Safe to re-run: it reuses the venv and rebuilds what changed.
+# Creates .venv (or $FUSEDRNN_VENV) with torch (FUSEDRNN_TORCH, default torch==2.13.0: the CPU
+# build on this project's machines), builds fusedrnn's kernels into it, and installs the test
+# tools. Safe to re-run: it reuses the venv and rebuilds what changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv="${FUSEDRNN_VENV:-.venv}"
