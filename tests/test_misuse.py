@@ -153,3 +153,20 @@ def test_an_output_changed_in_place_is_an_error_not_a_wrong_gradient(make):
     torch.relu_(y)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         y.sum().backward()
+
+
+@pytest.mark.parametrize("reentrant", [True, False])
+def test_activation_checkpointing_passes_the_double_backward_guard(reentrant):
+    # reentrant checkpointing runs the recomputed layer's backward inside the outer backward;
+    # that is not create_graph, and must not trip reject_double_backward
+    from torch.utils.checkpoint import checkpoint
+
+    torch.manual_seed(0)
+    module, x = fusedrnn.GRU(3, 5, num_layers=2), torch.randn(6, 2, 3, requires_grad=True)
+    module(x)[0].square().sum().backward()
+    expected = [x.grad.clone()] + [p.grad.clone() for p in module.parameters()]
+    x.grad = None
+    module.zero_grad()
+    checkpoint(lambda t: module(t)[0], x, use_reentrant=reentrant).square().sum().backward()
+    for got, want in zip([x.grad] + [p.grad for p in module.parameters()], expected, strict=True):
+        torch.testing.assert_close(got, want)
