@@ -139,3 +139,43 @@ def test_cuda_layer_norm_and_regularizers_match_cpu(kind, packed, device="cuda")
     outs_gpu, grads_gpu = run(gpu, x.to(device), _masks_to(masks, device))
     for got, want in zip(outs_gpu + grads_gpu, outs_cpu + grads_cpu, strict=True):
         torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.parametrize("kind", ["ln_lstm", "ln_gru", "lstm", "gru", "rnn_tanh"])
+def test_cuda_batch_of_zero_matches_cpu(kind):
+    # no kernel launch at zero threads (a grid of 0 blocks is a launch error): the CPU's results
+    import fusedrnn
+
+    make = {"ln_lstm": fusedrnn.LayerNormLSTM, "ln_gru": fusedrnn.LayerNormGRU, "lstm": fusedrnn.LSTM,
+            "gru": fusedrnn.GRU, "rnn_tanh": fusedrnn.RNN}[kind]
+    torch.manual_seed(0)
+    cpu, gpu = make(5, 4), make(5, 4).cuda()
+    gpu.load_state_dict(cpu.state_dict())
+    x = torch.randn(4, 0, 5, requires_grad=True)
+    y_cpu = cpu(x)[0]
+    y_gpu = gpu(x.detach().cuda().requires_grad_())[0]
+    assert y_gpu.shape == y_cpu.shape == (4, 0, 4)
+    y_gpu.sum().backward()
+    for p in gpu.parameters():
+        assert p.grad is None or not p.grad.any()
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_cuda_layer_norm_layer_of_no_steps(kind):
+    from fusedrnn import ln_ops
+
+    G, B, I, H = {"lstm": 4, "gru": 3}[kind], 2, 3, 4
+    x, h0 = torch.randn(0, B, I, device="cuda"), torch.randn(B, H, device="cuda")
+    w = [torch.randn(G * H, I, device="cuda", requires_grad=True),
+         torch.randn(G * H, H, device="cuda", requires_grad=True),
+         torch.randn(G * H, device="cuda", requires_grad=True),
+         torch.randn(G * H, device="cuda", requires_grad=True),
+         torch.randn(ln_ops.ln_params(kind, H), device="cuda", requires_grad=True)]
+    if kind == "lstm":
+        c0 = torch.randn(B, H, device="cuda")
+        out = torch.ops.fusedrnn.ln_lstm_layer(x, h0, c0, *w, None, False, 1e-5, True)
+    else:
+        out = torch.ops.fusedrnn.ln_gru_layer(x, h0, *w, None, False, 1e-5, True)
+    assert out[0].shape[0] == 0 and torch.equal(out[1], h0)
+    for g, p in zip(torch.autograd.grad(out[1].sum(), w, allow_unused=True), w, strict=True):
+        assert g is not None and torch.equal(g, torch.zeros_like(p))
