@@ -33,3 +33,21 @@ decay_factor = _number(float, lambda v: 0 < v <= 1, "a number in (0, 1]")
 def threads_or_auto(text: str) -> str | int:
     return text if text == "auto" else _number(int, lambda v: v >= 1, "a positive whole number or "
                                                                       "'auto'")(text)
+
+
+def device(text: str) -> str:
+    """'auto' or a torch device this machine has: a typo or a missing GPU is a usage error."""
+    if text == "auto":
+        return text
+    import torch
+
+    try:
+        parsed = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(
+            f"expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {text!r}") from None
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (parsed.index is not None and parsed.index >= count):
+            raise argparse.ArgumentTypeError(f"{text!r}: this machine has {count} CUDA device(s)")
+    return text

@@ -151,3 +151,14 @@ def test_g2p_budget_spent_before_the_first_epoch_reports_nothing_old(tmp_path, c
     assert not (tmp_path / "run" / "results.json").exists()
     (kept,) = (tmp_path / "run" / "earlier").iterdir()
     assert (kept / "results.json").read_text() == earlier and (kept / "best.pt").is_file()
+
+
+@pytest.mark.parametrize("command", [["train", "forecast"], ["predict", "forecast"], ["train", "g2p"],
+                                     ["predict", "g2p", "hello"]])
+def test_a_device_this_machine_lacks_is_a_usage_error(command, capsys):
+    bad = "cuda:99" if torch.cuda.is_available() else "cuda"
+    for device, expected in ((bad, "CUDA device(s)"), ("cdua", "expected 'auto', 'cpu'")):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([*command, "--device", device])
+        assert exit_info.value.code == 2
+        assert expected in capsys.readouterr().err

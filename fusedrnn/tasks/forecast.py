@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..argtypes import (
     decay_factor,
+    device,
     non_negative_float,
     non_negative_int,
     positive_float,
@@ -41,7 +42,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="recurrent cell of the seq2seq and conv models")
     parser.add_argument("--out", default=DEFAULT_OUT, help="output directory")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=positive_float, default=3e-3, help="Adam learning rate")
     parser.add_argument("--lr-decay", type=decay_factor, default=0.95, help="lr factor per epoch")
@@ -72,7 +73,7 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
                         help="forecast the 7 days after the last day of the data or of a split")
     parser.add_argument("--backend", choices=("fused", "torch"), default=None,
                         help="rebuild the model on this backend (default: the one it trained on)")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", type=device, default="cpu")
 
 
 def _model_config(args: argparse.Namespace, n_features: int) -> dict:

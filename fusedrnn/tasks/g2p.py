@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 from ..argtypes import (
+    device,
     non_negative_float,
     non_negative_int,
     positive_float,
@@ -236,7 +237,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="recurrent layers and cells from fusedrnn or from torch.nn")
     parser.add_argument("--out", default=DEFAULT_OUT, help="output directory")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    parser.add_argument("--device", default=None, help="cpu, cuda, ... (none: cuda if available)")
+    parser.add_argument("--device", type=device, default=None,
+                        help="cpu, cuda, ... (none: cuda if available)")
     parser.add_argument("--seed", type=int, default=0, help="seed for initialisation and batching")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the train/valid/test word split")
     parser.add_argument("--cell", choices=CELLS, default="gru", help="encoder and decoder cell")
@@ -501,7 +503,8 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=f"{DEFAULT_OUT}/best.pt",
                         help="a checkpoint written by `fusedrnn train g2p`")
     parser.add_argument("--beam", type=positive_int, default=5, help="beam size (1: greedy)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, ... (none: cuda if available)")
+    parser.add_argument("--device", type=device, default=None,
+                        help="cpu, cuda, ... (none: cuda if available)")
 
 
 def predict(args: argparse.Namespace) -> int:
