@@ -162,3 +162,15 @@ def test_a_device_this_machine_lacks_is_a_usage_error(command, capsys):
             cli.main([*command, "--device", device])
         assert exit_info.value.code == 2
         assert expected in capsys.readouterr().err
+
+
+def test_g2p_with_too_few_words_stops_before_training(tmp_path, capsys):
+    from fusedrnn.tasks import g2p
+
+    threads = torch.get_num_threads()
+    try:
+        assert g2p.train(_train_args(tmp_path, "--max-words", "10")) == 2
+    finally:
+        torch.set_num_threads(threads)
+    assert "no valid words in the split" in capsys.readouterr().out
+    assert not (tmp_path / "run" / "last.pt").exists()

@@ -391,6 +391,11 @@ def _train(args: argparse.Namespace) -> int:
     seed_everything(args.seed)
     device = resolve_device(args.device)
     data = load_data(args.data, stress=args.stress, seed=args.split_seed, max_words=args.max_words)
+    empty = [name for name in ("train", "valid") if not data.splits[name]]
+    if empty:  # found before training, not by the first evaluation
+        _print(f"fusedrnn train g2p: {len(data.entries)} words leave no {' and no '.join(empty)} "
+               "words in the split; use more (--max-words)")
+        return 2
     train_pairs = cmudict.pairs(data.entries, data.splits["train"])
     valid_subset = list(data.splits["valid"])
     random.Random(args.split_seed).shuffle(valid_subset)
