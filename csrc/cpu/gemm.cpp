@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <string>
 
 #include <ATen/Context.h>
@@ -228,6 +229,13 @@ void scale_only(int64_t m, int64_t n, T beta, T* c, int64_t ldc) {
 }
 }  // namespace
 
+// The Fortran BLAS takes 32-bit sizes: past them (more than 2^31 - 1 rows, say) ATen's GEMM,
+// which takes int64, instead of a silently truncated size.
+bool fits_blas_int(int64_t m, int64_t n, int64_t k, int64_t lda, int64_t ldb, int64_t ldc) {
+  constexpr int64_t kMax = std::numeric_limits<int>::max();
+  return m <= kMax && n <= kMax && k <= kMax && lda <= kMax && ldb <= kMax && ldc <= kMax;
+}
+
 template <>
 void gemm<float>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
@@ -260,7 +268,9 @@ void gemm<float>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha,
       return;
     }
   }
-  if (blas().sgemm) return fortran_gemm(blas().sgemm, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  if (blas().sgemm && fits_blas_int(m, n, k, lda, ldb, ldc)) {
+    return fortran_gemm(blas().sgemm, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
   aten_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
@@ -269,7 +279,9 @@ void gemm<double>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alph
                   int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc) {
   if (m == 0 || n == 0) return;
   if (k == 0) return scale_only(m, n, beta, c, ldc);
-  if (blas().dgemm) return fortran_gemm(blas().dgemm, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  if (blas().dgemm && fits_blas_int(m, n, k, lda, ldb, ldc)) {
+    return fortran_gemm(blas().dgemm, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+  }
   aten_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
