@@ -17,15 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from ..argtypes import (
-    decay_factor,
-    device,
-    non_negative_float,
-    non_negative_int,
-    positive_float,
-    positive_int,
-    probability,
-)
+from .. import argtypes
 
 HORIZON = 7
 DEFAULT_OUT = "runs/forecast"
@@ -33,7 +25,7 @@ RUN_FILES = ("results.json", "curves.png", "forecast_valid.png")  # besides fit'
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epochs", type=positive_int, default=40, help="maximum number of epochs")
+    parser.add_argument("--epochs", type=argtypes.positive_int, default=40, help="maximum number of epochs")
     parser.add_argument("--backend", choices=("fused", "torch"), default="fused",
                         help="fusedrnn layers or the same model on torch.nn layers")
     parser.add_argument("--model", choices=("seq2seq", "conv", "wavenet"), default="seq2seq",
@@ -42,26 +34,28 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="recurrent cell of the seq2seq and conv models")
     parser.add_argument("--out", default=DEFAULT_OUT, help="output directory")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    parser.add_argument("--device", type=device, default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--device", type=argtypes.device, default="auto", help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--lr", type=positive_float, default=3e-3, help="Adam learning rate")
-    parser.add_argument("--lr-decay", type=decay_factor, default=0.95, help="lr factor per epoch")
-    parser.add_argument("--clip", type=non_negative_float, default=1.0, help="gradient norm clip (0: off)")
-    parser.add_argument("--patience", type=non_negative_int, default=10,
+    parser.add_argument("--lr", type=argtypes.positive_float, default=3e-3, help="Adam learning rate")
+    parser.add_argument("--lr-decay", type=argtypes.decay_factor, default=0.95, help="lr factor per epoch")
+    parser.add_argument("--clip", type=argtypes.non_negative_float, default=1.0,
+                        help="gradient norm clip (0: off)")
+    parser.add_argument("--patience", type=argtypes.non_negative_int, default=10,
                         help="stop after this many epochs without a better valid MAE (0: never)")
-    parser.add_argument("--batch-size", type=positive_int, default=32)
-    parser.add_argument("--window", type=positive_int, default=56, help="input days per window")
-    parser.add_argument("--hidden", type=positive_int, default=64, help="recurrent hidden size")
-    parser.add_argument("--layers", type=positive_int, default=1, help="recurrent layers")
-    parser.add_argument("--dropout", type=probability, default=0.0, help="dropout between layers")
-    parser.add_argument("--conv-channels", type=positive_int, default=32, help="Conv1D front (--model conv)")
-    parser.add_argument("--channels", type=positive_int, default=32, help="WaveNet channels")
-    parser.add_argument("--augment", type=non_negative_float, default=0.05,
+    parser.add_argument("--batch-size", type=argtypes.positive_int, default=32)
+    parser.add_argument("--window", type=argtypes.positive_int, default=56, help="input days per window")
+    parser.add_argument("--hidden", type=argtypes.positive_int, default=64, help="recurrent hidden size")
+    parser.add_argument("--layers", type=argtypes.positive_int, default=1, help="recurrent layers")
+    parser.add_argument("--dropout", type=argtypes.probability, default=0.0, help="dropout between layers")
+    parser.add_argument("--conv-channels", type=argtypes.positive_int, default=32,
+                        help="Conv1D front (--model conv)")
+    parser.add_argument("--channels", type=argtypes.positive_int, default=32, help="WaveNet channels")
+    parser.add_argument("--augment", type=argtypes.non_negative_float, default=0.05,
                         help="probability per input day of a simulated ridership dip (0: off)")
     parser.add_argument("--univariate", action="store_true", help="rail boardings only as input")
     parser.add_argument("--no-holidays", action="store_true",
                         help="leave the holiday flags out of the calendar inputs")
-    parser.add_argument("--threads", type=non_negative_int, default=1,
+    parser.add_argument("--threads", type=argtypes.non_negative_int, default=1,
                         help="torch CPU threads; this model is too small to gain from more, and "
                              "loses a lot on a busy machine (0: torch's default)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -73,7 +67,7 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
                         help="forecast the 7 days after the last day of the data or of a split")
     parser.add_argument("--backend", choices=("fused", "torch"), default=None,
                         help="rebuild the model on this backend (default: the one it trained on)")
-    parser.add_argument("--device", type=device, default="cpu")
+    parser.add_argument("--device", type=argtypes.device, default="cpu")
 
 
 def _model_config(args: argparse.Namespace, n_features: int) -> dict:

@@ -31,15 +31,7 @@ from pathlib import Path
 
 import torch
 
-from ..argtypes import (
-    device,
-    non_negative_float,
-    non_negative_int,
-    positive_float,
-    positive_int,
-    probability,
-    threads_or_auto,
-)
+from .. import argtypes
 from ..datasets import cmudict
 from ..datasets.cmudict import Vocab
 from ..models.decoding import beam_search, greedy_decode
@@ -226,10 +218,10 @@ def evaluate_words(model: Seq2Seq, data: G2PData, words: Sequence[str], beam: in
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epochs", type=positive_int, default=100,
+    parser.add_argument("--epochs", type=argtypes.positive_int, default=100,
                         help="at most this many epochs; the learning rate's decay completes by "
                              "whichever ends training first, this or the time budget")
-    parser.add_argument("--time-budget", type=non_negative_float, default=52.0, metavar="MINUTES",
+    parser.add_argument("--time-budget", type=argtypes.non_negative_float, default=52.0, metavar="MINUTES",
                         help="wall-clock minutes of training, per-epoch validation included: the "
                              "learning rate follows a cosine from --lr to --min-lr over this time and "
                              "training stops when it is spent; 0: no budget, the cosine spans --epochs")
@@ -237,7 +229,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="recurrent layers and cells from fusedrnn or from torch.nn")
     parser.add_argument("--out", default=DEFAULT_OUT, help="output directory")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    parser.add_argument("--device", type=device, default=None,
+    parser.add_argument("--device", type=argtypes.device, default=None,
                         help="cpu, cuda, ... (none: cuda if available)")
     parser.add_argument("--seed", type=int, default=0, help="seed for initialisation and batching")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the train/valid/test word split")
@@ -252,31 +244,34 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                              "bf16 units (AMX, AVX512-BF16) and GPUs multiply in reduced precision with "
                              "fp32 accumulation, in torch.nn and fusedrnn alike; where the hardware "
                              "has none it changes nothing")
-    parser.add_argument("--emb", type=positive_int, default=64,
+    parser.add_argument("--emb", type=argtypes.positive_int, default=64,
                         help="embedding size (graphemes and phonemes)")
-    parser.add_argument("--enc-hidden", type=positive_int, default=256,
+    parser.add_argument("--enc-hidden", type=argtypes.positive_int, default=256,
                         help="encoder hidden size per direction")
-    parser.add_argument("--dec-hidden", type=positive_int, default=256, help="decoder hidden size")
-    parser.add_argument("--enc-layers", type=positive_int, default=1, help="bidirectional encoder layers")
-    parser.add_argument("--dropout", type=probability, default=0.2,
+    parser.add_argument("--dec-hidden", type=argtypes.positive_int, default=256, help="decoder hidden size")
+    parser.add_argument("--enc-layers", type=argtypes.positive_int, default=1,
+                        help="bidirectional encoder layers")
+    parser.add_argument("--dropout", type=argtypes.probability, default=0.2,
                         help="dropout on embeddings and attentional vectors (one mask per sequence)")
-    parser.add_argument("--label-smoothing", type=probability, default=0.1)
-    parser.add_argument("--batch-size", type=positive_int, default=256)
-    parser.add_argument("--lr", type=positive_float, default=1e-3, help="initial (peak) Adam learning rate")
-    parser.add_argument("--min-lr", type=non_negative_float, default=5e-5,
+    parser.add_argument("--label-smoothing", type=argtypes.probability, default=0.1)
+    parser.add_argument("--batch-size", type=argtypes.positive_int, default=256)
+    parser.add_argument("--lr", type=argtypes.positive_float, default=1e-3,
+                        help="initial (peak) Adam learning rate")
+    parser.add_argument("--min-lr", type=argtypes.non_negative_float, default=5e-5,
                         help="the cosine decay's final learning rate")
-    parser.add_argument("--clip-norm", type=non_negative_float, default=1.0,
+    parser.add_argument("--clip-norm", type=argtypes.non_negative_float, default=1.0,
                         help="gradient norm clipping (0: off)")
-    parser.add_argument("--patience", type=positive_int, default=None,
+    parser.add_argument("--patience", type=argtypes.positive_int, default=None,
                         help="early-stopping patience in epochs")
     parser.add_argument("--stress", action="store_true", help="keep stress digits (84 phone symbols)")
-    parser.add_argument("--max-words", type=positive_int, default=None,
+    parser.add_argument("--max-words", type=argtypes.positive_int, default=None,
                         help="use a random subset of the words")
-    parser.add_argument("--valid-words", type=non_negative_int, default=0,
+    parser.add_argument("--valid-words", type=argtypes.non_negative_int, default=0,
                         help="validation words decoded greedily after each epoch (0: all)")
-    parser.add_argument("--beam", type=positive_int, default=5, help="beam size for the final scoring")
+    parser.add_argument("--beam", type=argtypes.positive_int, default=5,
+                        help="beam size for the final scoring")
     parser.add_argument("--data", default=None, help="a CMUdict file (none: the copy shipped with fusedrnn)")
-    parser.add_argument("--threads", type=threads_or_auto, default="auto",
+    parser.add_argument("--threads", type=argtypes.threads_or_auto, default="auto",
                         help="CPU threads for torch: a number, or 'auto': torch's default, but 1 when the "
                              "machine is already busy (1-minute load average >= cores - 0.5)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -507,8 +502,8 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("words", nargs="+", metavar="WORD", help="words to pronounce")
     parser.add_argument("--checkpoint", default=f"{DEFAULT_OUT}/best.pt",
                         help="a checkpoint written by `fusedrnn train g2p`")
-    parser.add_argument("--beam", type=positive_int, default=5, help="beam size (1: greedy)")
-    parser.add_argument("--device", type=device, default=None,
+    parser.add_argument("--beam", type=argtypes.positive_int, default=5, help="beam size (1: greedy)")
+    parser.add_argument("--device", type=argtypes.device, default=None,
                         help="cpu, cuda, ... (none: cuda if available)")
 
 
