@@ -170,3 +170,9 @@ def test_activation_checkpointing_passes_the_double_backward_guard(reentrant):
     checkpoint(lambda t: module(t)[0], x, use_reentrant=reentrant).square().sum().backward()
     for got, want in zip([x.grad] + [p.grad for p in module.parameters()], expected, strict=True):
         torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("kwargs", [{"dilations": ()}, {"repeats": 0}])
+def test_wavenet_wants_a_layer(kwargs):
+    with pytest.raises(ValueError, match="WaveNet needs at least one layer"):  # it returned None
+        fusedrnn.WaveNet(3, 4, **kwargs)

@@ -95,6 +95,9 @@ class WaveNet(nn.Module):
                  activation: str = "relu", residual: bool = True, skip: bool = True,
                  batch_first: bool = True, device=None, dtype=None):
         super().__init__()
+        if not dilations or repeats < 1:  # no layer: forward would return None
+            raise ValueError(f"WaveNet needs at least one layer: non-empty dilations and repeats >= 1, "
+                             f"got dilations={tuple(dilations)}, repeats={repeats}")
         self.residual, self.skip = residual, skip
         layers, width = [], in_channels
         for d in list(dilations) * repeats:
