@@ -20,6 +20,12 @@ struct Conv1dGeometry {
   int64_t out_steps;
   bool batch_first;
 
+  // y's shape, channels last like x
+  std::vector<int64_t> y_shape() const {
+    return batch_first ? std::vector<int64_t>{batch, out_steps, out_channels}
+                       : std::vector<int64_t>{out_steps, batch, out_channels};
+  }
+
   // element offsets between consecutive batch entries / steps of x and of y (channels contiguous)
   int64_t x_batch_stride() const { return batch_first ? steps * in_channels : in_channels; }
   int64_t x_step_stride() const { return batch_first ? in_channels : batch * in_channels; }
@@ -92,15 +98,18 @@ inline Conv1dGeometry check_conv1d(const char* op, const at::Tensor& x, const at
   return g;
 }
 
+// The activation code of conv_activation.h's ConvActivation
+inline void check_activation(const char* op, int64_t activation) {
+  TORCH_CHECK(activation >= 0 && activation <= 4, op, ": activation must be 0..4, got ", activation);
+}
+
 // The backward's other inputs against the geometry: the kernels read y, the preactivation and
 // grad_y by the output's sizes.
 inline void check_conv1d_backward(const char* op, const Conv1dGeometry& g, const at::Tensor& x,
                                   const at::Tensor& grad_y, const at::Tensor& y,
                                   const at::Tensor& pre, int64_t activation) {
-  TORCH_CHECK(activation >= 0 && activation <= 4, op, ": activation must be 0..4, got ", activation);
-  const std::vector<int64_t> out = g.batch_first
-                                       ? std::vector<int64_t>{g.batch, g.out_steps, g.out_channels}
-                                       : std::vector<int64_t>{g.out_steps, g.batch, g.out_channels};
+  check_activation(op, activation);
+  const std::vector<int64_t> out = g.y_shape();
   const bool needs_pre = needs_preactivation(static_cast<ConvActivation>(activation));
   for (const auto& [t, name] : {std::pair<const at::Tensor&, const char*>{grad_y, "grad_y"},
                                 {y, "y"}, {pre, "preactivation"}}) {

@@ -60,11 +60,6 @@ void over_sequences(int64_t batch, const F& f) {
   }
 }
 
-std::vector<int64_t> output_shape(const Conv1dGeometry& g) {
-  return g.batch_first ? std::vector<int64_t>{g.batch, g.out_steps, g.out_channels}
-                       : std::vector<int64_t>{g.out_steps, g.batch, g.out_channels};
-}
-
 void check_cpu(const char* op, const Tensor& x) {
   TORCH_CHECK(x.device().is_cpu(), op, ": expected CPU tensors, got x on ", x.device());
   TORCH_CHECK(x.scalar_type() == at::kFloat || x.scalar_type() == at::kDouble, op,
@@ -413,7 +408,7 @@ std::tuple<Tensor, Tensor> conv1d(const Tensor& x_in, const Tensor& weight,
   check_cpu(op, x_in);
   const Conv1dGeometry g =
       check_conv1d(op, x_in, weight, bias, stride, dilation, pad_left, pad_right, batch_first);
-  TORCH_CHECK(activation >= 0 && activation <= 4, op, ": activation must be 0..4, got ", activation);
+  check_activation(op, activation);
   const auto act = static_cast<ConvActivation>(activation);
   const int64_t KC = g.kernel * g.in_channels;
   const bool direct = KC <= kDirectMaxTaps;
@@ -424,8 +419,8 @@ std::tuple<Tensor, Tensor> conv1d(const Tensor& x_in, const Tensor& weight,
                           : weight.permute({0, 2, 1}).contiguous();
   const Tensor b = bias.has_value() ? bias->contiguous() : Tensor();
   const bool keep_pre = train && needs_preactivation(act);
-  Tensor y = at::empty(output_shape(g), x.options());
-  Tensor pre = at::empty(keep_pre ? output_shape(g) : std::vector<int64_t>{0}, x.options());
+  Tensor y = at::empty(g.y_shape(), x.options());
+  Tensor pre = at::empty(keep_pre ? g.y_shape() : std::vector<int64_t>{0}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fusedrnn_conv1d", [&] {
     using T = scalar_t;
     const T *xp = x.data_ptr<T>(), *wp = w.data_ptr<T>();

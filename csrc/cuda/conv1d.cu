@@ -65,7 +65,7 @@ std::tuple<Tensor, Tensor> conv1d(const Tensor& x, const Tensor& weight,
   const char* op = "fusedrnn::conv1d";
   check_cuda(op, x);
   check_conv1d(op, x, weight, bias, stride, dilation, pad_left, pad_right, batch_first);
-  TORCH_CHECK(activation >= 0 && activation <= 4, op, ": activation must be 0..4, got ", activation);
+  check_activation(op, activation);
   const c10::cuda::CUDAGuard guard(x.device());
   const auto act = static_cast<ConvActivation>(activation);
   const Tensor padded = at::constant_pad_nd(to_channels_first(x, batch_first), {pad_left, pad_right});
