@@ -40,7 +40,7 @@ def default_max_len(src_lengths: Tensor) -> int:
     return int(src_lengths.max()) * 2 + 5
 
 
-def _positive_int(name: str, value: object) -> int:
+def positive_int(name: str, value: object) -> int:
     """value as an int (Python or NumPy integers), or a TypeError/ValueError naming `name`."""
     try:
         if isinstance(value, bool):
@@ -64,7 +64,7 @@ def _log_probs(model: Seq2Seq, logits: Tensor) -> Tensor:
 def greedy_decode(model: Seq2Seq, src: Tensor, src_lengths: Tensor, max_len: int | None = None) -> Decoded:
     """The most likely next symbol at every step, for every source in the batch at once."""
     if max_len is not None:
-        max_len = _positive_int("max_len", max_len)
+        max_len = positive_int("max_len", max_len)
     enc = model.encode(src, src_lengths)  # checks src and src_lengths
     if max_len is None:
         max_len = default_max_len(src_lengths)
@@ -99,9 +99,9 @@ def greedy_decode(model: Seq2Seq, src: Tensor, src_lengths: Tensor, max_len: int
 def beam_search(model: Seq2Seq, src: Tensor, src_lengths: Tensor, beam: int = 5,
                 max_len: int | None = None, length_penalty: float = 1.0) -> Decoded:
     """Batched beam search with length normalisation; see the module docstring."""
-    beam = _positive_int("beam", beam)
+    beam = positive_int("beam", beam)
     if max_len is not None:
-        max_len = _positive_int("max_len", max_len)
+        max_len = positive_int("max_len", max_len)
     device = src.device
     enc = model.encode(src, src_lengths)  # checks src and src_lengths
     if max_len is None:

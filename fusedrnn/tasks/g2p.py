@@ -34,7 +34,7 @@ import torch
 from .. import argtypes
 from ..datasets import cmudict
 from ..datasets.cmudict import Vocab
-from ..models.decoding import beam_search, greedy_decode
+from ..models.decoding import beam_search, greedy_decode, positive_int
 from ..models.seq2seq import ATTENTIONS, CELLS, Seq2Seq, sequence_loss
 
 DEFAULT_OUT = "runs/g2p"
@@ -184,8 +184,7 @@ def build_model(config: dict, backend: str | None = None) -> tuple[Seq2Seq, Voca
 def transcribe(model: Seq2Seq, words: Sequence[str], graphemes: Vocab, phonemes: Vocab, beam: int = 1,
                batch_size: int = 256, length_penalty: float = 1.0) -> list[list[str]]:
     """Pronunciations (lists of phones) for words; beam=1 decodes greedily."""
-    if isinstance(beam, bool) or not isinstance(beam, int) or beam < 1:
-        raise ValueError(f"beam must be a positive whole number, got {beam!r}")
+    beam = positive_int("beam", beam)  # before batch_size // beam below
     empty = [w for w in words if not w]
     if empty:
         raise ValueError(f"words must not be empty strings (got {len(empty)} of them)")
