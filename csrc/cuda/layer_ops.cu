@@ -18,6 +18,8 @@
 #include "../driver_common.h"
 #include "../layer_ops.h"
 
+#include <utility>
+
 namespace fusedrnn {
 namespace cuda {
 namespace {
@@ -25,6 +27,15 @@ namespace {
 constexpr int kThreads = 256;
 
 int64_t blocks_for(int64_t n) { return (n + kThreads - 1) / kThreads; }
+
+// kernel over `threads` threads on `stream`, then the launch check. Nothing at zero threads (no
+// steps, or batch 0): a grid of 0 blocks is a launch error, where the CPU path runs no iterations.
+template <typename... Params, typename... Args>
+void launch(void (*kernel)(Params...), int64_t threads, cudaStream_t stream, Args&&... args) {
+  if (threads <= 0) return;
+  kernel<<<blocks_for(threads), kThreads, 0, stream>>>(std::forward<Args>(args)...);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+}
 
 // Element-wise cells: one thread per (row, hidden unit). Row-wise (LayerNorm) cells: one thread
 // per row, which runs the row's reductions and pointwise math serially: simple and exact, but it
@@ -106,14 +117,9 @@ void forward_impl(const Schedule& s, const Tensor& x, const LayerParams& p, bool
   mm_into(ws.narrow(1, 0, GH), x2, p.w_ih.t());  // input projection of every step at once
   const Tensor gh = at::empty({s.batch, GH}, x.options());
   const auto stream = c10::cuda::getCurrentCUDAStream();
-  // every launch below is skipped at zero threads (no steps, or batch 0): a grid of 0 blocks
-  // is a launch error, where the CPU path simply runs no iterations
   if constexpr (Cell::kLayerNorm) {
-    if (N > 0) {
-      normalize_inputs_kernel<Cell, T><<<blocks_for(N), kThreads, 0, stream>>>(
-          ws.data_ptr<T>(), N, W, H, static_cast<T>(p.eps));
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    }
+    launch(normalize_inputs_kernel<Cell, T>, N, stream, ws.data_ptr<T>(), N, W, H,
+           static_cast<T>(p.eps));
   }
   // regularisers (driver_common.h): a few ATen ops per step around the fused kernel
   const Tensor zh = p.zoneout_h.defined() ? p.zoneout_h.view({N, P}) : Tensor();
@@ -129,11 +135,7 @@ void forward_impl(const Schedule& s, const Tensor& x, const LayerParams& p, bool
                             h.data_ptr<T>(),  mut_ptr<T>(c),    y.data_ptr<T>(), off,
                             W,                H,                P,               proj,
                             ptr<T>(p.ln),     static_cast<T>(p.eps)};
-    if (rows > 0) {
-      forward_step_kernel<Cell, T>
-          <<<blocks_for(step_threads<Cell>(rows, H)), kThreads, 0, stream>>>(fs, rows);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    }
+    launch(forward_step_kernel<Cell, T>, step_threads<Cell>(rows, H), stream, fs, rows);
     if (proj) {
       mm_into(rows_of(y2, off, rows),
                  rows_of(ws, off, rows).narrow(1, raw_hidden_col<Cell>(H), H), p.w_hr.t());
@@ -216,11 +218,7 @@ void backward_impl(const Schedule& s, const LayerParams& p, bool reverse, const 
                              proj,
                              ptr<T>(p.ln),
                              zc.defined() ? Cell::workspace_cols(H) : -1};
-    if (rows > 0) {
-      backward_step_kernel<Cell, T>
-          <<<blocks_for(step_threads<Cell>(rows, H)), kThreads, 0, stream>>>(bs, rows);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    }
+    launch(backward_step_kernel<Cell, T>, step_threads<Cell>(rows, H), stream, bs, rows);
     const Tensor dg_h = rows_of(dg, off, rows).narrow(1, 0, GH);
     Tensor dh_rows = rows_of(g.h0, 0, rows);
     if (regularized) {
@@ -247,11 +245,8 @@ void backward_impl(const Schedule& s, const LayerParams& p, bool reverse, const 
       column_sum_into(dst.narrow(0, red.out_offset, red.width),
                       red.ws_col >= 0 ? at::mul(cols, in.workspace.narrow(1, red.ws_col, red.width)) : cols);
     }
-    if (N > 0) {  // none at zero rows (see the forward)
-      input_grad_kernel<Cell, T><<<blocks_for(N), kThreads, 0, stream>>>(
-          dg.data_ptr<T>(), GC, in.workspace.data_ptr<T>(), W, ptr<T>(p.ln), N, H);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    }
+    launch(input_grad_kernel<Cell, T>, N, stream, dg.data_ptr<T>(), GC,
+           in.workspace.data_ptr<T>(), W, ptr<T>(p.ln), N, H);
   }
   bool first = true;
   for (const GradBlock& blk : input_grad_blocks<Cell>(H)) {
