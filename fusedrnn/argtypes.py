@@ -36,18 +36,12 @@ def threads_or_auto(text: str) -> str | int:
 
 
 def device(text: str) -> str:
-    """'auto' or a torch device this machine has: a typo or a missing GPU is a usage error."""
-    if text == "auto":
-        return text
-    import torch
+    """'auto' or a torch device this machine has (training.resolve_device's check): a typo or a
+    missing GPU is a usage error."""
+    from .training.runtime import resolve_device
 
     try:
-        parsed = torch.device(text)
-    except RuntimeError:
-        raise argparse.ArgumentTypeError(
-            f"expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {text!r}") from None
-    if parsed.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0 or (parsed.index is not None and parsed.index >= count):
-            raise argparse.ArgumentTypeError(f"{text!r}: this machine has {count} CUDA device(s)")
+        resolve_device(text)
+    except RuntimeError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
     return text

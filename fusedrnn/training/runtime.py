@@ -19,12 +19,21 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(name: str | None) -> torch.device:
-    """torch.device(name); None or "auto" picks CUDA when it is available, else the CPU."""
+    """torch.device(name); None or "auto" picks CUDA when it is available, else the CPU. A name
+    that is no device, or a GPU this machine lacks, is a RuntimeError saying so."""
     if name is None or name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} requested but CUDA is not available")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise RuntimeError(f"expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise RuntimeError(f"device {name!r} requested but CUDA is not available: this machine "
+                               "has 0 CUDA device(s)")
+        if device.index is not None and device.index >= count:
+            raise RuntimeError(f"device {name!r} requested but this machine has {count} CUDA device(s)")
     return device
 
 
