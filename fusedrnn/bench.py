@@ -73,6 +73,7 @@ from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence
 import fusedrnn
 from fusedrnn._loader import build_info
 from fusedrnn.argtypes import positive_int
+from fusedrnn.training.checkpoint import write_text_atomically
 
 SHAPES = (  # (B, T, I, H)
     (1, 1000, 32, 32),
@@ -779,14 +780,7 @@ def write_json(path: str, env: dict, results: list[Result]) -> None:
     earlier file at `path` whole."""
     rows = [asdict(r) | {"noisy": r.noisy, "mismatch": r.mismatch} for r in results]
     data = _finite_or_none({"environment": env, "results": rows})
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=2, allow_nan=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_text_atomically(path, json.dumps(data, indent=2, allow_nan=False))
 
 
 def write_plot(path: str, env: dict, results: list[Result]) -> None:

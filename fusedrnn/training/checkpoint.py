@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import torch
 
@@ -28,20 +30,20 @@ def _umask() -> int:
     return mask
 
 
-def save_checkpoint(path: str | os.PathLike, payload: dict) -> None:
-    """torch.save(payload) to path atomically.
+def replace_atomically(path: str | os.PathLike, write: Callable[[IO], None], binary: bool = True) -> None:
+    """write(file) to path atomically.
 
-    The payload is written to a temporary file in the same directory, flushed and fsynced, then
-    renamed over path with os.replace: readers see either the old file or the complete new one.
-    On any error the temporary file is removed and the old file is left untouched.
+    The content goes to a temporary file beside path (named .NAME.*.tmp), flushed and fsynced,
+    then renamed over path with os.replace: readers see either the old file or the complete new
+    one. On any error the temporary file is removed and the old file is left untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make the checkpoint private
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make the file private
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"newline": ""})) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -52,6 +54,16 @@ def save_checkpoint(path: str | os.PathLike, payload: dict) -> None:
             pass
         raise
     _fsync_dir(path.parent)
+
+
+def write_text_atomically(path: str | os.PathLike, text: str) -> None:
+    """path's new text, written as replace_atomically writes."""
+    replace_atomically(path, lambda f: f.write(text), binary=False)
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict) -> None:
+    """torch.save(payload) to path atomically (replace_atomically)."""
+    replace_atomically(path, lambda f: torch.save(payload, f))
 
 
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:

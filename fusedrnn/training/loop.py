@@ -38,12 +38,10 @@ class ResumeMismatch(ValueError):
 
 
 def _remove_partial_writes(out_dir: Path) -> None:
-    """Temporary files of a writer killed mid-write (checkpoint.py, metrics.py): incomplete by
+    """Temporary files of a writer killed mid-write (checkpoint.replace_atomically): incomplete by
     construction, and up to a checkpoint's size each."""
     for name in _FIT_FILES:
         for tmp in out_dir.glob(f".{name}.*.tmp"):
-            tmp.unlink(missing_ok=True)
-        for tmp in out_dir.glob(f"{name}.tmp"):
             tmp.unlink(missing_ok=True)
 
 

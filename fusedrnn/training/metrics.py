@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+from .checkpoint import replace_atomically, write_text_atomically
+
 
 class MetricsLog:
     """Rows of metrics in out_dir/metrics.jsonl (one JSON object a line) and out_dir/metrics.csv.
@@ -50,20 +52,16 @@ class MetricsLog:
     def reset(self, rows: list[dict] | tuple = ()) -> None:
         """Replace the log's contents with rows (used when a run starts afresh or resumes)."""
         self.rows = [dict(r) for r in rows]
-        tmp = self.jsonl_path.with_suffix(".jsonl.tmp")
-        with open(tmp, "w") as f:
-            for row in self.rows:
-                f.write(json.dumps(row) + "\n")
-        os.replace(tmp, self.jsonl_path)
+        write_text_atomically(self.jsonl_path, "".join(json.dumps(row) + "\n" for row in self.rows))
         self._write_csv()
 
     def _write_csv(self) -> None:
         columns: list[str] = []
         for row in self.rows:
             columns.extend(k for k in row if k not in columns)
-        tmp = self.csv_path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as f:
+        def write(f) -> None:
             writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
             writer.writerows(self.rows)
-        os.replace(tmp, self.csv_path)
+
+        replace_atomically(self.csv_path, write, binary=False)
