@@ -1,0 +1,86 @@
+"""The backward's dW_ih, dW_hh and bias terms from one kernel (csrc/cpu/weight_gradient_products.h):
+float LSTM and Elman layers whose G·H is a multiple of 16 and whose I and P are at most 128.
+FUSEDRNN_ONE_PASS_PRODUCTS=0 turns it off (read per call). Every gradient must match torch.nn
+either way, over the kernel's edges: output rows in 32-row tiles with a 16-row tail, column
+tiles of 1 to 12, more rows than one row block (1,024), beta 1 over several chunks, the h_{t-1}
+rows in place (h0, then y) and gathered (packed), projections, no bias, one thread and several."""
+
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from .test_modules import check_parity_scaled, make_pair
+
+SWITCH = pytest.mark.parametrize("one_pass", ["1", "0"], ids=["one-pass", "blas"])
+
+
+@pytest.fixture(params=[1, 2, 3], ids=["1-thread", "2-threads", "3-threads"])
+def threads(request):
+    saved = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(saved)
+
+
+# (kind, I, H, extra): G·H of 48 (a 32-row tile and a 16-row tail), 80, 32 and 256; I of 1
+# (one-column tiles), 13 and 100 (nine tiles of 11-12); a projection of 7
+SHAPES = [
+    ("lstm", 13, 12, {}),
+    ("lstm", 1, 20, {}),
+    ("lstm", 100, 64, {}),
+    ("lstm", 13, 20, {"proj_size": 7}),
+    ("rnn_tanh", 13, 48, {}),
+    ("rnn_relu", 5, 32, {"bias": False}),
+]
+
+
+@pytest.mark.parametrize("kind,input_size,hidden,extra", SHAPES,
+                         ids=[f"{k}-I{i}-H{h}{'-' + '-'.join(e) if e else ''}"
+                              for k, i, h, e in SHAPES])
+@SWITCH
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+@pytest.mark.parametrize("chunk_rows", [None, "150"], ids=["one-chunk", "chunks"])
+def test_parity_with_torch(kind, input_size, hidden, extra, one_pass, packed, chunk_rows, threads,
+                           monkeypatch):
+    monkeypatch.setenv("FUSEDRNN_ONE_PASS_PRODUCTS", one_pass)
+    if chunk_rows:
+        monkeypatch.setenv("FUSEDRNN_BACKWARD_CHUNK_ROWS", chunk_rows)
+    torch.manual_seed(11)
+    ref, fused = make_pair(kind, input_size, hidden, num_layers=2, bidirectional=True, **extra)
+    x = torch.randn(25, 24, input_size)
+    if packed:
+        x = pack_padded_sequence(x, torch.randint(1, 26, (24,)), enforce_sorted=False)
+    check_parity_scaled(ref, fused, x)
+
+
+@SWITCH
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
+def test_long_chunk_without_dx(one_pass, bias, threads, monkeypatch):
+    # 2,600 rows in one chunk: on one thread the kernel walks them in three row blocks, the
+    # second and third added to the first; the input needs no gradient, so no dX
+    monkeypatch.setenv("FUSEDRNN_ONE_PASS_PRODUCTS", one_pass)
+    torch.manual_seed(12)
+    ref, fused = make_pair("lstm", 24, 16, bias=bias)
+    x = torch.randn(130, 20, 24)
+    for module in (ref, fused):
+        module.zero_grad()
+        module(x)[0].square().sum().backward()
+    for (name, a), b in zip(fused.named_parameters(), ref.parameters(), strict=True):
+        scale = max(b.grad.abs().max().item(), 1.0)
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=2e-5 * scale, msg=name)
+
+
+def test_both_paths_agree_with_each_other(monkeypatch):
+    # the kernel and the BLAS sum the same terms in other orders: equal to float32 rounding
+    torch.manual_seed(13)
+    _, fused = make_pair("lstm", 32, 64)
+    x = torch.randn(50, 16, 32)
+    grads = {}
+    for one_pass in ("1", "0"):
+        monkeypatch.setenv("FUSEDRNN_ONE_PASS_PRODUCTS", one_pass)
+        fused.zero_grad()
+        fused(x)[0].square().sum().backward()
+        grads[one_pass] = [p.grad.clone() for p in fused.parameters()]
+    for (name, _), a, b in zip(fused.named_parameters(), grads["1"], grads["0"], strict=True):
+        assert not torch.equal(a, torch.zeros_like(a)), name
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item(), msg=name)
