@@ -16,6 +16,14 @@ from .test_modules import check_parity_scaled, make_pair
 SWITCH = pytest.mark.parametrize("forced", ["1", "0"], ids=["rows-split", "one-product-each"])
 
 
+@pytest.fixture(autouse=True)
+def blas_products(monkeypatch):
+    # the split applies to the BLAS products; where the one-pass kernel applies (float, whole
+    # 16-float gradient blocks: the LSTM here) it takes the products instead
+    # (test_one_pass_products.py)
+    monkeypatch.setenv("FUSEDRNN_ONE_PASS_PRODUCTS", "0")
+
+
 @pytest.fixture(params=[2, 3], ids=["2-threads", "3-threads"])
 def threads(request):
     saved = torch.get_num_threads()

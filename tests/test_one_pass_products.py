@@ -1,5 +1,6 @@
 """The backward's dW_ih, dW_hh and bias terms from one kernel (csrc/cpu/weight_gradient_products.h):
-float LSTM and Elman layers whose G·H is a multiple of 16 and whose I and P are at most 128.
+float layers whose gradient column blocks are multiples of 16 wide (an LSTM's and Elman cell's
+G·H, a GRU's 2H and H, a LayerNorm cell's G·H) and whose I and P are at most 128.
 FUSEDRNN_ONE_PASS_PRODUCTS=0 turns it off (read per call). Every gradient must match torch.nn
 either way, over the kernel's edges: output rows in 32-row tiles with a 16-row tail, column
 tiles of 1 to 12, more rows than one row block (1,024), beta 1 over several chunks, the h_{t-1}
@@ -9,6 +10,7 @@ import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from .test_layer_norm import _check_module_against_reference, _random_lengths
 from .test_modules import check_parity_scaled, make_pair
 
 SWITCH = pytest.mark.parametrize("one_pass", ["1", "0"], ids=["one-pass", "blas"])
@@ -23,7 +25,9 @@ def threads(request):
 
 
 # (kind, I, H, extra): G·H of 48 (a 32-row tile and a 16-row tail), 80, 32 and 256; I of 1
-# (one-column tiles), 13 and 100 (nine tiles of 11-12); a projection of 7
+# (one-column tiles), 13 and 100 (nine tiles of 11-12); a projection of 7; GRUs, whose x side
+# takes two blocks of the gradient row (r and z, then n from its own column) and whose b_hh has
+# its own sums
 SHAPES = [
     ("lstm", 13, 12, {}),
     ("lstm", 1, 20, {}),
@@ -31,6 +35,8 @@ SHAPES = [
     ("lstm", 13, 20, {"proj_size": 7}),
     ("rnn_tanh", 13, 48, {}),
     ("rnn_relu", 5, 32, {"bias": False}),
+    ("gru", 13, 16, {}),
+    ("gru", 40, 32, {"bias": False}),
 ]
 
 
@@ -84,3 +90,20 @@ def test_both_paths_agree_with_each_other(monkeypatch):
     for (name, _), a, b in zip(fused.named_parameters(), grads["1"], grads["0"], strict=True):
         assert not torch.equal(a, torch.zeros_like(a)), name
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * b.abs().max().item(), msg=name)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@SWITCH
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+@pytest.mark.parametrize("chunk_rows", [None, "40"], ids=["default-chunks", "small-chunks"])
+def test_layer_norm_cells_against_reference(kind, one_pass, packed, chunk_rows, threads,
+                                            monkeypatch):
+    # H 16: G·H of 64 and 48 (the x side's pre-LN gradient has its own G·H columns); the
+    # biases and LN parameters come from the cell's own row sums, the weights from the kernel
+    monkeypatch.setenv("FUSEDRNN_ONE_PASS_PRODUCTS", one_pass)
+    if chunk_rows:
+        monkeypatch.setenv("FUSEDRNN_BACKWARD_CHUNK_ROWS", chunk_rows)
+    torch.manual_seed(14)
+    _check_module_against_reference(kind, 2, True, packed, True, torch.float32, T=12, B=20,
+                                    lengths=_random_lengths(3, 12, 20, seed=4), scaled=True,
+                                    I=7, H=16)

@@ -602,6 +602,9 @@ DistinctReductions<T> distinct_reductions(int64_t H, const BackwardOutputs<T>& o
 // - for gradient rows exactly G·H wide (the LSTM and Elman cells): the GRU's and the LayerNorm
 //   cells' wider rows, in chunks of a few hundred rows, took 0.90-0.96x the time at
 //   (32, 100, 64, 128) split.
+// Where products_in_one_pass applies (float, whole 16-float blocks) the threads split its
+// kernel's output rows instead; this split remains for the rest (float64, gradient blocks not
+// whole 16-float vectors, torch's reduced-precision matmul mode).
 // FUSEDRNN_SPLIT_GRADIENTS=0 or 1 turns it off, or on for every cell and width, wherever the
 // threads and rows allow and no gradient columns are copied plain for oneDNN
 // (kPlainCopyMinWidth: those copies share one scratch buffer); read per call.
@@ -625,18 +628,28 @@ bool split_gradient_rows(const LayerWeights<T>& w, int64_t rows) {
 }
 
 // Whether a chunk's dW_ih, dW_hh and bias terms come from weight_gradient_products' single pass
-// over its gradient rows rather than BLAS products and column sums: float LSTM and Elman layers
-// (gradient rows exactly G·H wide) with G·H a multiple of 16 and narrow weight gradients (I and P
-// of kMaxNarrowWidth or less), outside torch's reduced-precision matmul mode (whose products go
-// to bf16, as torch.nn's do). In one process, alternating calls, LSTM training: 1.06x at
-// (16, 200, 32, 64), 1.03x at (32, 100, 64, 128), on one thread 1.07x; Elman 1.11x and 1.08x.
-// At I = P = 256 and 512 oneDNN's products were faster (0.98x with the kernel).
+// over its gradient rows rather than BLAS products and column sums: float layers whose gradient
+// column blocks (input_grad_blocks, and the h side's G·H) are multiples of 16 wide, with narrow
+// weight gradients (I and P of kMaxNarrowWidth or less), outside torch's reduced-precision
+// matmul mode (whose products go to bf16, as torch.nn's do). In one process, alternating calls,
+// LSTM training: 1.06x at (16, 200, 32, 64), 1.03x at (32, 100, 64, 128), on one thread 1.07x;
+// Elman 1.11x and 1.08x. At I = P = 256 and 512 oneDNN's products were faster (0.98x).
 // FUSEDRNN_ONE_PASS_PRODUCTS=0 turns it off (comparisons, tests); read per call.
+inline int64_t blocks_width(const std::vector<GradBlock>& blocks) {
+  int64_t width = 0;
+  for (const GradBlock& blk : blocks) width += blk.width;
+  return width;
+}
+
 template <typename Cell, typename T>
 bool products_in_one_pass(const LayerWeights<T>& w) {
   const int64_t GH = Cell::kGates * w.hidden_size;
-  if (!std::is_same_v<T, float> || Cell::grad_cols(w.hidden_size) != GH ||
-      !weight_gradient_products_apply(GH) ||
+  const std::vector<GradBlock> blocks = input_grad_blocks<Cell>(w.hidden_size);
+  const bool whole_vectors =
+      weight_gradient_products_apply(GH) &&
+      std::all_of(blocks.begin(), blocks.end(),
+                  [](const GradBlock& blk) { return weight_gradient_products_apply(blk.width); });
+  if (!std::is_same_v<T, float> || !whole_vectors ||
       std::max(w.input_size, w.proj_size) > kMaxNarrowWidth || reduced_precision_allowed()) {
     return false;
   }
@@ -778,18 +791,25 @@ void chunk_gradients(const Schedule& s, const LayerWeights<T>& w, bool reverse,
   const GradientSums<T> layer{out.dw_ih, out.dw_hh, Cell::kLayerNorm ? nullptr : out.db_ih,
                               Cell::kLayerNorm ? nullptr : out.db_hh, first ? T(0) : T(1)};
   const bool one_pass = products_in_one_pass<Cell, T>(w);
-  // Rows [a, b)'s terms of dW_ih, dW_hh and the bias, output rows [i0, i1) of them, from one
-  // kernel (one_pass): an LSTM's or Elman cell's b_ih and b_hh take the same sums, so b_hh's are
-  // a copy of b_ih's
-  const auto products = [&](int64_t a, int64_t b, const GradientSums<T>& t, int64_t i0,
-                            int64_t i1) {
+  // An LSTM's or Elman cell's b_ih and b_hh take the same sums (its x side's gradient columns are
+  // the h side's): b_hh's are then a copy of b_ih's, not summed twice.
+  const bool same_bias_sums = blocks.size() == 1 && blocks[0].grad_col == 0 && blocks[0].width == GH;
+  // Rows [a, b)'s terms of dW_ih, dW_hh and the biases from one kernel (one_pass), output rows
+  // [16·u0, 16·u1) of them: the x side's blocks, then the h side's G·H rows
+  // (gradient_row_units)
+  const auto products = [&](int64_t a, int64_t b, const GradientSums<T>& t, int64_t u0,
+                            int64_t u1) {
     if constexpr (std::is_same_v<T, float>) {
-      T* const bias = t.db_ih ? t.db_ih : t.db_hh;
       const auto run = [&](int64_t begin, int64_t end, const T* h, T beta) {
-        weight_gradient_products(end - begin, i1 - i0, dg + (begin - r0) * GC + i0, GC,
-                                 in.x + begin * I, I, I, t.dw_ih ? t.dw_ih + i0 * I : nullptr, I,
-                                 h, P, P, t.dw_hh ? t.dw_hh + i0 * P : nullptr, P,
-                                 bias ? bias + i0 : nullptr, beta);
+        std::vector<GradientTerm> terms;
+        for (const GradBlock& blk : blocks) {
+          terms.push_back({blk.grad_col, blk.width, in.x + begin * I, I, I,
+                           t.dw_ih ? t.dw_ih + blk.weight_row * I : nullptr, I,
+                           t.db_ih ? t.db_ih + blk.weight_row : nullptr});
+        }
+        terms.push_back({0, GH, h, P, P, t.dw_hh, P, same_bias_sums ? nullptr : t.db_hh});
+        weight_gradient_products(end - begin, dg + (begin - r0) * GC, GC, terms.data(),
+                                 static_cast<int>(terms.size()), beta, u0, u1);
       };
       if (h_prev) {
         run(a, b, h_prev + (a - r0) * P, t.beta);
@@ -800,25 +820,46 @@ void chunk_gradients(const Schedule& s, const LayerWeights<T>& w, bool reverse,
           beta = T(1);
         }
       }
-      if (t.db_ih && t.db_hh) std::memcpy(t.db_hh + i0, t.db_ih + i0, sizeof(T) * (i1 - i0));
+      if (same_bias_sums && t.db_ih && t.db_hh) {  // the x side's rows of [u0, u1)
+        const int64_t i0 = std::min(16 * u0, GH), i1 = std::min(16 * u1, GH);
+        if (i1 > i0) std::memcpy(t.db_hh + i0, t.db_ih + i0, sizeof(T) * (i1 - i0));
+      }
     }
   };
+  const int64_t units = (blocks_width(blocks) + GH) / 16;
   // rows [a, b) of dX, for one_pass (which takes the rest of x_side)
   const auto dx_rows = [&](int64_t a, int64_t b) {
-    if (out.dx) {
-      gemm<T>(false, false, b - a, I, GH, T(1), dg + (a - r0) * GC, GC, w.w_ih, I, T(0),
-              out.dx + a * I, I);
+    if (!out.dx) return;
+    bool first_block = true;
+    for (const GradBlock& blk : blocks) {
+      gemm<T>(false, false, b - a, I, blk.width, T(1), dg + (a - r0) * GC + blk.grad_col, GC,
+              w.w_ih + blk.weight_row * I, I, first_block ? T(0) : T(1), out.dx + a * I, I);
+      first_block = false;
     }
   };
+  if (one_pass) {
+    dx_rows(r0, r1);
+    // the threads take blocks of the weight gradients' rows, of about equal work: an x-side row
+    // takes I columns, an h-side row P (split by rows alone, LayerNormLSTM training at
+    // (32, 100, 64, 128) left the h side's wider half to one thread: 0.97x the BLAS's time).
+    // Against split_gradient_rows' partial sums over the chunk's rows, LSTM training in one
+    // process, alternating: 1.01-1.06x at (16, 200, 32, 64), 1.03-1.05x at (32, 100, 64, 128)
+    // (1.02x and 1.07x with dX); Elman 0.99x and 1.02x; GRU 0.99x and 1.02x, LayerNormLSTM
+    // 1.01x and 1.05x.
+    const int64_t x_units = blocks_width(blocks) / 16;
+    const int64_t parts = std::min<int64_t>(at::get_num_threads(), units);
+    const auto unit_at = [&](int64_t p) {
+      const int64_t x_work = x_units * (I + 1), h_work = (units - x_units) * (P + 1);
+      const int64_t target = (x_work + h_work) * p / parts;
+      return target <= x_work ? (target + (I + 1) / 2) / (I + 1)
+                              : x_units + (target - x_work + (P + 1) / 2) / (P + 1);
+    };
+    at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
+      for (int64_t p = p0; p < p1; ++p) products(r0, r1, layer, unit_at(p), unit_at(p + 1));
+    });
+    return;
+  }
   if (!split_gradient_rows<Cell>(w, rows)) {
-    if (one_pass) {
-      dx_rows(r0, r1);
-      // the threads take blocks of the weight gradients' rows (GH, a multiple of 16 here)
-      at::parallel_for(0, GH / 16, 1, [&](int64_t q0, int64_t q1) {
-        products(r0, r1, layer, 16 * q0, 16 * q1);
-      });
-      return;
-    }
     x_side(r0, r1, layer);
     h_side(r0, r1, layer);
     return;
@@ -830,13 +871,8 @@ void chunk_gradients(const Schedule& s, const LayerWeights<T>& w, bool reverse,
       const int64_t a = r0 + rows * k / parts, b = r0 + rows * (k + 1) / parts;
       const GradientSums<T> t =
           k == 0 ? layer : partial_sums(partial.get() + (k - 1) * size, GH, I, P, layer);
-      if (one_pass) {
-        dx_rows(a, b);
-        products(a, b, t, 0, GH);
-      } else {
-        x_side(a, b, t);
-        h_side(a, b, t);
-      }
+      x_side(a, b, t);
+      h_side(a, b, t);
     }
   });
   for (int64_t k = 1; k < parts; ++k) {

@@ -79,56 +79,71 @@ void row_sums(int64_t k, int64_t m, const float* a, int64_t lda, float* bias, fl
   }
 }
 
-struct Segment {
-  const float* b;
-  int64_t ldb, n;
-  float* c;
-  int64_t ldc;
-};
+// Output rows [i0, i1) of one term over rows [r0, r0 + rows) of A
+void term_rows(const GradientTerm& t, const float* a, int64_t lda, int64_t r0, int64_t rows,
+               float beta, int64_t i0, int64_t i1) {
+  const float* a_rows = a + r0 * lda + t.a_col;
+  const int64_t n = t.c ? t.n : 0;
+  if (n == 0) {
+    if (t.bias) row_sums(rows, i1 - i0, a_rows + i0, lda, t.bias + i0, beta);
+    return;
+  }
+  // the columns in equal tiles of at most kMaxTileCols: 32 as 11 + 11 + 10, not 12 + 12 + 8
+  const int64_t count = (n + kMaxTileCols - 1) / kMaxTileCols;
+  for (int64_t i = i0; i < i1;) {
+    const int nv = i1 - i >= 32 ? 2 : 1;
+    for (int64_t q = 0; q < count; ++q) {
+      const int64_t j0 = n * q / count, j1 = n * (q + 1) / count;
+      const bool bias = t.bias && q == 0;  // summed by the row tile's first column tile
+      kTiles[nv - 1][bias][j1 - j0 - 1](rows, a_rows + i, lda, t.b + r0 * t.ldb + j0, t.ldb,
+                                         beta, t.c + i * t.ldc + j0, t.ldc,
+                                         bias ? t.bias + i : nullptr);
+    }
+    i += 16 * nv;
+  }
+}
+
+// no rows: the outputs are beta times themselves
+void scale_rows(const GradientTerm& t, float beta, int64_t i0, int64_t i1) {
+  const auto scale = [beta](float& v) { v = beta == 0.0f ? 0.0f : beta * v; };
+  for (int64_t i = i0; i < i1; ++i) {
+    if (t.c) {
+      for (int64_t j = 0; j < t.n; ++j) scale(t.c[i * t.ldc + j]);
+    }
+    if (t.bias) scale(t.bias[i]);
+  }
+}
 
 }  // namespace
 
-void weight_gradient_products(int64_t k, int64_t m, const float* a, int64_t lda, const float* b1,
-                              int64_t ldb1, int64_t n1, float* c1, int64_t ldc1, const float* b2,
-                              int64_t ldb2, int64_t n2, float* c2, int64_t ldc2, float* bias,
-                              float beta) {
-  const Segment segments[2] = {{b1, ldb1, c1 ? n1 : 0, c1, ldc1},
-                               {b2, ldb2, c2 ? n2 : 0, c2, ldc2}};
-  if (segments[0].n == 0 && segments[1].n == 0) {
-    if (bias) row_sums(k, m, a, lda, bias, beta);
-    return;
-  }
-  if (k == 0) {  // no rows: the outputs are beta times themselves
-    for (const Segment& seg : segments) {
-      for (int64_t i = 0; i < m; ++i) {
-        for (int64_t j = 0; j < seg.n; ++j) {
-          float& v = seg.c[i * seg.ldc + j];
-          v = beta == 0.0f ? 0.0f : beta * v;
-        }
-      }
+int64_t gradient_row_units(const GradientTerm* terms, int count) {
+  int64_t units = 0;
+  for (int q = 0; q < count; ++q) units += terms[q].m / 16;
+  return units;
+}
+
+void weight_gradient_products(int64_t k, const float* a, int64_t lda, const GradientTerm* terms,
+                              int count, float beta, int64_t u0, int64_t u1) {
+  // each term's share of [16·u0, 16·u1), in its own rows
+  const auto for_each_share = [&](const auto& f) {
+    int64_t first = 0;  // the term's first output row over all terms
+    for (int q = 0; q < count; ++q) {
+      const int64_t i0 = std::max<int64_t>(16 * u0 - first, 0);
+      const int64_t i1 = std::min<int64_t>(16 * u1 - first, terms[q].m);
+      if (i1 > i0) f(terms[q], i0, i1);
+      first += terms[q].m;
     }
-    if (bias) row_sums(0, m, a, lda, bias, beta);
+  };
+  if (k == 0) {
+    for_each_share([&](const GradientTerm& t, int64_t i0, int64_t i1) { scale_rows(t, beta, i0, i1); });
     return;
   }
   for (int64_t r0 = 0; r0 < k; r0 += kRowBlock) {
     const int64_t rows = std::min(kRowBlock, k - r0);
     const float block_beta = r0 == 0 ? beta : 1.0f;
-    for (int64_t i0 = 0; i0 < m;) {
-      const int nv = m - i0 >= 32 ? 2 : 1;
-      bool bias_due = bias != nullptr;  // summed by this row tile's first column tile
-      for (const Segment& seg : segments) {
-        // the columns in equal tiles of at most kMaxTileCols: 32 as 11 + 11 + 10, not 12 + 12 + 8
-        const int64_t count = (seg.n + kMaxTileCols - 1) / kMaxTileCols;
-        for (int64_t t = 0; t < count; ++t) {
-          const int64_t j0 = seg.n * t / count, j1 = seg.n * (t + 1) / count;
-          kTiles[nv - 1][bias_due][j1 - j0 - 1](
-              rows, a + r0 * lda + i0, lda, seg.b + r0 * seg.ldb + j0, seg.ldb, block_beta,
-              seg.c + i0 * seg.ldc + j0, seg.ldc, bias_due ? bias + i0 : nullptr);
-          bias_due = false;
-        }
-      }
-      i0 += 16 * nv;
-    }
+    for_each_share([&](const GradientTerm& t, int64_t i0, int64_t i1) {
+      term_rows(t, a, lda, r0, rows, block_beta, i0, i1);
+    });
   }
 }
 
