@@ -107,3 +107,13 @@ def test_layer_norm_cells_against_reference(kind, one_pass, packed, chunk_rows, 
     _check_module_against_reference(kind, 2, True, packed, True, torch.float32, T=12, B=20,
                                     lengths=_random_lengths(3, 12, 20, seed=4), scaled=True,
                                     I=7, H=16)
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_forced_on_at_a_wide_input(kind, monkeypatch):
+    # I = 256 is past the default's narrow widths; forced on, a GRU's dX still takes its x side's
+    # two column blocks copied out plain for oneDNN (120-row chunks of 256 x 192 products)
+    monkeypatch.setenv("FUSEDRNN_ONE_PASS_PRODUCTS", "1")
+    torch.manual_seed(15)
+    ref, fused = make_pair(kind, 256, 64)
+    check_parity_scaled(ref, fused, torch.randn(60, 32, 256))

@@ -632,9 +632,13 @@ bool split_gradient_rows(const LayerWeights<T>& w, int64_t rows) {
 // column blocks (input_grad_blocks, and the h side's G·H) are multiples of 16 wide, with narrow
 // weight gradients (I and P of kMaxNarrowWidth or less), outside torch's reduced-precision
 // matmul mode (whose products go to bf16, as torch.nn's do). In one process, alternating calls,
-// LSTM training: 1.06x at (16, 200, 32, 64), 1.03x at (32, 100, 64, 128), on one thread 1.07x;
-// Elman 1.11x and 1.08x. At I = P = 256 and 512 oneDNN's products were faster (0.98x).
-// FUSEDRNN_ONE_PASS_PRODUCTS=0 turns it off (comparisons, tests); read per call.
+// training, against the BLAS path: LSTM 1.06-1.08x at (16, 200, 32, 64), 1.03x at
+// (32, 100, 64, 128), on one thread 1.07x; Elman 1.09x and 1.09x; GRU 1.12x and 1.10x. Wider,
+// where oneDNN runs the products well on both threads, it was a wash: at (64, 50, 256, 256) GRU
+// 1.02x and LayerNormLSTM 1.03x without dX, 0.97x and 0.98x with it; LSTM 0.99x at H = 256 and
+// 512 (in the host's slow state the GRU and LayerNorm cells gained 1.01-1.22x there).
+// FUSEDRNN_ONE_PASS_PRODUCTS=0 or 1 turns it off, or on at any width (comparisons, tests); read
+// per call.
 inline int64_t blocks_width(const std::vector<GradBlock>& blocks) {
   int64_t width = 0;
   for (const GradBlock& blk : blocks) width += blk.width;
@@ -649,11 +653,9 @@ bool products_in_one_pass(const LayerWeights<T>& w) {
       weight_gradient_products_apply(GH) &&
       std::all_of(blocks.begin(), blocks.end(),
                   [](const GradBlock& blk) { return weight_gradient_products_apply(blk.width); });
-  if (!std::is_same_v<T, float> || !whole_vectors ||
-      std::max(w.input_size, w.proj_size) > kMaxNarrowWidth || reduced_precision_allowed()) {
-    return false;
-  }
-  return forced_choice("FUSEDRNN_ONE_PASS_PRODUCTS") != 0;
+  if (!std::is_same_v<T, float> || !whole_vectors || reduced_precision_allowed()) return false;
+  const int forced = forced_choice("FUSEDRNN_ONE_PASS_PRODUCTS");
+  return forced >= 0 ? forced == 1 : std::max(w.input_size, w.proj_size) <= kMaxNarrowWidth;
 }
 
 // Where a chunk's terms of the weight gradients go, and whether they are added (beta 1) or
@@ -709,24 +711,30 @@ void chunk_gradients(const Schedule& s, const LayerWeights<T>& w, bool reverse,
     }, !first);
   }
   const std::vector<GradBlock> blocks = input_grad_blocks<Cell>(H);
+  // The x side's columns as one plain [rows, G·H] matrix when its products go to oneDNN, which
+  // needs plain operands; the blocks of a wider gradient row (the GRU's, the LayerNorm cells')
+  // otherwise go to MKL, slower here for large products (kPlainCopyMinWidth).
+  const bool x_side_plain = blocks.size() == 1 && blocks[0].width == GC;
+  const auto x_side_copied_plain = [&](int64_t n) {
+    return std::is_same_v<T, float> && !x_side_plain && I >= kPlainCopyMinWidth &&
+           plain_operands_pay(n, I, GH);
+  };
+  const auto copy_x_side_plain = [&](const T* g, int64_t n) {  // into plain_cols
+    plain_cols.resize(static_cast<size_t>(n * GH));
+    for (int64_t r = 0; r < n; ++r) {
+      for (const GradBlock& blk : blocks) {
+        std::memcpy(plain_cols.data() + r * GH + blk.weight_row, g + r * GC + blk.grad_col,
+                    sizeof(T) * blk.width);
+      }
+    }
+  };
   // Rows [a, b) of the chunk into t: dX rows, and dW_ih's and the biases' terms (added to t's
   // sums where t.beta is 1)
   const auto x_side = [&](int64_t a, int64_t b, const GradientSums<T>& t) {
     const int64_t n = b - a;
     const T* g = dg + (a - r0) * GC;
-    // The x side's columns as one plain [rows, G·H] matrix when its products go to oneDNN, which
-    // needs plain operands; the blocks of a wider gradient row (the GRU's, the LayerNorm cells')
-    // otherwise go to MKL, slower here for large products (kPlainCopyMinWidth).
-    const bool x_side_plain = blocks.size() == 1 && blocks[0].width == GC;
-    if (std::is_same_v<T, float> && !x_side_plain && I >= kPlainCopyMinWidth &&
-        plain_operands_pay(n, I, GH)) {
-      plain_cols.resize(static_cast<size_t>(n * GH));
-      for (int64_t r = 0; r < n; ++r) {
-        for (const GradBlock& blk : blocks) {
-          std::memcpy(plain_cols.data() + r * GH + blk.weight_row, g + r * GC + blk.grad_col,
-                      sizeof(T) * blk.width);
-        }
-      }
+    if (x_side_copied_plain(n)) {
+      copy_x_side_plain(g, n);
       if (out.dx) {
         gemm<T>(false, false, n, I, GH, T(1), plain_cols.data(), GH, w.w_ih, I, T(0),
                 out.dx + a * I, I);
@@ -830,9 +838,17 @@ void chunk_gradients(const Schedule& s, const LayerWeights<T>& w, bool reverse,
   // rows [a, b) of dX, for one_pass (which takes the rest of x_side)
   const auto dx_rows = [&](int64_t a, int64_t b) {
     if (!out.dx) return;
+    const int64_t n = b - a;
+    const T* g = dg + (a - r0) * GC;
+    if (x_side_copied_plain(n)) {
+      copy_x_side_plain(g, n);
+      gemm<T>(false, false, n, I, GH, T(1), plain_cols.data(), GH, w.w_ih, I, T(0),
+              out.dx + a * I, I);
+      return;
+    }
     bool first_block = true;
     for (const GradBlock& blk : blocks) {
-      gemm<T>(false, false, b - a, I, blk.width, T(1), dg + (a - r0) * GC + blk.grad_col, GC,
+      gemm<T>(false, false, n, I, blk.width, T(1), g + blk.grad_col, GC,
               w.w_ih + blk.weight_row * I, I, first_block ? T(0) : T(1), out.dx + a * I, I);
       first_block = false;
     }
