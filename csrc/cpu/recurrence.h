@@ -23,6 +23,7 @@
 #include "buffer_pool.h"
 #include "cell_forward.h"
 #include "driver_buffers.h"
+#include "forced_choice.h"
 #include "gemm.h"
 #include "pipeline.h"
 #include "reductions.h"
@@ -191,13 +192,6 @@ bool input_projection_per_step(const Schedule& s, int64_t I) {
   if (forced >= 0) return forced == 1;
   constexpr int64_t kMinBatch = 8, kMaxInput = 256;
   return Cell::kLayerNorm && s.batch >= kMinBatch && I < kMaxInput;
-}
-
-// An environment switch for comparisons and tests, read per call: 0 or 1 when `name` is set to a
-// number, -1 when it is unset.
-inline int forced_choice(const char* name) {
-  const char* env = std::getenv(name);
-  return env ? std::atoi(env) : -1;
 }
 
 // Cells whose first kSummedGates gates take x_t·W_ihᵀ + h_{t-1}·W_hhᵀ as one sum (forward_gates
