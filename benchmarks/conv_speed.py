@@ -10,10 +10,9 @@ side's median in ms.
 """
 
 import argparse
-import statistics
-import time
 
 import torch
+from interleaved import add_options, medians  # benchmarks/ is on sys.path when run as a script
 from torch import nn
 
 import fusedrnn
@@ -24,9 +23,7 @@ def main():
     parser.add_argument("--shape", type=int, nargs=6, required=True,
                         metavar=("B", "T", "C_IN", "C_OUT", "K", "STRIDE"))
     parser.add_argument("--batch-first", action="store_true")
-    parser.add_argument("--rounds", type=int, default=12)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    add_options(parser, rounds=12)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -50,24 +47,21 @@ def main():
             return
         forward(inp).sum().backward()
 
+    def zero_grads():
+        torch_conv.zero_grad()
+        fused.zero_grad()
+
     cases = {}
     for side, forward in (("nn.Conv1d", torch_forward), ("fusedrnn", fused)):
-        cases[f"{side} forward"] = (forward, False, False)
-        cases[f"{side} train, dx"] = (forward, True, True)
-        cases[f"{side} train, no dx"] = (forward, False, True)
-    times = {name: [] for name in cases}
-    for r in range(args.warmup + args.rounds):
-        for name, (forward, x_grad, train) in cases.items():
-            torch_conv.zero_grad()
-            fused.zero_grad()
-            start = time.perf_counter()
-            timed(forward, x_grad, train)
-            if r >= args.warmup:
-                times[name].append(time.perf_counter() - start)
+        for name, x_grad, train in (("forward", False, False), ("train, dx", True, True),
+                                    ("train, no dx", False, True)):
+            cases[f"{side} {name}"] = (
+                zero_grads, lambda f=forward, g=x_grad, t=train: timed(f, g, t))
+    median = medians(cases, args.rounds, args.warmup)
     layout = "batch-first" if args.batch_first else "time-major"
     print(f"Conv1d {tuple(args.shape)} {layout}, relu, medians of {args.rounds} rounds:")
     for name in cases:
-        print(f"  {name:24s} {statistics.median(times[name]) * 1e3:8.2f} ms")
+        print(f"  {name:24s} {median[name] * 1e3:8.2f} ms")
 
 
 if __name__ == "__main__":

@@ -18,10 +18,9 @@ falls on every value alike, unlike comparisons across processes.
 
 import argparse
 import os
-import statistics
-import time
 
 import torch
+from interleaved import add_options, medians  # benchmarks/ is on sys.path when run as a script
 
 import fusedrnn
 
@@ -54,9 +53,7 @@ def main():
     parser.add_argument("--infer", action="store_true")
     parser.add_argument("--x-grad", action="store_true")
     parser.add_argument("--time-major", action="store_true")
-    parser.add_argument("--rounds", type=int, default=40)
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
+    add_options(parser, rounds=40)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -77,18 +74,11 @@ def main():
         else:
             os.environ[args.variable] = value
 
-    times = {v: [] for v in args.values}
-    for r in range(args.warmup + args.rounds):
-        for v in args.values:
-            select(v)
-            start = time.perf_counter()
-            step()
-            if r >= args.warmup:
-                times[v].append(time.perf_counter() - start)
-    base = statistics.median(times[args.values[0]])
+    cases = {v: (lambda v=v: select(v), step) for v in args.values}
+    median = medians(cases, args.rounds, args.warmup)
+    base = median[args.values[0]]
     mode = "infer" if args.infer else "train"
-    cells = [f"{v}: {statistics.median(times[v]) * 1e3:.3f} ms "
-             f"({base / statistics.median(times[v]):.3f}x)" for v in args.values]
+    cells = [f"{v}: {median[v] * 1e3:.3f} ms ({base / median[v]:.3f}x)" for v in args.values]
     print(f"{args.kind} {mode} {tuple(args.shape)} x_grad={args.x_grad} "
           f"{args.variable}: " + "  ".join(cells))
 

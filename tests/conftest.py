@@ -24,6 +24,16 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture
+def num_threads(request):
+    """torch's thread count for one test, set from indirect parametrization
+    (`@pytest.mark.parametrize("num_threads", [1, 2], indirect=True)`) and restored after it."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(saved)
+
+
 def assert_child_prints_ok(code: str, **env: str) -> None:
     """Runs `code` in a fresh Python from the repository root with `env` added to the environment
     (settings read once per process, thread limits) and expects it to print "ok" and exit 0."""

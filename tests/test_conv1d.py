@@ -299,14 +299,6 @@ def test_backward_after_a_forward_without_train_names_the_fix():
     assert w.grad is not None and w.grad.abs().sum() > 0
 
 
-@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
-def conv_threads(request):
-    saved = torch.get_num_threads()
-    torch.set_num_threads(request.param)
-    yield request.param
-    torch.set_num_threads(saved)
-
-
 # The GEMM path (K·C_in above 32) runs the forward over y's rows in memory order and the backward
 # over each weight-gradient group's sequences, in blocks that span sequences: many short
 # sequences (one block holds several, cut mid-sequence), a few long ones (a block ends inside a
@@ -318,8 +310,9 @@ def conv_threads(request):
 # C_out 48 takes the weight and bias gradients from the one-pass kernel (a 32-row tile and a
 # 16-row one), 24 from the BLAS and a column sum
 @pytest.mark.parametrize("c_out", [48, 24], ids=["one-pass", "blas"])
+@pytest.mark.parametrize("num_threads", [1, 2], indirect=True, ids=["1-thread", "2-threads"])
 def test_gemm_blocks_across_sequences(B, T, stride, batch_first, activation, bias, c_out,
-                                      conv_threads):
+                                      num_threads):
     torch.manual_seed(1)
     padding = 1 if stride > 1 else "same"
     check(padding, stride, 1, 3, activation, bias, batch_first, c_in=16, c_out=c_out, T=T, B=B,

@@ -11,7 +11,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 import fusedrnn
 
-from .test_modules import check_parity_scaled, make_pair
+from .test_modules import check_parameter_grads_scaled, check_stack_parity, make_pair
 
 SWITCH = pytest.mark.parametrize("forced", ["1", "0"], ids=["rows-split", "one-product-each"])
 
@@ -24,50 +24,40 @@ def blas_products(monkeypatch):
     monkeypatch.setenv("FUSEDRNN_ONE_PASS_PRODUCTS", "0")
 
 
-@pytest.fixture(params=[2, 3], ids=["2-threads", "3-threads"])
-def threads(request):
-    saved = torch.get_num_threads()
-    torch.set_num_threads(request.param)
-    yield request.param
-    torch.set_num_threads(saved)
+THREADS = pytest.mark.parametrize("num_threads", [2, 3], indirect=True,
+                                  ids=["2-threads", "3-threads"])
 
 
 @pytest.mark.parametrize("kind", ["lstm", "rnn_tanh", "gru"])
+@THREADS
 @SWITCH
 @pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
 @pytest.mark.parametrize("chunk_rows", [None, "200"], ids=["one-chunk", "chunks"])
-def test_parity_either_way(kind, forced, packed, chunk_rows, threads, monkeypatch):
+def test_parity_either_way(kind, forced, packed, chunk_rows, num_threads, monkeypatch):
     # 600 rows: each thread takes at least 64 (kMinRowsPerPart), so 200-row chunks split too.
     # Packed: dW_hh takes the gathered h_{t-1} rows; padded: the rows where they lie (h0, then y).
     monkeypatch.setenv("FUSEDRNN_SPLIT_GRADIENTS", forced)
     if chunk_rows:
         monkeypatch.setenv("FUSEDRNN_BACKWARD_CHUNK_ROWS", chunk_rows)
     torch.manual_seed(5)
-    ref, fused = make_pair(kind, 12, 24, num_layers=2, bidirectional=True)
-    x = torch.randn(30, 20, 12)
-    if packed:
-        x = pack_padded_sequence(x, torch.randint(1, 31, (20,)), enforce_sorted=False)
-    check_parity_scaled(ref, fused, x)
+    check_stack_parity(kind, 12, 24, T=30, B=20, packed=packed)
 
 
+@THREADS
 @SWITCH
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
-def test_parameter_gradients_without_dx(forced, bias, threads, monkeypatch):
+def test_parameter_gradients_without_dx(forced, bias, num_threads, monkeypatch):
     # a first layer over data: no dX; without biases the partial sums hold weights alone
     monkeypatch.setenv("FUSEDRNN_SPLIT_GRADIENTS", forced)
     torch.manual_seed(6)
     ref, fused = make_pair("lstm", 16, 32, bias=bias)
-    x = torch.randn(40, 20, 16)
-    for module in (ref, fused):
-        module.zero_grad()
-        module(x)[0].square().sum().backward()
-    for (name, a), b in zip(fused.named_parameters(), ref.parameters(), strict=True):
-        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-4, msg=name)
+    check_parameter_grads_scaled(ref, fused, torch.randn(40, 20, 16))
 
 
 @pytest.mark.parametrize("cls", [fusedrnn.LayerNormLSTM, fusedrnn.LayerNormGRU])
+@THREADS
 @pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
-def test_layer_norm_cells_split_or_not(cls, packed, threads, monkeypatch):
+def test_layer_norm_cells_split_or_not(cls, packed, num_threads, monkeypatch):
     # The LayerNorm cells' own sums (LN parameters, biases) are taken over all rows before the
     # products; split or not, every gradient must agree (test_layer_norm checks the unsplit path
     # against the step-by-step reference).

@@ -86,6 +86,28 @@ def check_parity_scaled(ref, fused, x):
                                    msg=lambda m, i=i: f"output/grad {i}: {m}")
 
 
+def check_stack_parity(kind, input_size, hidden_size, T, B, packed, **kwargs):
+    """A 2-layer bidirectional stack against torch.nn over [T, B, I], padded or packed with
+    random lengths (check_parity_scaled)."""
+    ref, fused = make_pair(kind, input_size, hidden_size, num_layers=2, bidirectional=True,
+                           **kwargs)
+    x = torch.randn(T, B, input_size)
+    if packed:
+        x = pack_padded_sequence(x, torch.randint(1, T + 1, (B,)), enforce_sorted=False)
+    check_parity_scaled(ref, fused, x)
+
+
+def check_parameter_grads_scaled(ref, fused, x):
+    """Parameter gradients only, the input needing none (a first layer over data: no dX), with
+    bounds relative to each gradient's largest value."""
+    for module in (ref, fused):
+        module.zero_grad()
+        module(x)[0].square().sum().backward()
+    for (name, a), b in zip(fused.named_parameters(), ref.parameters(), strict=True):
+        scale = max(b.grad.abs().max().item(), 1.0)
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=2e-5 * scale, msg=name)
+
+
 GRID = list(itertools.product(KINDS, [1, 2, 3], [False, True], [False, True], [True, False],
                               [False, True]))
 

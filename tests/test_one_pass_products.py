@@ -8,20 +8,20 @@ rows in place (h0, then y) and gathered (packed), projections, no bias, one thre
 
 import pytest
 import torch
-from torch.nn.utils.rnn import pack_padded_sequence
 
 from .test_layer_norm import _check_module_against_reference, _random_lengths
-from .test_modules import check_parity_scaled, make_pair
+from .test_modules import (
+    check_parameter_grads_scaled,
+    check_parity_scaled,
+    check_stack_parity,
+    make_pair,
+)
 
 SWITCH = pytest.mark.parametrize("one_pass", ["1", "0"], ids=["one-pass", "blas"])
 
 
-@pytest.fixture(params=[1, 2, 3], ids=["1-thread", "2-threads", "3-threads"])
-def threads(request):
-    saved = torch.get_num_threads()
-    torch.set_num_threads(request.param)
-    yield request.param
-    torch.set_num_threads(saved)
+THREADS = pytest.mark.parametrize("num_threads", [1, 2, 3], indirect=True,
+                                  ids=["1-thread", "2-threads", "3-threads"])
 
 
 # (kind, I, H, extra): G·H of 48 (a 32-row tile and a 16-row tail), 80, 32 and 256; I of 1
@@ -44,36 +44,28 @@ SHAPES = [
                          ids=[f"{k}-I{i}-H{h}{'-' + '-'.join(e) if e else ''}"
                               for k, i, h, e in SHAPES])
 @SWITCH
+@THREADS
 @pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
 @pytest.mark.parametrize("chunk_rows", [None, "150"], ids=["one-chunk", "chunks"])
-def test_parity_with_torch(kind, input_size, hidden, extra, one_pass, packed, chunk_rows, threads,
-                           monkeypatch):
+def test_parity_with_torch(kind, input_size, hidden, extra, one_pass, packed, chunk_rows,
+                           num_threads, monkeypatch):
     monkeypatch.setenv("FUSEDRNN_ONE_PASS_PRODUCTS", one_pass)
     if chunk_rows:
         monkeypatch.setenv("FUSEDRNN_BACKWARD_CHUNK_ROWS", chunk_rows)
     torch.manual_seed(11)
-    ref, fused = make_pair(kind, input_size, hidden, num_layers=2, bidirectional=True, **extra)
-    x = torch.randn(25, 24, input_size)
-    if packed:
-        x = pack_padded_sequence(x, torch.randint(1, 26, (24,)), enforce_sorted=False)
-    check_parity_scaled(ref, fused, x)
+    check_stack_parity(kind, input_size, hidden, T=25, B=24, packed=packed, **extra)
 
 
 @SWITCH
+@THREADS
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
-def test_long_chunk_without_dx(one_pass, bias, threads, monkeypatch):
+def test_long_chunk_without_dx(one_pass, bias, num_threads, monkeypatch):
     # 2,600 rows in one chunk: on one thread the kernel walks them in three row blocks, the
     # second and third added to the first; the input needs no gradient, so no dX
     monkeypatch.setenv("FUSEDRNN_ONE_PASS_PRODUCTS", one_pass)
     torch.manual_seed(12)
     ref, fused = make_pair("lstm", 24, 16, bias=bias)
-    x = torch.randn(130, 20, 24)
-    for module in (ref, fused):
-        module.zero_grad()
-        module(x)[0].square().sum().backward()
-    for (name, a), b in zip(fused.named_parameters(), ref.parameters(), strict=True):
-        scale = max(b.grad.abs().max().item(), 1.0)
-        torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=2e-5 * scale, msg=name)
+    check_parameter_grads_scaled(ref, fused, torch.randn(130, 20, 24))
 
 
 def test_both_paths_agree_with_each_other(monkeypatch):
@@ -94,9 +86,10 @@ def test_both_paths_agree_with_each_other(monkeypatch):
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 @SWITCH
+@THREADS
 @pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
 @pytest.mark.parametrize("chunk_rows", [None, "40"], ids=["default-chunks", "small-chunks"])
-def test_layer_norm_cells_against_reference(kind, one_pass, packed, chunk_rows, threads,
+def test_layer_norm_cells_against_reference(kind, one_pass, packed, chunk_rows, num_threads,
                                             monkeypatch):
     # H 16: G·H of 64 and 48 (the x side's pre-LN gradient has its own G·H columns); the
     # biases and LN parameters come from the cell's own row sums, the weights from the kernel
