@@ -317,3 +317,18 @@ def test_gemm_blocks_across_sequences(B, T, stride, batch_first, activation, bia
     padding = 1 if stride > 1 else "same"
     check(padding, stride, 1, 3, activation, bias, batch_first, c_in=16, c_out=c_out, T=T, B=B,
           scaled=True)
+
+
+@pytest.mark.parametrize("c_in", [5, 17], ids=["direct", "gemm"])  # K·C_in 15 and 51
+@pytest.mark.parametrize("batch_first", [True, False], ids=["batch-first", "time-major"])
+def test_empty_batch(c_in, batch_first):
+    # no rows at all: an empty output and zero weight and bias gradients, as nn.Conv1d gives
+    # (the GEMM path's forward once divided by its zero blocks and killed the process)
+    conv = fusedrnn.Conv1d(c_in, 32, 3, batch_first=batch_first, activation="relu")
+    x = torch.randn((0, 10, c_in) if batch_first else (10, 0, c_in), requires_grad=True)
+    y = conv(x)
+    assert y.shape == ((0, 8, 32) if batch_first else (8, 0, 32))  # no padding: 10 - 3 + 1 steps
+    y.sum().backward()
+    assert x.grad.shape == x.shape
+    assert torch.equal(conv.weight.grad, torch.zeros_like(conv.weight))
+    assert torch.equal(conv.bias.grad, torch.zeros_like(conv.bias))

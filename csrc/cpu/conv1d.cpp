@@ -50,7 +50,7 @@ inline int64_t window_width(int64_t KC) {
 }
 // Weight gradients are summed over this many fixed groups of sequences, then over the groups in
 // order: deterministic whatever the thread count, with bounded scratch memory.
-constexpr int64_t kWeightGradGroups = 16, kMinGroupRows = 256;
+constexpr int64_t kWeightGradGroups = 16, kMinGroupRows = 256, kMinGroups = 4;
 constexpr int64_t kOnePassMaxOutChannels = 128;
 
 // Runs f(b0, b1) over the batch: in parallel over sequences when there are enough to share out
@@ -501,6 +501,7 @@ std::tuple<Tensor, Tensor> conv1d(const Tensor& x_in, const Tensor& weight,
     }
     // y's rows in memory order, in equal blocks of at most kGemmBlockSteps, as many per thread
     const int64_t N = g.batch * g.out_steps, Co = g.out_channels;
+    if (N == 0) return;  // an empty batch or no output steps: y is empty
     const int64_t threads = at::get_num_threads();
     int64_t blocks = (N + kGemmBlockSteps - 1) / kGemmBlockSteps;
     if (blocks > 1 && threads > 1) blocks = (blocks + threads - 1) / threads * threads;
@@ -549,11 +550,15 @@ std::tuple<Tensor, Tensor, Tensor> conv1d_backward(
   w = direct ? at::constant_pad_nd(w, {0, ld - KC}).contiguous() : w.contiguous();
   const Tensor y = y_in.contiguous(), pre = pre_in.contiguous();
   Tensor dx = x_grad ? at::zeros(x.sizes(), x.options()) : at::empty({0}, x.options());
-  // weight and bias gradients per fixed group of sequences, summed over the groups in order; the
-  // GEMM path's groups hold at least kMinGroupRows rows, so that short sequences still make
-  // products of a few hundred rows (a block spans the group's sequences)
+  // Weight and bias gradients per fixed group of sequences, summed over the groups in order. On
+  // the GEMM path there are no more groups than one per kMinGroupRows rows (a block spans its
+  // group's sequences, so short sequences still make products of a few hundred rows), but at
+  // least kMinGroups where the batch allows, for the threads to share; all of it fixed by the
+  // shapes, so that results do not depend on the thread count.
   int64_t groups = std::min(kWeightGradGroups, std::max<int64_t>(g.batch, 1));
-  if (!direct) groups = std::max<int64_t>(1, std::min(groups, g.batch * g.out_steps / kMinGroupRows));
+  if (!direct) {
+    groups = std::min(groups, std::max(kMinGroups, g.batch * g.out_steps / kMinGroupRows));
+  }
   Tensor dw_groups = at::zeros({groups, Co, ld}, x.options());
   Tensor db_groups = at::zeros({has_bias ? groups : 0, Co}, x.options());
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "fusedrnn_conv1d_backward", [&] {
@@ -575,7 +580,8 @@ std::tuple<Tensor, Tensor, Tensor> conv1d_backward(
     // sum per block. Training steps in one process, alternating, against the BLAS: C_in 64, T
     // 1000, stride 1: C_out 32, K 4-5 1.14x and 1.15x (1.06x with dx), C_out 128, K 4 1.05x
     // (K 5 with dx 1.02x); C_in 5, K 8 1.14x; at C 256 1.01x and C 512 0.97x (B 128, T 25).
-    // FUSEDRNN_ONE_PASS_PRODUCTS=0 or 1 turns it off, or on at any C_out; read per call.
+    // FUSEDRNN_ONE_PASS_PRODUCTS=0 or 1 turns it off, or on at any C_out that is a multiple of
+    // 16; read per call.
     const int forced = forced_choice("FUSEDRNN_ONE_PASS_PRODUCTS");
     const bool one_pass =
         std::is_same_v<T, float> && !direct && weight_gradient_products_apply(Co) &&

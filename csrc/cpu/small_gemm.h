@@ -47,9 +47,11 @@ inline void multiply_add_step(const float* a, int64_t lda, const float* bt_row, 
   Vec16 w[NV];
   for (int q = 0; q < NV; ++q) {
     w[q] = load_lanes(bt_row + 16 * q);
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__AVX512F__) && (defined(__GNUC__) || defined(__clang__))
     // Keeps the vector in a register. Left alone, GCC folds the load into each row's FMA and
-    // loads it R times: load-bound at half the FMA rate (50 against 94 GFLOP/s measured).
+    // loads it R times: load-bound at half the FMA rate (50 against 94 GFLOP/s measured). Only
+    // with AVX-512: without it no register holds 16 floats, and the constraint did not compile
+    // (a build with FUSEDRNN_NATIVE=0).
     asm("" : "+v"(w[q]));
 #endif
   }

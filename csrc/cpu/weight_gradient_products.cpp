@@ -35,7 +35,7 @@ template <int NV, int R, bool kBias>
     Vec16 av[NV];
     for (int q = 0; q < NV; ++q) {
       av[q] = load_lanes(a + r * lda + 16 * q);
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__AVX512F__) && (defined(__GNUC__) || defined(__clang__))
       asm("" : "+v"(av[q]));  // kept in a register, not reloaded by each FMA (small_gemm.h)
 #endif
       if constexpr (kBias) sum[q] += av[q];
@@ -88,7 +88,7 @@ void term_rows(const GradientTerm& t, const float* a, int64_t lda, int64_t r0, i
     if (t.bias) row_sums(rows, i1 - i0, a_rows + i0, lda, t.bias + i0, beta);
     return;
   }
-  // the columns in equal tiles of at most kMaxTileCols: 32 as 11 + 11 + 10, not 12 + 12 + 8
+  // the columns in equal tiles of at most kMaxTileCols: 32 as 10 + 11 + 11, not 12 + 12 + 8
   const int64_t count = (n + kMaxTileCols - 1) / kMaxTileCols;
   for (int64_t i = i0; i < i1;) {
     const int nv = i1 - i >= 32 ? 2 : 1;
