@@ -572,9 +572,6 @@ std::tuple<Tensor, Tensor, Tensor> conv1d_backward(
     T* dxp = x_grad ? dx.data_ptr<T>() : nullptr;
     T* dwp = dw_groups.data_ptr<T>();
     T* dbp = has_bias ? db_groups.data_ptr<T>() : nullptr;
-    // group q owns sequences [q·B/groups, (q+1)·B/groups). Each block of output steps is taken
-    // from dy to the input gradient while it is in cache: activation backward and bias sum,
-    // then the weight and window gradients, then the scatter into dx.
     // The weight and bias gradients from weight_gradient_products (GEMM path, float, C_out a
     // multiple of 16 and at most kOnePassMaxOutChannels) instead of a BLAS product and a column
     // sum per block. Training steps in one process, alternating, against the BLAS: C_in 64, T
@@ -586,6 +583,10 @@ std::tuple<Tensor, Tensor, Tensor> conv1d_backward(
     const bool one_pass =
         std::is_same_v<T, float> && !direct && weight_gradient_products_apply(Co) &&
         (forced >= 0 ? forced == 1 : Co <= kOnePassMaxOutChannels);
+    // Group q owns sequences [q·B/groups, (q+1)·B/groups). Each block of output rows (spanning
+    // the group's sequences) is taken from dy to the input gradient while it is in cache:
+    // activation backward and bias sum, then the weight and window gradients, then the scatter
+    // into dx.
     auto run_groups = [&](int64_t q0, int64_t q1) {
       // zero-initialised: the padding columns of the windows stay zero
       const int64_t block = block_steps(direct);

@@ -722,29 +722,39 @@ void chunk_gradients(const Schedule& s, const LayerWeights<T>& w, bool reverse,
       }
     }
   };
+  // Rows [a, b) of dX from the x side's gradient columns: from plain_cols where `plain`
+  // (copy_x_side_plain has put these rows there), else block by block
+  const auto dx_rows = [&](int64_t a, int64_t b, bool plain) {
+    if (!out.dx) return;
+    const int64_t n = b - a;
+    if (plain) {
+      gemm<T>(false, false, n, I, GH, T(1), plain_cols.data(), GH, w.w_ih, I, T(0),
+              out.dx + a * I, I);
+      return;
+    }
+    const T* g = dg + (a - r0) * GC;
+    bool first_block = true;
+    for (const GradBlock& blk : blocks) {
+      gemm<T>(false, false, n, I, blk.width, T(1), g + blk.grad_col, GC,
+              w.w_ih + blk.weight_row * I, I, first_block ? T(0) : T(1), out.dx + a * I, I);
+      first_block = false;
+    }
+  };
   // Rows [a, b) of the chunk into t: dX rows, and dW_ih's and the biases' terms (added to t's
   // sums where t.beta is 1)
   const auto x_side = [&](int64_t a, int64_t b, const GradientSums<T>& t) {
     const int64_t n = b - a;
     const T* g = dg + (a - r0) * GC;
-    if (x_side_copied_plain(n)) {
-      copy_x_side_plain(g, n);
-      if (out.dx) {
-        gemm<T>(false, false, n, I, GH, T(1), plain_cols.data(), GH, w.w_ih, I, T(0),
-                out.dx + a * I, I);
-      }
+    const bool plain = x_side_copied_plain(n);
+    if (plain) copy_x_side_plain(g, n);
+    dx_rows(a, b, plain);
+    if (plain) {
       gemm<T>(true, false, GH, I, n, T(1), plain_cols.data(), GH, in.x + a * I, I, t.beta,
               t.dw_ih, I);
     } else {
-      bool first_block = true;
       for (const GradBlock& blk : blocks) {
-        if (out.dx) {
-          gemm<T>(false, false, n, I, blk.width, T(1), g + blk.grad_col, GC,
-                  w.w_ih + blk.weight_row * I, I, first_block ? T(0) : T(1), out.dx + a * I, I);
-        }
         gemm<T>(true, false, blk.width, I, n, T(1), g + blk.grad_col, GC, in.x + a * I, I,
                 t.beta, t.dw_ih + blk.weight_row * I, I);
-        first_block = false;
       }
     }
     if constexpr (!Cell::kLayerNorm) {
@@ -828,27 +838,10 @@ void chunk_gradients(const Schedule& s, const LayerWeights<T>& w, bool reverse,
       }
     }
   };
-  const int64_t units = (blocks_width(blocks) + GH) / 16;
-  // rows [a, b) of dX, for one_pass (which takes the rest of x_side)
-  const auto dx_rows = [&](int64_t a, int64_t b) {
-    if (!out.dx) return;
-    const int64_t n = b - a;
-    const T* g = dg + (a - r0) * GC;
-    if (x_side_copied_plain(n)) {
-      copy_x_side_plain(g, n);
-      gemm<T>(false, false, n, I, GH, T(1), plain_cols.data(), GH, w.w_ih, I, T(0),
-              out.dx + a * I, I);
-      return;
-    }
-    bool first_block = true;
-    for (const GradBlock& blk : blocks) {
-      gemm<T>(false, false, n, I, blk.width, T(1), g + blk.grad_col, GC,
-              w.w_ih + blk.weight_row * I, I, first_block ? T(0) : T(1), out.dx + a * I, I);
-      first_block = false;
-    }
-  };
   if (one_pass) {
-    dx_rows(r0, r1);
+    const bool plain = out.dx && x_side_copied_plain(rows);
+    if (plain) copy_x_side_plain(dg, rows);
+    dx_rows(r0, r1, plain);
     // the threads take blocks of the weight gradients' rows, of about equal work: an x-side row
     // takes I columns, an h-side row P (split by rows alone, LayerNormLSTM training at
     // (32, 100, 64, 128) left the h side's wider half to one thread: 0.97x the BLAS's time).
@@ -856,7 +849,7 @@ void chunk_gradients(const Schedule& s, const LayerWeights<T>& w, bool reverse,
     // process, alternating: 1.01-1.06x at (16, 200, 32, 64), 1.03-1.05x at (32, 100, 64, 128)
     // (1.02x and 1.07x with dX); Elman 0.99x and 1.02x; GRU 0.99x and 1.02x, LayerNormLSTM
     // 1.01x and 1.05x.
-    const int64_t x_units = blocks_width(blocks) / 16;
+    const int64_t x_units = blocks_width(blocks) / 16, units = x_units + GH / 16;
     const int64_t parts = std::min<int64_t>(at::get_num_threads(), units);
     const auto unit_at = [&](int64_t p) {
       const int64_t x_work = x_units * (I + 1), h_work = (units - x_units) * (P + 1);

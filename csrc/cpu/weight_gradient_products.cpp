@@ -18,8 +18,9 @@ using Vec16 = Lanes<float>;
 constexpr int kMaxTileCols = 12;
 
 // Rows blocked so that one block's tile strips of A and B stay in the L2 cache while the tiles
-// walk them: at m 512, n 64 + 128 blocks of 800 or 1,600 rows ran 104-105 GFLOP/s, of 200 rows
-// 100, of 100 rows 96 (each block stores and reloads every tile's sums).
+// walk them: in a stand-alone prototype at m 512, n 64 + 128, blocks of 800 or 1,600 rows ran
+// 104-105 GFLOP/s, of 200 rows 100, of 100 rows 96 (each block stores and reloads every tile's
+// sums).
 constexpr int64_t kRowBlock = 1024;
 
 // The outputs' rows [i0, i0 + 16·NV) × B's columns [j0, j0 + R) over k rows: accumulators hold
