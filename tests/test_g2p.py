@@ -3,6 +3,7 @@
 import argparse
 import gzip
 import json
+import time
 
 import pytest
 import torch
@@ -225,3 +226,20 @@ def test_cosine_schedule_by_steps():
     assert capped.progress() == pytest.approx(0.5) and not capped.out_of_time()
     half_time = g2p.CosineSchedule(opt, 1.0, 0.0, budget_s=10.0, total_steps=100, elapsed_s=5.0)
     assert half_time.progress() == pytest.approx(0.5, abs=0.01)
+
+
+def test_budget_clock_starts_with_the_first_epoch():
+    # setup before training (data, model, checkpoint checks) must not spend the budget: on a busy
+    # machine a short budget was spent before the first epoch and nothing was trained
+    param = torch.nn.Parameter(torch.zeros(1))
+    schedule = g2p.CosineSchedule(torch.optim.SGD([param], lr=1.0), 1.0, 0.0, budget_s=0.005,
+                                  total_steps=10, elapsed_s=0.001)
+    time.sleep(0.02)
+    assert not schedule.out_of_time() and schedule.elapsed() == pytest.approx(0.001)
+    epochs = g2p.budgeted([0, 1, 2], schedule)
+    run = epochs()  # starts the clock
+    assert next(run) == 0  # an epoch that starts runs at least one step
+    time.sleep(0.02)
+    assert schedule.out_of_time() and list(run) == []  # then ends early
+    with pytest.raises(g2p.OutOfTime):
+        epochs()

@@ -317,17 +317,24 @@ class CosineSchedule:
     Progress is the share of total_steps optimizer steps taken or, with a wall-clock budget
     (budget_s > 0), whichever share is larger of those steps and of the budget spent: the decay
     completes by whichever limit ends training first, however fast the machine is today.
-    elapsed_s and steps carry progress over from a resumed run.
+    elapsed_s and steps carry progress over from a resumed run. The clock runs from start(), at
+    the first epoch, like the epochs' own seconds that a resumed run carries over: the setup
+    before it (data, model, checkpoint checks) does not spend the budget.
     """
 
     def __init__(self, optimizer, lr: float, min_lr: float, *, budget_s: float, total_steps: int,
                  elapsed_s: float = 0.0, steps: int = 0):
         self.optimizer, self.lr, self.min_lr = optimizer, lr, min_lr
         self.budget_s, self.total_steps, self.steps = budget_s, max(total_steps, 1), steps
-        self.clock_start = time.perf_counter() - elapsed_s
+        self.carried_s, self.clock_start = elapsed_s, None
+
+    def start(self) -> None:
+        if self.clock_start is None:
+            self.clock_start = time.perf_counter()
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self.clock_start
+        running = 0.0 if self.clock_start is None else time.perf_counter() - self.clock_start
+        return self.carried_s + running
 
     def progress(self) -> float:
         done = self.steps / self.total_steps
@@ -354,6 +361,7 @@ def budgeted(batches, schedule: CosineSchedule):
     """
 
     def epoch():
+        schedule.start()
         if schedule.out_of_time():
             raise OutOfTime
 
