@@ -150,3 +150,48 @@ def test_forward_mode_ad_is_a_clear_error(module, grad):
         dual = fwAD.make_dual(x, torch.randn_like(x))
         with pytest.raises(RuntimeError, match="forward-mode AD .* is not supported"):
             m(dual)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("unbatched", [True, False], ids=["unbatched", "batched"])
+def test_hx_of_the_wrong_rank_gives_torch_nn_message(kind, unbatched):
+    ref, fused = _both(kind)
+    x = torch.randn(4, 5) if unbatched else torch.randn(4, 3, 5)
+    h = torch.randn(1, 3, 6) if unbatched else torch.randn(3, 6)
+    hx = (h, h) if kind == "lstm" else h
+    with pytest.raises(RuntimeError) as want:
+        ref(x, hx)
+    with pytest.raises(RuntimeError) as got:
+        fused(x, hx)
+    assert str(got.value) == str(want.value)
+
+
+_STATE = torch.zeros(1, 3, 6)
+
+
+@pytest.mark.parametrize("hx", [(_STATE,) * 3, _STATE, [_STATE, None]], ids=["three", "tensor", "with-None"])
+def test_lstm_hx_must_be_a_pair_of_tensors(hx):
+    # torch.nn raises RuntimeError for three states, and IndexError or AttributeError deep inside
+    # for the others; fusedrnn says what it expects, with torch.nn's exception type for the first
+    _, fused = _both("lstm")
+    with pytest.raises(RuntimeError, match=r"LSTM: hx must be None or a pair \(h_0, c_0\) of tensors"):
+        fused(torch.randn(4, 3, 5), hx)
+
+
+def test_from_torch_checks_the_kind_of_module():
+    with pytest.raises(TypeError, match="GRU.from_torch expects a torch.nn.GRU, got torch.nn.modules"):
+        fusedrnn.GRU.from_torch(nn.LSTM(5, 6))
+    with pytest.raises(TypeError, match="LSTMCell.from_torch expects a torch.nn.LSTMCell"):
+        fusedrnn.LSTMCell.from_torch(nn.GRUCell(5, 6))
+    with pytest.raises(TypeError, match="LayerNormLSTM has no torch.nn equivalent"):
+        fusedrnn.LayerNormLSTM.from_torch(nn.LSTM(5, 6))
+
+
+@pytest.mark.parametrize("module", [fusedrnn.LSTM(5, 6), fusedrnn.GRUCell(5, 6), fusedrnn.LayerNormGRU(5, 6)],
+                         ids=["LSTM", "GRUCell", "LayerNormGRU"])
+def test_torchscript_is_refused_with_the_reason(module):
+    model = nn.Sequential(nn.Linear(5, 5), module)  # also inside a model
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch's own, for jit.script
+        with pytest.raises(RuntimeError, match="does not support torch.jit.script"):
+            torch.jit.script(model)

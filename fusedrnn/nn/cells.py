@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import ops
-from ._fallback import fused_supported, warn_fallback
+from ._fallback import autocast_dtype, cast_all, fused_supported, refuse_torchscript, warn_fallback
 from ._params import module_tensor
 
 _CELL_OP = {nn.LSTMCell: "lstm_cell", nn.GRUCell: "gru_cell", nn.RNNCell: "rnn_cell"}
@@ -18,6 +18,10 @@ class _FusedCell:
     @classmethod
     def from_torch(cls, cell: nn.RNNCellBase):
         """A fused copy of a torch.nn cell of the same kind, with its weights."""
+        expected = cls._torch_base()
+        if not isinstance(cell, expected):
+            raise TypeError(f"fusedrnn.{cls.__name__}.from_torch expects a torch.nn.{expected.__name__}, "
+                            f"got {type(cell).__module__}.{type(cell).__name__}")
         w = cell.weight_ih
         kwargs = {"nonlinearity": cell.nonlinearity} if isinstance(cell, nn.RNNCell) else {}
         fused = cls(cell.input_size, cell.hidden_size, bias=cell.bias, device=w.device,
@@ -35,12 +39,15 @@ class _FusedCell:
         cell.load_state_dict(self.state_dict())
         return cell
 
+    __prepare_scriptable__ = refuse_torchscript
+
     @classmethod
     def _torch_base(cls):
         return next(c for c in cls.__mro__ if c in _CELL_OP)
 
-    def _weights(self) -> list[Tensor | None]:
-        return [module_tensor(self, n) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+    def _weights(self, dtype: torch.dtype | None = None) -> list[Tensor | None]:
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+        return cast_all([module_tensor(self, n) for n in names], dtype)
 
     def _prepare(self, input: Tensor, states: list[Tensor | None]):
         """Validates like torch.nn; returns (batched input, batched states, unbatched?)."""
@@ -82,6 +89,11 @@ class LSTMCell(_FusedCell, nn.LSTMCell):
     """Drop-in torch.nn.LSTMCell running one fused step."""
 
     def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None):
+        run_in = autocast_dtype(input)  # under torch.autocast: see _fallback.autocast_dtype
+        if run_in is not None:
+            input = input.to(run_in)
+            if isinstance(hx, (tuple, list)):
+                hx = type(hx)(s.to(run_in) if isinstance(s, Tensor) else s for s in hx)
         if not fused_supported("lstm_cell", input):
             warn_fallback("LSTMCell", input)
             return super().forward(input, hx)
@@ -95,7 +107,7 @@ class LSTMCell(_FusedCell, nn.LSTMCell):
                 got += f" of {', '.join(type(s).__name__ for s in hx) or 'nothing'}"
             raise TypeError(f"LSTMCell: hx must be None or a pair (h_0, c_0) of tensors, got {got}")
         x, (h, c), unbatched = self._prepare(input, states)
-        h, c = ops.lstm_cell(x, h, c, *self._weights())
+        h, c = ops.lstm_cell(x, h, c, *self._weights(run_in))
         return (h.squeeze(0), c.squeeze(0)) if unbatched else (h, c)
 
 
@@ -103,11 +115,14 @@ class GRUCell(_FusedCell, nn.GRUCell):
     """Drop-in torch.nn.GRUCell running one fused step."""
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        run_in = autocast_dtype(input)
+        if run_in is not None:
+            input, hx = cast_all([input, hx], run_in)
         if not fused_supported("gru_cell", input):
             warn_fallback("GRUCell", input)
             return super().forward(input, hx)
         x, (h,), unbatched = self._prepare(input, [hx])
-        h = ops.gru_cell(x, h, *self._weights())
+        h = ops.gru_cell(x, h, *self._weights(run_in))
         return h.squeeze(0) if unbatched else h
 
 
@@ -115,9 +130,12 @@ class RNNCell(_FusedCell, nn.RNNCell):
     """Drop-in torch.nn.RNNCell (tanh or relu) running one fused step."""
 
     def forward(self, input: Tensor, hx: Tensor | None = None) -> Tensor:
+        run_in = autocast_dtype(input)
+        if run_in is not None:
+            input, hx = cast_all([input, hx], run_in)
         if not fused_supported("rnn_cell", input):
             warn_fallback("RNNCell", input)
             return super().forward(input, hx)
         x, (h,), unbatched = self._prepare(input, [hx])
-        h = ops.rnn_cell(x, h, *self._weights(), relu=self.nonlinearity == "relu")
+        h = ops.rnn_cell(x, h, *self._weights(run_in), relu=self.nonlinearity == "relu")
         return h.squeeze(0) if unbatched else h

@@ -64,7 +64,7 @@ class _LayerNormStack(_FusedStack):
 
     def _run_layer(self, x, h0, c0, weights, batch_sizes, reverse, layer, direction, masks):
         w_ih, w_hh, b_ih, b_hh, _ = weights
-        ln, m = self._packed_ln(layer, direction), masks
+        ln, m = self._packed_ln(layer, direction).to(w_ih.dtype), masks  # w_ih: autocast's dtype
         if self.mode == "LSTM":
             return ln_ops.ln_lstm_layer(x, h0, c0, w_ih, w_hh, b_ih, b_hh, ln, batch_sizes, reverse,
                                         self.eps, m.rec_mask, m.zoneout_h, m.zoneout_c)

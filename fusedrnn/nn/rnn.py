@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from .. import ops
-from ._fallback import fused_supported, warn_fallback
+from ._fallback import autocast_dtype, cast_all, fused_supported, refuse_torchscript, warn_fallback
 from ._params import module_tensor
 from .regularizers import (
     LayerMasks,
@@ -48,9 +48,19 @@ class _FusedStack:
     def extra_repr(self) -> str:
         return super().extra_repr() + self.regularization.extra_repr()
 
+    __prepare_scriptable__ = refuse_torchscript
+
     @classmethod
     def from_torch(cls, module: nn.RNNBase):
         """A fused copy of a torch.nn module of the same kind, with its weights."""
+        pairs = {LSTM: nn.LSTM, GRU: nn.GRU, RNN: nn.RNN}
+        fused_kind = next((c for c in cls.__mro__ if c in pairs), None)
+        if fused_kind is None:
+            raise TypeError(f"fusedrnn.{cls.__name__} has no torch.nn equivalent to copy from")
+        expected = pairs[fused_kind]
+        if not isinstance(module, expected):
+            raise TypeError(f"fusedrnn.{cls.__name__}.from_torch expects a torch.nn.{expected.__name__}, "
+                            f"got {type(module).__module__}.{type(module).__name__}")
         fused = cls.__new__(cls)
         kwargs = {}
         if module.mode.startswith("RNN_"):
@@ -129,8 +139,9 @@ class _FusedStack:
                           self.generator)
 
     def _stack(self, x: Tensor, h0: Tensor, c0: Tensor | None, batch_sizes: Tensor | None,
-               masks: dict | None = None):
-        """All layers and directions on time-major (or packed) x. Returns (y, h_n, c_n)."""
+               masks: dict | None = None, run_in: torch.dtype | None = None):
+        """All layers and directions on time-major (or packed) x, the weights in `run_in` under
+        autocast. Returns (y, h_n, c_n)."""
         directions = 2 if self.bidirectional else 1
         if masks is not None:
             check_mask_keys(masks, self.num_layers, directions)
@@ -139,7 +150,7 @@ class _FusedStack:
             outputs = []
             for direction in range(directions):
                 idx = layer * directions + direction
-                weights = self._layer_weights(layer, direction)
+                weights = cast_all(self._layer_weights(layer, direction), run_in)
                 m = self._layer_masks(masks, layer, direction, x, h0.shape[1], weights[1])
                 if m.dropconnect is not None:  # one W_hh mask for every step of this call
                     weights[1] = weights[1] * m.dropconnect
@@ -160,6 +171,14 @@ class _FusedStack:
         """torch.nn's forward; `masks` ({(layer, direction): LayerMasks}) replaces the regularisers'
         random masks, for tests that compare against a reference element for element."""
         data = input.data if isinstance(input, PackedSequence) else input
+        run_in = autocast_dtype(data)  # under torch.autocast: see _fallback.autocast_dtype
+        if run_in is not None:
+            data = data.to(run_in)
+            input = input._replace(data=data) if isinstance(input, PackedSequence) else data
+            if isinstance(hx, (tuple, list)):
+                hx = type(hx)(cast_all(hx, run_in))
+            else:
+                (hx,) = cast_all([hx], run_in)
         if not fused_supported(self._layer_op_name(), data):
             return self._unfused_forward(input, hx, data)
         is_lstm = self.mode == "LSTM"
@@ -186,16 +205,10 @@ class _FusedStack:
             h0 = torch.zeros(*shape, real_hidden, dtype=x.dtype, device=x.device)
             c0 = torch.zeros(*shape, self.hidden_size, dtype=x.dtype, device=x.device)
             hx = (h0, c0) if is_lstm else h0
-        elif batch_sizes is None:
-            states = hx if is_lstm else (hx,)
-            want = 2 if unbatched else 3
-            if any(s.dim() != want for s in states):
-                dims = ", ".join(f"{s.dim()}-D" for s in states)
-                kind = "2-D input" if unbatched else "batched 3-D input"
-                what = "hx and cx" if is_lstm else "hx"
-                raise RuntimeError(f"For {kind}, {what} should also be {want}-D but got ({dims}) tensors")
-            if unbatched:
-                hx = tuple(s.unsqueeze(1) for s in hx) if is_lstm else hx.unsqueeze(1)
+        else:
+            _check_state_kind(name, hx, is_lstm)
+            if batch_sizes is None:
+                hx = _batched_state(hx, is_lstm, unbatched)
         self.check_forward_args(x, hx, batch_sizes)
         hx = self.permute_hidden(hx, sorted_indices)
 
@@ -204,7 +217,7 @@ class _FusedStack:
         if x.size(0) == 0:
             raise RuntimeError("Expected sequence length to be larger than 0 in RNN")
         h0, c0 = hx if is_lstm else (hx, None)
-        y, h_n, c_n = self._stack(x, h0, c0, batch_sizes, masks)
+        y, h_n, c_n = self._stack(x, h0, c0, batch_sizes, masks, run_in)
         if self.batch_first and batch_sizes is None:
             y = y.transpose(0, 1)
 
@@ -216,6 +229,34 @@ class _FusedStack:
             y = y.squeeze(batch_dim)
             hidden = (h_n.squeeze(1), c_n.squeeze(1)) if is_lstm else h_n.squeeze(1)
         return y, hidden
+
+
+def _check_state_kind(name: str, hx, is_lstm: bool) -> None:
+    """hx is a pair (h_0, c_0) of tensors for an LSTM, a tensor otherwise."""
+    if is_lstm:
+        if isinstance(hx, (tuple, list)) and len(hx) == 2 and all(isinstance(s, Tensor) for s in hx):
+            return
+        got = type(hx).__name__
+        if isinstance(hx, (tuple, list)):
+            got += f" of {len(hx)}: {', '.join(type(s).__name__ for s in hx) or 'nothing'}"
+        raise RuntimeError(f"{name}: hx must be None or a pair (h_0, c_0) of tensors, got {got}")
+    if not isinstance(hx, Tensor):
+        raise RuntimeError(f"{name}: hx must be None or a tensor, got {type(hx).__name__}")
+
+
+def _batched_state(hx, is_lstm: bool, unbatched: bool):
+    """hx as the batched 3-D states, checked against the input's rank in torch.nn's words."""
+    states = hx if is_lstm else (hx,)
+    want = 2 if unbatched else 3
+    if any(s.dim() != want for s in states):
+        kind = "unbatched 2-D input" if unbatched else "batched 3-D input"
+        if is_lstm:
+            dims = ", ".join(f"{s.dim()}-D" for s in states)
+            raise RuntimeError(f"For {kind}, hx and cx should also be {want}-D but got ({dims}) tensors")
+        raise RuntimeError(f"For {kind}, hx should also be {want}-D but got {hx.dim()}-D tensor")
+    if not unbatched:
+        return hx
+    return tuple(s.unsqueeze(1) for s in hx) if is_lstm else hx.unsqueeze(1)
 
 
 def _stacked(states: list[Tensor]) -> Tensor:
