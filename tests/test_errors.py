@@ -195,3 +195,13 @@ def test_torchscript_is_refused_with_the_reason(module):
         warnings.simplefilter("ignore", DeprecationWarning)  # torch's own, for jit.script
         with pytest.raises(RuntimeError, match="does not support torch.jit.script"):
             torch.jit.script(model)
+
+
+def test_a_layer_bias_set_to_none_is_refused_as_in_torch_nn():
+    ref, fused = _both("lstm", bias=True)
+    for m in (ref, fused):
+        m.bias_ih_l0 = None
+    with pytest.raises(TypeError):
+        ref(torch.randn(4, 3, 5))
+    with pytest.raises(TypeError, match="LSTM: bias_ih_l0 is None, but the module was built with it"):
+        fused(torch.randn(4, 3, 5))

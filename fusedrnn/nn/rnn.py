@@ -110,8 +110,14 @@ class _FusedStack:
 
     def _layer_weights(self, layer: int, direction: int) -> list[Tensor | None]:
         sfx = f"_l{layer}" + ("_reverse" if direction else "")
-        return [module_tensor(self, name + sfx)
-                for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")]
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+        weights = [module_tensor(self, name + sfx) for name in names]
+        wanted = (True, True, self.bias, self.bias, self.proj_size > 0)
+        for name, w, want in zip(names, weights, wanted, strict=True):
+            if want and w is None:  # set to None after construction: torch.nn refuses it too
+                raise TypeError(f"fusedrnn.{type(self).__name__}: {name}{sfx} is None, but the "
+                                f"module was built with it")
+        return weights
 
     def _run_layer(self, x, h0, c0, weights, batch_sizes, reverse, layer, direction, masks):
         w_ih, w_hh, b_ih, b_hh, w_hr = weights
