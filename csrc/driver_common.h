@@ -84,6 +84,7 @@ struct ForwardStep {
   bool projected;
   const T* ln = nullptr;  // LayerNorm cells only
   T eps = T(0);
+  bool rebuilds_n = false;  // GRU: the row keeps r, z, b_n (see GruCell::workspace_cols)
 };
 
 template <typename Cell, typename T>
@@ -99,8 +100,13 @@ FUSEDRNN_HOST_DEVICE ForwardRow<T> forward_row(const ForwardStep<T>& s, int64_t 
   r.h_out = s.projected ? r.ws + raw_hidden_col<Cell>(H) : s.y + (s.offset + b) * s.proj_size;
   r.ln = s.ln;
   r.eps = s.eps;
-  if constexpr (HasRecurrentN<Cell>::value) {  // a row that ends before b_n does not save it
-    r.n_hh = s.ws_cols > Cell::recurrent_n_col(H) ? r.ws + Cell::recurrent_n_col(H) : nullptr;
+  if constexpr (HasRecurrentN<Cell>::value) {
+    if (s.rebuilds_n) {  // b_n in the n column; n's pre-activation waits in h_t's place
+      r.n_hh = r.ws + Cell::rebuilt_n_col(H);
+      r.n_pre = r.h_out;
+    } else {  // a row that ends before b_n does not save it
+      r.n_hh = s.ws_cols > Cell::recurrent_n_col(H) ? r.ws + Cell::recurrent_n_col(H) : nullptr;
+    }
   }
   return r;
 }
@@ -125,6 +131,7 @@ struct BackwardStep {
   int64_t dy_ld = -1;           // dy's row stride when not projected; -1: P (contiguous)
   const T* n_hh = nullptr;      // GRU: recomputed b_n, [rows held, H] (null: in the workspace)
   int64_t n_hh_row0 = 0;        // the packed row that n_hh's first row belongs to
+  bool rebuilds_n = false;      // GRU: the row keeps r, z, b_n and backward rebuilds n from y
 };
 
 template <typename Cell, typename T>
@@ -145,7 +152,12 @@ FUSEDRNN_HOST_DEVICE BackwardRow<T> backward_row(const BackwardStep<T>& s, int64
   r.dg = s.dg + (s.offset - s.dg_row0 + b) * s.grad_cols;
   r.ln = s.ln;
   if constexpr (HasRecurrentN<Cell>::value) {
-    r.n_hh = s.n_hh ? s.n_hh + (s.offset - s.n_hh_row0 + b) * H : r.ws + Cell::recurrent_n_col(H);
+    if (s.rebuilds_n) {
+      r.n_hh = r.ws + Cell::rebuilt_n_col(H);
+      r.h_out = s.y + (s.offset + b) * P;
+    } else {
+      r.n_hh = s.n_hh ? s.n_hh + (s.offset - s.n_hh_row0 + b) * H : r.ws + Cell::recurrent_n_col(H);
+    }
   }
   return r;
 }

@@ -6,7 +6,7 @@
 //     static at::ScalarType workspace_dtype(at::ScalarType input);
 //     static constexpr bool kLeanInference;  // see lean_inference below
 //     static constexpr bool kStridedGradRows;  // see gradient_rows below
-//     static bool recomputes_recurrent_n(const LayerShape&, const MaskArgs&);  // see workspace_cols
+//     static bool narrow_gru_rows(const LayerShape&, const MaskArgs&);  // see workspace_cols
 //     template <typename Cell> static void forward(const LayerShape&, const Tensor& x,
 //         const LayerParams&, bool reverse, Tensor& y, Tensor& h, Tensor& c, Tensor& workspace,
 //         bool save);  // save: false only in lean inference
@@ -160,7 +160,8 @@ bool lean_inference(bool train, bool proj, const MaskArgs& masks) {
 }
 
 // With zoneout on c, the zoned c_t is saved in H more columns after the cell's own. A GRU row
-// leaves out b_n when the driver recomputes it in backward (Driver::recomputes_recurrent_n).
+// keeps three columns instead of four where the driver says so (Driver::narrow_gru_rows): its
+// backward then rebuilds n or recomputes b_n (GruCell::workspace_cols).
 template <typename Cell, typename Driver>
 int64_t workspace_cols(const LayerShape& s, const Tensor& x, bool proj, const MaskArgs& masks,
                        bool lean = false) {
@@ -168,7 +169,7 @@ int64_t workspace_cols(const LayerShape& s, const Tensor& x, bool proj, const Ma
   if (workspace_is_y<Cell, Driver>(x, masks)) return 0;
   int64_t own = Cell::workspace_cols(s.hidden);
   if constexpr (HasRecurrentN<Cell>::value) {
-    if (Driver::recomputes_recurrent_n(s, masks)) own = Cell::recurrent_n_col(s.hidden);
+    if (Driver::narrow_gru_rows(s, masks)) own = Cell::recurrent_n_col(s.hidden);
   }
   return own + (proj ? s.hidden : 0) + (masks.zoneout_c.has_value() ? s.hidden : 0);
 }

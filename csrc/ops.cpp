@@ -12,8 +12,8 @@
 // Regularizers): rec_mask [B, H] scales h_{t-1} before W_hh (variational recurrent dropout);
 // zoneout_h / zoneout_c, shaped like y (with H columns for c), hold each element's weight m of
 // the previous state: h_t = h̃_t + m·(h_{t-1} − h̃_t). The backward op takes the same masks.
-// gru_layer_backward also takes the forward's b_hh: the CPU workspace leaves out the recurrent
-// n pre-activation h_{t-1}·W_hnᵀ + b_hn, which its backward recomputes.
+// gru_layer_backward also takes the forward's b_hh: with zoneout on h the CPU workspace leaves
+// out the recurrent n pre-activation h_{t-1}·W_hnᵀ + b_hn, which its backward recomputes.
 #include <torch/library.h>
 
 #include "cpu/buffer_pool.h"

@@ -1,9 +1,11 @@
-"""The CPU GRU layer keeps r, z, n in its workspace and recomputes b_n = h_{t-1}·W_hnᵀ + b_hn in
-backward, chunk by chunk (csrc/cpu/recurrence.h, recompute_recurrent_n); one step without
-regularisers (the cell ops) keeps b_n. Checked here: the workspace widths and their fake mirror,
-the gradients of every batch layout the recomputation reads h_{t-1} from (y or h0 by views,
-packed and masked rows gathered) against the float64 reference over several chunks, and the
-b_hh argument of the backward op."""
+"""The CPU GRU layer's workspace row keeps three columns per hidden unit instead of four
+(csrc/cpu/recurrence.h, gru_row): r, z and b_n = h_{t-1}·W_hnᵀ + b_hn, its backward rebuilding n
+from the outputs (h_{t-1} − h_t = (1 − z)(h_{t-1} − n)); with zoneout on h, whose outputs are not
+the cell's, r, z and n, its backward recomputing b_n chunk by chunk. One step without
+regularisers (the cell ops) keeps all four. Checked here: the workspace widths and their fake
+mirror, what the third column holds, the gradients of every batch layout against the float64
+reference over several chunks, saturated update gates (z = 1 in float32), and the b_hh argument
+of the backward op."""
 
 import pytest
 import torch
@@ -59,11 +61,36 @@ def _reference_grads(x, h0, weights, batch_sizes, reverse, rec_mask, zoneout_h, 
     return torch.autograd.grad((y * dy).sum() + (h_n * dh).sum(), [x, h0, *weights])
 
 
-@pytest.mark.parametrize("layout", ["padded", "packed", "masked", "packed-masked"])
+def _third_column(x, h0, weights, y, zoneout_h):
+    """What the workspace's third block should hold: b_n, or n where zoneout_h recomputes b_n."""
+    w_ih, w_hh, b_ih, b_hh = weights
+    h_prev = torch.cat([h0[None], y[:-1]])
+    b_n = h_prev @ w_hh[2 * H:].t() + b_hh[2 * H:]
+    if zoneout_h is None:
+        return b_n
+    a = x @ w_ih.t() + b_ih
+    r = torch.sigmoid(a[..., :H] + h_prev @ w_hh[:H].t() + b_hh[:H])
+    return torch.tanh(a[..., 2 * H:] + r * b_n)
+
+
+@pytest.mark.parametrize("zoneout", [False, True], ids=["b_n", "n"])
+def test_third_column_holds_b_n_or_with_zoneout_n(zoneout):
+    weights = _weights(torch.float64)
+    x, h0 = torch.randn(T, B, I, dtype=torch.float64), torch.randn(B, H, dtype=torch.float64)
+    zoneout_h = torch.bernoulli(torch.full((T, B, H), 0.3, dtype=torch.float64)) if zoneout else None
+    y, _, ws = _gru_layer(x, h0, *weights, zoneout_h=zoneout_h)
+    assert ws.shape == (T * B, 3 * H)
+    want = _third_column(x, h0, weights, y, zoneout_h)
+    assert_close(ws[:, 2 * H:].reshape(T, B, H), want, torch.float64, what="third column")
+
+
+@pytest.mark.parametrize("layout", ["padded", "packed", "dropout", "masked", "packed-masked"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["fwd", "rev"])
 @pytest.mark.parametrize("chunk_rows", [None, 7], ids=["one-chunk", "chunks"])
-def test_gradients_with_recomputed_b_n_match_the_reference(layout, reverse, chunk_rows,
-                                                           monkeypatch):
+def test_gradients_with_three_column_rows_match_the_reference(layout, reverse, chunk_rows,
+                                                              monkeypatch):
+    # padded, packed, dropout: n rebuilt from y (h_{t-1} from y or h0 by views, or with the
+    # dropout mask gathered); masked (zoneout on h): b_n recomputed
     if chunk_rows:
         monkeypatch.setenv("FUSEDRNN_BACKWARD_CHUNK_ROWS", str(chunk_rows))
     torch.manual_seed(3)
@@ -75,8 +102,9 @@ def test_gradients_with_recomputed_b_n_match_the_reference(layout, reverse, chun
                     requires_grad=True)
     h0 = (torch.randn(B, H, dtype=dtype) * 0.5).requires_grad_()
     rec_mask = zoneout_h = None
-    if layout.endswith("masked"):  # h_{t-1} rows are gathered times the dropout mask
+    if layout.endswith("masked") or layout == "dropout":
         rec_mask = torch.bernoulli(torch.full((B, H), 0.7, dtype=dtype)) / 0.7
+    if layout.endswith("masked"):
         zoneout_h = torch.bernoulli(torch.full((*x.shape[:-1], H), 0.3, dtype=dtype))
     y, h_n, ws = torch.ops.fusedrnn.gru_layer(x, h0, *weights, batch_sizes, reverse, True,
                                               rec_mask, zoneout_h)
@@ -89,18 +117,43 @@ def test_gradients_with_recomputed_b_n_match_the_reference(layout, reverse, chun
         assert_close(a, b, dtype, what=f"grad of {name}")
 
 
-def test_backward_op_uses_the_forward_b_hh():
-    # b_hn enters b_n, which the backward recomputes: the reset gate's gradient depends on it
+def test_rebuilt_n_under_saturated_update_gates():
+    # z's bias from 0 to 30 over the hidden units: 1 − z from 0.5 down to 6e-8 and then 0 in
+    # float32, where n can no longer be rebuilt from the outputs (nor matters). float32 gradients
+    # against the float64 reference, the same tolerances as every other float32 check.
+    torch.manual_seed(5)
+    w_ih, w_hh, b_ih, b_hh = _weights(torch.float64)
+    b_hh[H:2 * H] = torch.linspace(0, 30, H, dtype=torch.float64)
+    x, h0 = torch.randn(T, B, I, dtype=torch.float64), torch.randn(B, H, dtype=torch.float64)
+    dy = torch.randn(T, B, H, dtype=torch.float64)
+
+    def grads(dtype):
+        ws = [w.to(dtype).requires_grad_() for w in (w_ih, w_hh, b_ih, b_hh)]
+        xs, hs = x.to(dtype).requires_grad_(), h0.to(dtype).requires_grad_()
+        y, _, _ = _gru_layer(xs, hs, *ws)
+        return torch.autograd.grad((y * dy.to(dtype)).sum(), [xs, hs, *ws])
+
+    got, want = grads(torch.float32), grads(torch.float64)
+    for name, a, b in zip(["x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"], got, want, strict=True):
+        assert torch.isfinite(a).all(), name
+        assert_close(a, b.float(), what=f"grad of {name}")
+
+
+def test_backward_op_uses_the_forward_b_hh_only_to_recompute_b_n():
+    # with zoneout on h the backward recomputes b_n, so b_hn enters the reset gate's gradient;
+    # without it b_n comes from the workspace and b_hh is not read
     w_ih, w_hh, b_ih, b_hh = _weights()
     x, h0 = torch.randn(T, B, I), torch.randn(B, H)
-    y, h_n, ws = _gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh)
-    args = (torch.randn_like(y), torch.zeros_like(h_n), x, h0, w_ih, w_hh, None, y, ws, False, True)
-    with_b = torch.ops.fusedrnn.gru_layer_backward(*args, b_hh=b_hh)
     shifted = b_hh.clone()
     shifted[2 * H:] += 1.0  # only the n block: b_r, b_z do not enter the backward
-    with_shifted = torch.ops.fusedrnn.gru_layer_backward(*args, b_hh=shifted)
-    assert not torch.allclose(with_b[3], with_shifted[3])  # grad of w_hh
-    torch.library.opcheck(torch.ops.fusedrnn.gru_layer_backward.default, args, {"b_hh": b_hh})
+    for zoneout_h in (torch.bernoulli(torch.full((T, B, H), 0.3)), None):
+        y, h_n, ws = _gru_layer(x, h0, w_ih, w_hh, b_ih, b_hh, zoneout_h=zoneout_h)
+        args = (torch.randn_like(y), torch.zeros_like(h_n), x, h0, w_ih, w_hh, None, y, ws, False,
+                True, None, zoneout_h)
+        with_b = torch.ops.fusedrnn.gru_layer_backward(*args, b_hh=b_hh)
+        with_shifted = torch.ops.fusedrnn.gru_layer_backward(*args, b_hh=shifted)
+        assert torch.equal(with_b[3], with_shifted[3]) == (zoneout_h is None)  # grad of w_hh
+        torch.library.opcheck(torch.ops.fusedrnn.gru_layer_backward.default, args, {"b_hh": b_hh})
 
 
 def test_backward_op_names_a_b_hh_of_the_wrong_shape():

@@ -19,10 +19,16 @@ struct GruCell {
   static constexpr bool kLeanInference = true;
   static constexpr bool kTwoHalfForward = true;  // forward_gates, then forward_output
   // workspace row: r, z, n, then b_n = h_{t-1}·W_hnᵀ + b_hn (needed by dr). A driver may keep
-  // only r, z, n and hand backward a recomputed b_n (ForwardRow/BackwardRow::n_hh): one more
-  // [rows, H]×[H, H] product instead of a quarter of the workspace (the CPU sequence driver).
+  // three columns instead of four, in one of two ways:
+  // - r, z, n, and hand backward a recomputed b_n (ForwardRow/BackwardRow::n_hh): one more
+  //   [rows, H]×[H, H] product in backward;
+  // - r, z, b_n (n_hh pointing at the n column; the forward's n_pre elsewhere), and backward
+  //   rebuilds n from the outputs (BackwardRow::h_out), since h_{t-1} − h_t = (1 − z)(h_{t-1} − n).
+  //   dz needs only that difference; (1 − z)(1 − n²) with n = h_{t-1} − (h_{t-1} − h_t)/(1 − z)
+  //   errs by about twice h_t's rounding in absolute terms, however close z is to 1.
   static constexpr int64_t workspace_cols(int64_t H) { return 4 * H; }
   static constexpr int64_t recurrent_n_col(int64_t H) { return 3 * H; }
+  static constexpr int64_t rebuilt_n_col(int64_t H) { return 2 * H; }  // b_n where n was
   // gradient row: d(pre-activation) on the h side for r, z, n (the n column is scaled by r),
   // then the x side's n column. The x side's gradient is columns [0,2H) and [3H,4H).
   static constexpr int64_t grad_cols(int64_t H) { return 4 * H; }
@@ -46,17 +52,19 @@ struct GruCell {
     const T rg = math::sigmoid(pre_r);
     if constexpr (kSave) {
       r.ws[j] = rg;
-      if (r.n_hh) r.n_hh[j] = b_n;
+      if (r.n_hh) r.n_hh[j] = b_n;  // after a_n's read: n_hh may be the n column
     }
     r.ws[H + j] = math::sigmoid(pre_z);
-    r.ws[2 * H + j] = a_n + rg * b_n;
+    (r.n_pre ? r.n_pre : r.ws + 2 * H)[j] = a_n + rg * b_n;
   }
 
   template <typename T, bool kSave = true>
   FUSEDRNN_HOST_DEVICE static void forward_output(const ForwardRow<T>& r, int64_t H, int64_t j) {
     const T z = r.ws[H + j];
-    const T n = math::tanh(r.ws[2 * H + j]);
-    if constexpr (kSave) r.ws[2 * H + j] = n;
+    const T n = math::tanh((r.n_pre ? r.n_pre : r.ws + 2 * H)[j]);
+    if constexpr (kSave) {
+      if (!r.n_pre) r.ws[2 * H + j] = n;  // else the n column holds b_n
+    }
     r.h_out[j] = n + z * (r.h_prev[j] - n);
   }
 
@@ -70,12 +78,22 @@ struct GruCell {
   FUSEDRNN_HOST_DEVICE static void backward(const BackwardRow<T>& r, int64_t H, int64_t j) {
     const T rg = r.ws[j];
     const T z = r.ws[H + j];
-    const T n = r.ws[2 * H + j];
     const T b_n = r.n_hh[j];
     const T dh = r.dy[j] + r.dh[j];
+    T n, dz_pre;
+    if (r.h_out) {  // n rebuilt (see workspace_cols); with z = 1 in floating point n is moot
+      const T step = r.h_prev[j] - r.h_out[j];  // (1 − z)(h_{t-1} − n)
+      const T keep = T(1) - z;
+      n = keep > T(0) ? r.h_prev[j] - step / keep : T(0);
+      n = n > T(1) ? T(1) : (n < T(-1) ? T(-1) : n);  // tanh's range, against rounding
+      dz_pre = dh * step * z;
+    } else {
+      n = r.ws[2 * H + j];
+      dz_pre = dh * (r.h_prev[j] - n) * z * (T(1) - z);
+    }
     const T dn_pre = dh * (T(1) - z) * (T(1) - n * n);
     r.dg[j] = dn_pre * b_n * rg * (T(1) - rg);
-    r.dg[H + j] = dh * (r.h_prev[j] - n) * z * (T(1) - z);
+    r.dg[H + j] = dz_pre;
     r.dg[2 * H + j] = dn_pre * rg;
     r.dg[3 * H + j] = dn_pre;
     r.dh[j] = dh * z;

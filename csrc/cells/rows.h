@@ -20,6 +20,8 @@ struct ForwardRow {
   const T* ln = nullptr;  // LayerNorm cells: their packed LN gains and biases
   T eps = T(0);           // LayerNorm cells: the variance epsilon
   T* n_hh = nullptr;      // GRU: where b_n is saved for backward; null: not saved (recomputed)
+  T* n_pre = nullptr;     // GRU: where n's pre-activation waits between the two halves of the
+                          // forward; null: the workspace's n column
 };
 
 template <typename T>
@@ -34,6 +36,8 @@ struct BackwardRow {
   T* dg;            // out: gradient columns (Cell::grad_cols), see the cell for their layout
   const T* ln = nullptr;    // LayerNorm cells: their packed LN gains and biases
   const T* n_hh = nullptr;  // GRU: b_n of this row and step, saved or recomputed
+  const T* h_out = nullptr;  // GRU: h_t, where the row keeps b_n in place of n and backward
+                             // rebuilds n from h_t, h_{t-1} and z
 };
 
 // A gradient a row-wise cell leaves to the driver as a column reduction over all rows:

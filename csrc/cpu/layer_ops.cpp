@@ -46,10 +46,11 @@ struct CpuDriver {
   }
   static constexpr bool kLeanInference = true;
   static constexpr bool kStridedGradRows = true;
-  // The sequence driver recomputes a GRU's b_n in backward, chunk by chunk (recurrence.h): its
-  // workspace row is 3H instead of 4H. The single-step path (one step, no regularisers: the cell
-  // ops) keeps it, since there the product would cost more than the B·H floats it saves.
-  static bool recomputes_recurrent_n(const LayerShape& s, const MaskArgs& masks) {
+  // The sequence driver keeps a GRU's workspace row at 3H instead of 4H: r, z, b_n, its backward
+  // rebuilding n from the outputs, or with zoneout on h (the outputs are then not the cell's)
+  // r, z, n, its backward recomputing b_n chunk by chunk (recurrence.h, narrow_gru_row). The
+  // single-step path (one step, no regularisers: the cell ops) keeps all four columns.
+  static bool narrow_gru_rows(const LayerShape& s, const MaskArgs& masks) {
     return s.steps != 1 || masks.any();
   }
 

@@ -42,14 +42,18 @@ inline int64_t row_grain(int64_t elements_per_row) {
   return std::max<int64_t>(1, kMinElementsPerChunk / std::max<int64_t>(1, elements_per_row));
 }
 
-// Whether a workspace of W columns leaves out a GRU's b_n (CpuDriver::recomputes_recurrent_n
-// chose its width): backward then recomputes it chunk by chunk.
-template <typename Cell>
-bool recomputes_recurrent_n(int64_t H, int64_t W) {
+// What a GRU workspace row of W columns keeps (CpuDriver::narrow_gru_rows chose its width): all
+// four columns, or three: r, z, b_n, backward rebuilding n from the outputs, or with zoneout on h
+// (whose outputs are not the cell's h_t) r, z, n, backward recomputing b_n chunk by chunk.
+enum class GruRow { kFull, kRebuildsN, kRecomputesBn };
+
+template <typename Cell, typename T>
+GruRow gru_row(int64_t H, int64_t W, const Regularizers<T>& reg) {
   if constexpr (HasRecurrentN<Cell>::value) {
-    return W == Cell::recurrent_n_col(H);
+    if (W != Cell::recurrent_n_col(H)) return GruRow::kFull;
+    return reg.zoneout_h ? GruRow::kRecomputesBn : GruRow::kRebuildsN;
   } else {
-    return false;
+    return GruRow::kFull;
   }
 }
 
@@ -307,6 +311,8 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
   }
   std::unique_ptr<FixedRightOperand<T>> projection;
   if (proj) projection = std::make_unique<FixedRightOperand<T>>(true, B, P, H, w.w_hr, H, s.steps());
+  // a saved GRU row of r, z, b_n (lean inference's row of 3H is scratch, its n column as before)
+  const bool rebuilds_n = out.save && gru_row<Cell>(H, W, reg) == GruRow::kRebuildsN;
 
   const auto run_steps = [&](int64_t step0, int64_t step1) {
     const auto [t0, t1] = step_times(s, step0, step1, reverse);
@@ -316,7 +322,8 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
         const int64_t b1 = std::min(block_end, s.batch_sizes[t]);
         if (b1 <= b0) continue;  // this block's rows are not active at step t
         const ForwardStep<T> fs{out.ws, gh.data(), w.b_ih, w.b_hh, out.h, out.c, out.y,
-                                off,    W,         H,      P,      proj,  w.ln,  w.eps};
+                                off,    W,         H,      P,      proj,  w.ln,  w.eps,
+                                rebuilds_n};
         const T* h_in = out.h + b0 * P;
         if (reg.rec_mask) {  // W_hh sees h_{t-1}·d; the cell's own uses of h_{t-1} do not
           T* dst = h_masked.data() + b0 * P;
@@ -966,7 +973,8 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
   std::vector<T> h_prev;  // packed or masked: a chunk's h_{t-1} rows, gathered once per chunk
   std::vector<T> plain_cols;  // a chunk's x- or h-side gradient columns, made plain for oneDNN
   // a GRU's b_n for the chunk's rows, when the workspace left it out
-  const bool recompute_n = recomputes_recurrent_n<Cell>(H, W);
+  const GruRow row_kind = gru_row<Cell>(H, W, reg);
+  const bool recompute_n = row_kind == GruRow::kRecomputesBn;
   const PooledArray<T> n_hh(recompute_n ? static_cast<size_t>(chunks.max_rows * H) : 0);
 
   // a chunk's h_{t-1} rows: gathered into h_prev, or where they lie (h_prev_runs)
@@ -1012,7 +1020,8 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
                                  r0,
                                  proj || regularized ? -1 : in.dy_ld,
                                  n_hh.get(),
-                                 r0};
+                                 r0,
+                                 row_kind == GruRow::kRebuildsN};
         if (proj) {
           T* total = dh_total.data() + (off + b0) * P;
           const T* carried = out.dh + b0 * P;

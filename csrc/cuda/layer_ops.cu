@@ -314,8 +314,8 @@ struct CudaDriver {
   // The kernels always write the full workspace row (inference too).
   static constexpr bool kLeanInference = false;
   static constexpr bool kStridedGradRows = false;
-  // a GRU's workspace row keeps b_n
-  static bool recomputes_recurrent_n(const LayerShape&, const MaskArgs&) { return false; }
+  // a GRU's workspace row keeps all four columns (r, z, n, b_n)
+  static bool narrow_gru_rows(const LayerShape&, const MaskArgs&) { return false; }
 
   template <typename Cell>
   static void forward(const LayerShape& shape, const Tensor& x, const LayerParams& p, bool reverse,
