@@ -67,6 +67,20 @@ def test_resume_refuses_a_run_with_other_settings(tmp_path):
     assert [row["epoch"] for row in result.history] == [1, 2]  # more epochs: the same run
 
 
+def test_resume_refuses_another_clip_norm_and_allows_older_checkpoints(tmp_path, capsys):
+    out = tmp_path / "run"
+    _fit(out, epochs=1, resume=True, clip_norm=1.0)  # nothing to resume yet: a new run, said so
+    assert "nothing to resume" in capsys.readouterr().out
+    with pytest.raises(ResumeMismatch, match=r"clip_norm: 1\.0 then, 0\.5 now"):
+        _fit(out, epochs=2, resume=True, clip_norm=0.5)  # clipping changes the training
+    # a checkpoint written before a setting was recorded resumes: that key is not compared
+    state = torch.load(out / "last.pt", weights_only=False)
+    del state["config"]["clip_norm"]
+    save_checkpoint(out / "last.pt", state)
+    result = _fit(out, epochs=2, resume=True, clip_norm=0.5)
+    assert [row["epoch"] for row in result.history] == [1, 2]
+
+
 def test_partial_writes_are_removed_or_skipped(tmp_path):
     out = tmp_path / "run"
     _fit(out, epochs=1)

@@ -144,7 +144,7 @@ def test_fit_trains_logs_and_checkpoints(tmp_path):
     assert result.best == min(result.history, key=lambda r: r["mse"])
     assert result.best_path == tmp_path / "best.pt" and result.last_path == tmp_path / "last.pt"
     last, best = load_checkpoint(result.last_path), load_checkpoint(result.best_path)
-    assert last["epoch"] == 4 and last["config"] == {"hidden": 8}
+    assert last["epoch"] == 4 and last["config"] == {"hidden": 8, "clip_norm": 1.0}  # fit adds its clipping
     assert best["epoch"] == result.best["epoch"]
     for k, v in model.state_dict().items():
         assert torch.equal(last["model"][k], v)

@@ -412,7 +412,9 @@ def _train(args: argparse.Namespace) -> int:
     # what predict needs, and what else makes this run this run (a resume must not change them)
     config = {**model_config(args, data), "data": args.data, "split_seed": args.split_seed,
               "max_words": args.max_words, "seed": args.seed, "batch_size": args.batch_size,
-              "lr": args.lr, "min_lr": args.min_lr, "label_smoothing": args.label_smoothing}
+              "lr": args.lr, "min_lr": args.min_lr, "label_smoothing": args.label_smoothing,
+              # the metric that picks best.pt, and the products' precision
+              "valid_words": args.valid_words, "matmul_precision": args.matmul_precision}
     model, _, _ = build_model(config)
     model.to(device)
     n_params = sum(p.numel() for p in model.parameters())

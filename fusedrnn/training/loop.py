@@ -65,7 +65,8 @@ def _keep_earlier_run(out_dir: Path, names: Iterable[str]) -> Path | None:
 def _check_same_run(saved: dict | None, current: dict | None, path: Path) -> None:
     if saved is None or current is None:
         return
-    keys = sorted((set(saved) | set(current)) - _MAY_CHANGE_ON_RESUME)
+    # a key the checkpoint lacks was not recorded by the version that wrote it: not compared
+    keys = sorted((set(saved) & set(current)) - _MAY_CHANGE_ON_RESUME)
     changed = [k for k in keys if saved.get(k) != current.get(k)]
     if changed:
         def short(v) -> str:
@@ -139,7 +140,9 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, *, train_batches: Ca
     scheduler is stepped once an epoch (a ReduceLROnPlateau with the monitored value). Training
     stops early after `patience` epochs without improvement (None: never). With resume=True a
     run continues from out_dir/last.pt exactly as if it had not been interrupted; its `config`
-    must then equal the checkpoint's (ResumeMismatch otherwise), but for epochs and backend.
+    must then equal the checkpoint's (ResumeMismatch otherwise), but for epochs and backend;
+    clip_norm joins it, since it changes the training (patience, a stopping rule like epochs,
+    may change). With resume=True and no last.pt a new run starts, and says so.
     Without resume, an earlier run's files in out_dir (fit's own and the task's `run_files`)
     move to out_dir/earlier/<time>/ before the first epoch.
     """
@@ -154,6 +157,10 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, *, train_batches: Ca
     out_dir.mkdir(parents=True, exist_ok=True)
     last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
     _remove_partial_writes(out_dir)
+    if config is not None:
+        config = {**config, "clip_norm": clip_norm}
+    if resume and not last_path.exists():
+        print(f"{desc}: nothing to resume in {out_dir} (no last.pt); starting a new run", flush=True)
     if resume and last_path.exists():
         state = load_checkpoint(last_path)
         _check_same_run(state.get("config"), config, last_path)
