@@ -55,6 +55,19 @@ def test_ridership_missing_column(tmp_path):
         load_ridership(path)
 
 
+def test_ridership_utf8_with_a_byte_order_mark_loads(tmp_path):
+    path = tmp_path / "ridership.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + (HEADER + "01/01/2020,U,1,10,11\n").encode())  # Excel's CSV UTF-8
+    assert load_ridership(path).rail.tolist() == [10.0]
+
+
+def test_ridership_not_utf8(tmp_path):
+    path = tmp_path / "ridership.csv"
+    path.write_bytes((HEADER + "01/01/2020,U,1,10,11\n").encode() + b"01/02/2020,W,2,2\xff0,22\n")
+    with _raises(path, "line 3", "not UTF-8 text", "0xff"):
+        load_ridership(path)
+
+
 @pytest.mark.parametrize("date", ["2020.01.01", "01-01-2020", "1/1/20", "01/01/2020/1", "Jan 1 2020"])
 def test_ridership_bad_date_format(tmp_path, date):
     path = _csv(tmp_path, f"{date},U,1,10,11\n")

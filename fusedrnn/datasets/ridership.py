@@ -7,7 +7,9 @@ date-indexed pandas DataFrame for those who have pandas installed.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import os
 import re
 from dataclasses import dataclass
@@ -87,6 +89,20 @@ def _parse_count(text: str, column: str) -> float:
     return value
 
 
+def _read_text(path: Path) -> str:
+    """The file as UTF-8 text, a leading byte-order mark dropped (a spreadsheet's "CSV UTF-8"
+    export writes one, which would otherwise hide inside the first column's name)."""
+    raw = path.read_bytes()
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8):]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise ValueError(f"{path}: line {line}: not UTF-8 text (byte {raw[e.start]:#04x}); save the "
+                         "file as UTF-8 CSV") from None
+
+
 def load_ridership(path: str | os.PathLike | None = None) -> Ridership:
     """Read the CTA daily boarding totals: dates parsed, duplicate rows dropped, sorted by date.
 
@@ -98,7 +114,7 @@ def load_ridership(path: str | os.PathLike | None = None) -> Ridership:
     path = Path(path) if path is not None else DATA_DIR / CSV_NAME
     rows: dict[np.datetime64, tuple[str, float, float, float]] = {}
     first_line: dict[np.datetime64, int] = {}
-    with open(path, newline="") as f:
+    with io.StringIO(_read_text(path), newline="") as f:
         reader = csv.DictReader(f)
         try:
             header = reader.fieldnames
