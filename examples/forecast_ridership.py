@@ -1,25 +1,29 @@
 """Forecast the next 7 days of Chicago rail ridership with a fused GRU, using the library API.
 
-    python examples/forecast_ridership.py [--epochs 20] [--backend fused|torch]
+    python examples/forecast_ridership.py [--epochs 20] [--backend fused|torch] [--out DIR]
 
 The same recipe as `fusedrnn train forecast`, spelled out: windows of 56 days, a GRU that
 predicts the next 7 days at every step, trained on every step, scored at the last one.
 """
 
 import argparse
+import contextlib
 import tempfile
 
 import numpy as np
 import torch
 
+from fusedrnn import argtypes
 from fusedrnn.datasets.ridership import SPLITS, Scaling, forecast_windows, load_ridership
 from fusedrnn.datasets.windows import masked_mae, seasonal_naive
 from fusedrnn.models.forecasting import Seq2SeqForecaster, masked_sequence_loss
 from fusedrnn.training import fit, load_checkpoint, seed_everything
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--epochs", type=int, default=20)
+parser.add_argument("--epochs", type=argtypes.positive_int, default=20)
 parser.add_argument("--backend", choices=("fused", "torch"), default="fused")
+parser.add_argument("--out", default=None,
+                    help="keep the checkpoints and metrics here (default: a temporary folder, removed)")
 args = parser.parse_args()
 
 torch.set_num_threads(1)  # a model this small only loses from more threads
@@ -52,15 +56,16 @@ def batches():
     return [(x[i], y[i], mask[i]) for i in order.split(32)]
 
 
-out_dir = tempfile.mkdtemp(prefix="forecast_")
-result = fit(
-    model, optimizer, train_batches=batches,
-    loss_fn=lambda m, batch: masked_sequence_loss(m, *batch),
-    evaluate=lambda m: {"valid_mae": float(mae("valid", forecast(m, "valid")).mean())},
-    monitor="valid_mae", epochs=args.epochs, out_dir=out_dir, scheduler=scheduler, patience=8,
-    progress=False,
-)
-model.load_state_dict(load_checkpoint(result.best_path)["model"])
+out = contextlib.nullcontext(args.out) if args.out else tempfile.TemporaryDirectory(prefix="forecast_")
+with out as out_dir:
+    result = fit(
+        model, optimizer, train_batches=batches,
+        loss_fn=lambda m, batch: masked_sequence_loss(m, *batch),
+        evaluate=lambda m: {"valid_mae": float(mae("valid", forecast(m, "valid")).mean())},
+        monitor="valid_mae", epochs=args.epochs, out_dir=out_dir, scheduler=scheduler, patience=8,
+        progress=False,
+    )
+    model.load_state_dict(load_checkpoint(result.best_path)["model"])
 model.eval()
 with torch.no_grad():
     for split in ("valid", "test"):
@@ -70,4 +75,5 @@ with torch.no_grad():
               f"(7-day naive {naive.mean():,.0f}), per horizon "
               + " ".join(f"{v:,.0f}" for v in mae(split, forecast(model, split))))
 print(f"best epoch {result.best['epoch']}, {result.seconds:.1f}s, "
-      f"{np.median([r['seconds'] for r in result.history]):.2f}s per epoch; checkpoints in {out_dir}")
+      f"{np.median([r['seconds'] for r in result.history]):.2f}s per epoch"
+      + (f"; checkpoints in {args.out}" if args.out else ""))

@@ -14,14 +14,16 @@ import time
 
 import torch
 
+from fusedrnn import argtypes
 from fusedrnn.datasets import cmudict
 from fusedrnn.models.decoding import beam_search, greedy_decode
 from fusedrnn.models.seq2seq import Seq2Seq, sequence_loss
 from fusedrnn.tasks.g2p import PairBatches, encode_words, load_data, score
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-parser.add_argument("--words", type=int, default=20000, help="how many CMUdict words to use")
-parser.add_argument("--minutes", type=float, default=2.0, help="training time")
+parser.add_argument("--words", type=argtypes.positive_int, default=20000,
+                    help="how many CMUdict words to use")
+parser.add_argument("--minutes", type=argtypes.positive_float, default=2.0, help="training time")
 parser.add_argument("--backend", choices=("fused", "torch"), default="fused")
 args = parser.parse_args()
 torch.manual_seed(0)
@@ -31,6 +33,8 @@ torch.set_float32_matmul_precision("medium")
 
 # CMUdict without stress digits, split by distinct word: 90% train, 5% valid, 5% test
 data = load_data(max_words=args.words)
+if not data.splits["train"] or not data.splits["test"]:  # 5% of the words are the test split
+    parser.error(f"--words {args.words} leaves no training or no test words; use at least 40")
 train_pairs = cmudict.pairs(data.entries, data.splits["train"])  # every pronunciation is a pair
 G, P = data.graphemes, data.phonemes
 print(f"{len(train_pairs)} training pairs, {len(G)} graphemes, {len(P)} phonemes")

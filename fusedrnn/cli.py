@@ -84,7 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:  # Ctrl-C: a line, not a traceback, and how to go on
+        where = f"fusedrnn {args.command}" + (f" {args.task}" if getattr(args, "task", None) else "")
+        hint = ""
+        if args.command == "train" and getattr(args, "out", None):
+            hint = (f"; the checkpoints of the last finished epoch are in {args.out}, and --resume "
+                    "continues from them")
+        print(f"{where}: interrupted{hint}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

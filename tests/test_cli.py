@@ -115,3 +115,30 @@ def test_lnlstm_error_is_clear(tmp_path, capsys):
         pytest.skip("this build has LayerNormLSTM")
     assert cli.main(["train", "forecast", *TINY, "--out", str(tmp_path), "--cell", "lnlstm"]) == 2
     assert "LayerNormLSTM is not available in this build" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(importlib.util.find_spec("fusedrnn.tasks.g2p") is None, reason="no g2p task")
+@pytest.mark.parametrize("content", [None, b"HELLO  HH AH0 L OW1\nbad line, no phones\n", b"\x1f\x8b\x08"],
+                         ids=["missing", "malformed", "truncated-gzip"])
+def test_g2p_bad_data_file_is_a_usage_error_without_traceback(tmp_path, capsys, content):
+    path = tmp_path / ("d.dict.gz" if content == b"\x1f\x8b\x08" else "d.dict")
+    if content is not None:
+        path.write_bytes(content)
+    code = cli.main(["train", "g2p", "--data", str(path), "--out", str(tmp_path / "run"), "--epochs", "1",
+                     "--no-progress", "--threads", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("fusedrnn train g2p: ") and str(path) in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "run").exists()  # nothing was started
+
+
+def test_ctrl_c_prints_where_to_resume(tmp_path, monkeypatch, capsys):
+    from fusedrnn.tasks import forecast
+
+    def interrupted(_args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(forecast, "train", interrupted)
+    assert cli.main(["train", "forecast", "--out", str(tmp_path / "run")]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("fusedrnn train forecast: interrupted") and "--resume continues" in err

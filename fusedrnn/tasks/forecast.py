@@ -219,11 +219,11 @@ def _train(args: argparse.Namespace) -> int:
 
     print(f"\nbest epoch {report['best_epoch']} of {report['epochs_run']}; MAE in rail boardings "
           "per horizon (days ahead)")
-    print(f"{'':>14}" + "".join(f"{h:>9}" for h in range(1, HORIZON + 1)) + f"{'mean':>9}")
+    print(f"{'':>17}" + "".join(f"{h:>9}" for h in range(1, HORIZON + 1)) + f"{'mean':>9}")
     for split in ("valid", "test"):
         for name, key in (("model", "mae"), ("naive 7-day", "naive_mae")):
             row = report[split][key]
-            print(f"{split + ' ' + name:>14}" + "".join(f"{v:>9,.0f}" for v in row)
+            print(f"{split + ' ' + name:>17}" + "".join(f"{v:>9,.0f}" for v in row)
                   + f"{np.mean(row):>9,.0f}")
     seconds = report["epoch_seconds"]
     print(f"wall time {result.seconds:.1f}s; median epoch {np.median(seconds):.2f}s "

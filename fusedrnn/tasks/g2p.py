@@ -392,7 +392,11 @@ def _train(args: argparse.Namespace) -> int:
     torch.set_num_threads(threads)
     seed_everything(args.seed)
     device = resolve_device(args.device)
-    data = load_data(args.data, stress=args.stress, seed=args.split_seed, max_words=args.max_words)
+    try:
+        data = load_data(args.data, stress=args.stress, seed=args.split_seed, max_words=args.max_words)
+    except (OSError, ValueError, EOFError) as e:  # a missing, unreadable or malformed --data file
+        print(f"fusedrnn train g2p: {e}", file=sys.stderr)
+        return 2
     empty = [name for name in ("train", "valid") if not data.splits[name]]
     if empty:  # found before training, not by the first evaluation
         _print(f"fusedrnn train g2p: {len(data.entries)} words leave no {' and no '.join(empty)} "
