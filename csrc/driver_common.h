@@ -102,10 +102,11 @@ FUSEDRNN_HOST_DEVICE ForwardRow<T> forward_row(const ForwardStep<T>& s, int64_t 
   r.eps = s.eps;
   if constexpr (HasRecurrentN<Cell>::value) {
     if (s.rebuilds_n) {  // b_n in the n column; n's pre-activation waits in h_t's place
-      r.n_hh = r.ws + Cell::rebuilt_n_col(H);
+      r.n_hh = r.ws + Cell::n_col(H);
       r.n_pre = r.h_out;
     } else {  // a row that ends before b_n does not save it
       r.n_hh = s.ws_cols > Cell::recurrent_n_col(H) ? r.ws + Cell::recurrent_n_col(H) : nullptr;
+      r.n_pre = r.ws + Cell::n_col(H);
     }
   }
   return r;
@@ -153,7 +154,7 @@ FUSEDRNN_HOST_DEVICE BackwardRow<T> backward_row(const BackwardStep<T>& s, int64
   r.ln = s.ln;
   if constexpr (HasRecurrentN<Cell>::value) {
     if (s.rebuilds_n) {
-      r.n_hh = r.ws + Cell::rebuilt_n_col(H);
+      r.n_hh = r.ws + Cell::n_col(H);
       r.h_out = s.y + (s.offset + b) * P;
     } else {
       r.n_hh = s.n_hh ? s.n_hh + (s.offset - s.n_hh_row0 + b) * H : r.ws + Cell::recurrent_n_col(H);

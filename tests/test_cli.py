@@ -7,6 +7,7 @@ import sys
 import types
 
 import pytest
+import torch
 
 from fusedrnn import cli
 from fusedrnn.training import load_checkpoint
@@ -124,8 +125,12 @@ def test_g2p_bad_data_file_is_a_usage_error_without_traceback(tmp_path, capsys, 
     path = tmp_path / ("d.dict.gz" if content == b"\x1f\x8b\x08" else "d.dict")
     if content is not None:
         path.write_bytes(content)
-    code = cli.main(["train", "g2p", "--data", str(path), "--out", str(tmp_path / "run"), "--epochs", "1",
-                     "--no-progress", "--threads", "1"])
+    threads = torch.get_num_threads()
+    try:
+        code = cli.main(["train", "g2p", "--data", str(path), "--out", str(tmp_path / "run"), "--epochs",
+                         "1", "--no-progress", "--threads", "1"])
+    finally:
+        torch.set_num_threads(threads)  # train sets the process's threads, as a command may
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("fusedrnn train g2p: ") and str(path) in err
     assert "Traceback" not in err

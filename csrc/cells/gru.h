@@ -28,7 +28,7 @@ struct GruCell {
   //   errs by about twice h_t's rounding in absolute terms, however close z is to 1.
   static constexpr int64_t workspace_cols(int64_t H) { return 4 * H; }
   static constexpr int64_t recurrent_n_col(int64_t H) { return 3 * H; }
-  static constexpr int64_t rebuilt_n_col(int64_t H) { return 2 * H; }  // b_n where n was
+  static constexpr int64_t n_col(int64_t H) { return 2 * H; }  // n, or b_n where n is rebuilt
   // gradient row: d(pre-activation) on the h side for r, z, n (the n column is scaled by r),
   // then the x side's n column. The x side's gradient is columns [0,2H) and [3H,4H).
   static constexpr int64_t grad_cols(int64_t H) { return 4 * H; }
@@ -55,16 +55,15 @@ struct GruCell {
       if (r.n_hh) r.n_hh[j] = b_n;  // after a_n's read: n_hh may be the n column
     }
     r.ws[H + j] = math::sigmoid(pre_z);
-    (r.n_pre ? r.n_pre : r.ws + 2 * H)[j] = a_n + rg * b_n;
+    r.n_pre[j] = a_n + rg * b_n;
   }
 
   template <typename T, bool kSave = true>
   FUSEDRNN_HOST_DEVICE static void forward_output(const ForwardRow<T>& r, int64_t H, int64_t j) {
     const T z = r.ws[H + j];
-    const T n = math::tanh((r.n_pre ? r.n_pre : r.ws + 2 * H)[j]);
-    if constexpr (kSave) {
-      if (!r.n_pre) r.ws[2 * H + j] = n;  // else the n column holds b_n
-    }
+    const T n = math::tanh(r.n_pre[j]);
+    // saved in the n column, or where the row keeps b_n there, in h_t's place (overwritten next)
+    if constexpr (kSave) r.n_pre[j] = n;
     r.h_out[j] = n + z * (r.h_prev[j] - n);
   }
 

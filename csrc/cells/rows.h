@@ -21,7 +21,8 @@ struct ForwardRow {
   T eps = T(0);           // LayerNorm cells: the variance epsilon
   T* n_hh = nullptr;      // GRU: where b_n is saved for backward; null: not saved (recomputed)
   T* n_pre = nullptr;     // GRU: where n's pre-activation waits between the two halves of the
-                          // forward; null: the workspace's n column
+                          // forward: the workspace's n column, or h_t's place where the row
+                          // keeps b_n in that column
 };
 
 template <typename T>

@@ -123,9 +123,10 @@ void lean_forward_weight_major(int64_t B, const float* x, const LayerWeights<flo
     for (int64_t u = 0; u < units; ++u) {
       const int64_t at = u * ld;
       float* const c = Cell::kHasCellState ? ct.get() + at : nullptr;
-      const ForwardRow<float> r{gx.get() + at,   gh.get() + at,               b_ih.get() + at,
-                                b_hh.get() + at, batch.h_column(j0 + u), c,
-                                yt.get() + at};
+      ForwardRow<float> r{gx.get() + at,   gh.get() + at,               b_ih.get() + at,
+                          b_hh.get() + at, batch.h_column(j0 + u), c,
+                          yt.get() + at};
+      if constexpr (HasRecurrentN<Cell>::value) r.n_pre = r.ws + Cell::n_col(gate_ld);
       cell_forward_units<Cell, float, false>(r, gate_ld, 0, B);  // j: the lane b
     }
     transpose_block(yt.get(), ld, units, B, out.y + j0, H);
