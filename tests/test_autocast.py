@@ -1,7 +1,8 @@
-"""The fused modules under torch.autocast (fusedrnn/nn/_fallback.py, autocast_dtype): on the CPU
-they run float32, taking bfloat16 inputs and states (an autocast Linear's output, a decoder's
-state from one) up to it instead of refusing them or falling back to torch.nn; on CUDA they run
-autocast's dtype. Outside autocast a state in another dtype than the input stays an error."""
+"""The fused modules (recurrent layers, cells, Conv1d) under torch.autocast
+(fusedrnn/nn/_fallback.py, autocast_dtype): on the CPU they run float32, taking bfloat16 inputs
+and states (an autocast Linear's output, a decoder's state from one) up to it instead of refusing
+them or falling back to torch.nn; on CUDA they run autocast's dtype. Outside autocast a state in
+another dtype than the input stays an error."""
 
 import warnings
 
@@ -126,3 +127,14 @@ def test_cuda_autocast_runs_the_kernels_in_autocasts_dtype(dtype):
     torch.testing.assert_close(y.float(), rnn(x)[0], atol=tol, rtol=tol)
     y.float().sum().backward()
     assert rnn.weight_ih_l0.grad.dtype == torch.float32
+
+
+def test_conv1d_and_wavenet_under_cpu_autocast():
+    conv = fusedrnn.Conv1d(I, H, 3, padding="same", activation="relu")
+    net = fusedrnn.WaveNet(I, H, dilations=(1, 2))
+    x = torch.randn(B, T, I).bfloat16()
+    for module in (conv, net):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = module(x)
+        assert y.dtype == torch.float32
+        torch.testing.assert_close(y, module(x.float()), rtol=0, atol=0)

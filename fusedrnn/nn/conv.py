@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import conv_ops
+from ._fallback import autocast_dtype, cast_all
 
 
 class Conv1d(nn.Module):
@@ -74,7 +75,11 @@ class Conv1d(nn.Module):
         if x.dim() != 3:
             layout = "[batch, time, channels]" if self.batch_first else "[time, batch, channels]"
             raise ValueError(f"Conv1d: input must be {layout}, got shape {list(x.shape)}")
-        return conv_ops.conv1d(x, self.weight, self.bias, self.stride, self.pad, self.dilation,
+        weight, bias = self.weight, self.bias
+        run_in = autocast_dtype(x)  # under torch.autocast, as the recurrent layers
+        if run_in is not None:
+            x, weight, bias = cast_all([x, weight, bias], run_in)
+        return conv_ops.conv1d(x, weight, bias, self.stride, self.pad, self.dilation,
                                self.activation, self.batch_first)
 
     def extra_repr(self) -> str:
