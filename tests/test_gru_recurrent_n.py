@@ -10,7 +10,7 @@ of the backward op."""
 import pytest
 import torch
 
-from fusedrnn import ops
+from fusedrnn import GRU, ops
 from fusedrnn import reference as masked_reference
 
 from . import reference
@@ -171,8 +171,6 @@ def test_module_training_step_matches_torch_gru():
     # the module path: ops.gru_layer's autograd hands b_hh to the backward op
     torch.manual_seed(0)
     ref = torch.nn.GRU(I, H, num_layers=2, bidirectional=True)
-    from fusedrnn import GRU
-
     fused = GRU.from_torch(ref)
     x = torch.randn(T, B, I)
     (ref(x)[0] ** 2).sum().backward()
@@ -191,3 +189,21 @@ def test_ops_wrapper_passes_b_hh():
     want = torch.autograd.grad(y_ref.sum(), [w_hh, b_hh])
     for a, b in zip(got, want, strict=True):
         assert_close(a, b)
+
+
+def test_update_gates_at_one_give_the_zero_gradients_torch_gives():
+    # z = 1 in float32 (bias 30): h_t = h_{t-1} up to rounding, and every gradient through the
+    # cell is 0 (z(1 − z) = 0, 1 − z = 0), as torch.nn's float32 GRU returns; the rebuilt
+    # difference h_{t-1} − h_t holds only h_t's rounding, which must not leak into dz
+    torch.manual_seed(6)
+    ref = torch.nn.GRU(I, H)
+    with torch.no_grad():
+        ref.bias_hh_l0[H:2 * H] = 30.0
+    fused = GRU.from_torch(ref)
+    x, h0 = torch.randn(T, B, I), torch.randn(1, B, H) * 3
+    for m in (ref, fused):
+        y, _ = m(x, h0)
+        y.sum().backward()
+    for (name, a), b in zip(fused.named_parameters(), ref.parameters(), strict=True):
+        assert torch.equal(a.grad == 0, b.grad == 0), name
+    assert (fused.bias_hh_l0.grad == 0).all() and (fused.weight_hh_l0.grad == 0).all()

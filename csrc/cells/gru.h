@@ -25,7 +25,8 @@ struct GruCell {
   // - r, z, b_n (n_hh pointing at the n column; the forward's n_pre elsewhere), and backward
   //   rebuilds n from the outputs (BackwardRow::h_out), since h_{t-1} − h_t = (1 − z)(h_{t-1} − n).
   //   dz needs only that difference; (1 − z)(1 − n²) with n = h_{t-1} − (h_{t-1} − h_t)/(1 − z)
-  //   errs by about twice h_t's rounding in absolute terms, however close z is to 1.
+  //   errs by about twice h_t's rounding in absolute terms (so in proportion to |h|), however
+  //   close z is to 1; where z = 1 in floating point both are 0, as they are exactly.
   static constexpr int64_t workspace_cols(int64_t H) { return 4 * H; }
   static constexpr int64_t recurrent_n_col(int64_t H) { return 3 * H; }
   static constexpr int64_t n_col(int64_t H) { return 2 * H; }  // n, or b_n where n is rebuilt
@@ -85,7 +86,9 @@ struct GruCell {
       const T keep = T(1) - z;
       n = keep > T(0) ? r.h_prev[j] - step / keep : T(0);
       n = n > T(1) ? T(1) : (n < T(-1) ? T(-1) : n);  // tanh's range, against rounding
-      dz_pre = dh * step * z;
+      // z(1 − z)(h_{t-1} − n); where z = 1 in floating point h_t's rounding is all that step
+      // holds, and the gradient is 0 as z(1 − z) makes it
+      dz_pre = keep > T(0) ? dh * step * z : T(0);
     } else {
       n = r.ws[2 * H + j];
       dz_pre = dh * (r.h_prev[j] - n) * z * (T(1) - z);
