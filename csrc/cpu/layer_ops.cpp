@@ -48,7 +48,7 @@ struct CpuDriver {
   static constexpr bool kStridedGradRows = true;
   // The sequence driver keeps a GRU's workspace row at 3H instead of 4H: r, z, b_n, its backward
   // rebuilding n from the outputs, or with zoneout on h (the outputs are then not the cell's)
-  // r, z, n, its backward recomputing b_n chunk by chunk (recurrence.h, narrow_gru_row). The
+  // r, z, n, its backward recomputing b_n chunk by chunk (recurrence.h, gru_row). The
   // single-step path (one step, no regularisers: the cell ops) keeps all four columns.
   static bool narrow_gru_rows(const LayerShape& s, const MaskArgs& masks) {
     return s.steps != 1 || masks.any();

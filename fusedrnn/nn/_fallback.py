@@ -48,6 +48,14 @@ def cast_all(tensors, dtype: torch.dtype | None):
     return [t.to(dtype) if isinstance(t, torch.Tensor) and t.dtype != dtype else t for t in tensors]
 
 
+def cast_state(hx, dtype: torch.dtype | None):
+    """A recurrent state (a tensor, None, or a tuple or list of them) with its tensors in `dtype`;
+    as given when dtype is None."""
+    if isinstance(hx, (tuple, list)):
+        return type(hx)(cast_all(hx, dtype))
+    return cast_all([hx], dtype)[0]
+
+
 def warn_fallback(module: str, tensor: torch.Tensor) -> None:
     """One warning per (module, device, dtype): the torch.nn path runs instead."""
     key = (module, tensor.device.type, str(tensor.dtype))

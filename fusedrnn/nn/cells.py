@@ -6,7 +6,14 @@ import torch
 from torch import Tensor, nn
 
 from .. import ops
-from ._fallback import autocast_dtype, cast_all, fused_supported, refuse_torchscript, warn_fallback
+from ._fallback import (
+    autocast_dtype,
+    cast_all,
+    cast_state,
+    fused_supported,
+    refuse_torchscript,
+    warn_fallback,
+)
 from ._params import module_tensor
 
 _CELL_OP = {nn.LSTMCell: "lstm_cell", nn.GRUCell: "gru_cell", nn.RNNCell: "rnn_cell"}
@@ -91,9 +98,7 @@ class LSTMCell(_FusedCell, nn.LSTMCell):
     def forward(self, input: Tensor, hx: tuple[Tensor, Tensor] | None = None):
         run_in = autocast_dtype(input)  # under torch.autocast: see _fallback.autocast_dtype
         if run_in is not None:
-            input = input.to(run_in)
-            if isinstance(hx, (tuple, list)):
-                hx = type(hx)(s.to(run_in) if isinstance(s, Tensor) else s for s in hx)
+            input, hx = input.to(run_in), cast_state(hx, run_in)
         if not fused_supported("lstm_cell", input):
             warn_fallback("LSTMCell", input)
             return super().forward(input, hx)

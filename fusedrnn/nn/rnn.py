@@ -17,7 +17,14 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from .. import ops
-from ._fallback import autocast_dtype, cast_all, fused_supported, refuse_torchscript, warn_fallback
+from ._fallback import (
+    autocast_dtype,
+    cast_all,
+    cast_state,
+    fused_supported,
+    refuse_torchscript,
+    warn_fallback,
+)
 from ._params import module_tensor
 from .regularizers import (
     LayerMasks,
@@ -181,10 +188,7 @@ class _FusedStack:
         if run_in is not None:
             data = data.to(run_in)
             input = input._replace(data=data) if isinstance(input, PackedSequence) else data
-            if isinstance(hx, (tuple, list)):
-                hx = type(hx)(cast_all(hx, run_in))
-            else:
-                (hx,) = cast_all([hx], run_in)
+            hx = cast_state(hx, run_in)
         if not fused_supported(self._layer_op_name(), data):
             return self._unfused_forward(input, hx, data)
         is_lstm = self.mode == "LSTM"

@@ -159,12 +159,12 @@ def fit(model: nn.Module, optimizer: torch.optim.Optimizer, *, train_batches: Ca
     _remove_partial_writes(out_dir)
     if config is not None:
         config = {**config, "clip_norm": clip_norm}
-    if resume and not last_path.exists():
-        print(f"{desc}: nothing to resume in {out_dir} (no last.pt); starting a new run", flush=True)
     if resume and last_path.exists():
         state = load_checkpoint(last_path)
         _check_same_run(state.get("config"), config, last_path)
     else:
+        if resume:
+            print(f"{desc}: nothing to resume in {out_dir} (no last.pt); starting a new run", flush=True)
         state = None
         earlier = _keep_earlier_run(out_dir, (*_FIT_FILES, *run_files))
         if earlier is not None:
