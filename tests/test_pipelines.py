@@ -24,6 +24,16 @@ def test_parity_where_one_thread_runs_the_steps(kind, batch, dtype):
     check_parity(ref, fused, x, initial_state(kind, ref, batch, dtype), dtype=dtype)
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_parity_where_the_inputs_are_too_wide_for_the_forward_pipeline(kind, batch):
+    # inputs 16x the state's width: both threads project every step first and one runs the
+    # steps (projection_keeps_pace in csrc/cpu/recurrence.h); the backward keeps its pipeline
+    ref, fused = make_pair(kind, 96, 6, num_layers=2)
+    x = torch.randn(70, batch, 96)
+    check_parity(ref, fused, x, initial_state(kind, ref, batch, torch.float32))
+
+
 def test_parity_of_a_projected_lstm_where_one_thread_runs_the_steps():
     ref, fused = make_pair("lstm", 5, 9, proj_size=4, bidirectional=True)
     check_parity(ref, fused, torch.randn(100, 2, 5), initial_state("lstm", ref, 2, torch.float32))

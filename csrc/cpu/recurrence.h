@@ -258,10 +258,29 @@ bool pipeline_wanted(const char* forced, const Schedule& s, const LayerWeights<T
 // where one thread runs the steps alone anyway, the second multiplies chunk k + 1's inputs
 // while the first runs chunk k's steps, instead of both multiplying all steps' inputs first.
 // FUSEDRNN_FORWARD_PIPELINE=0 or 1 turns it off or on wherever two threads and the steps allow.
+//
+// Not where the inputs are much wider than the state: the thread projecting the inputs then
+// runs the call alone while the other waits, and both projecting every step first is faster.
+// Measured (FUSEDRNN_FORWARD_PIPELINE unset against 0, then 1 against the rule, one process,
+// H = 32): plain cells, inference: the pipeline 1.16-1.25x faster at I = P, 1.04x at I = 4P for
+// batch 1 and 1.05x at I = 3P for batch 4; projecting first 1.05-1.17x faster at I = 6P
+// (batch 1), 1.02-1.08x at I = 4P (batch 4 and 8), 1.8-2.0x at I = 32P (batch 8); training
+// the same way. The LayerNorm cells' steps take longer, which hides a wider projection: the
+// pipeline 1.06-1.10x faster in training at I = 8P, level or 0.92-0.98x at I = 16P.
+template <typename Cell, typename T>
+bool projection_keeps_pace(const Schedule& s, const LayerWeights<T>& w) {
+  constexpr int64_t kMaxInputPerState = Cell::kLayerNorm ? 16 : 4;
+  // a one-row step costs more per multiply-add (latency, not throughput), so its product hides
+  // a wider projection
+  const int64_t state_width = s.batch == 1 ? w.proj_size + w.proj_size / 2 : w.proj_size;
+  return w.input_size < kMaxInputPerState * state_width;
+}
+
 template <typename Cell, typename T>
 int64_t forward_pipeline_chunks(const Schedule& s, const LayerWeights<T>& w) {
   constexpr int64_t kChunks = 8, kMinSteps = 16;
   if (!pipeline_wanted<Cell>("FUSEDRNN_FORWARD_PIPELINE", s, w)) return 0;
+  if (!projection_keeps_pace<Cell>(s, w) && forced_choice("FUSEDRNN_FORWARD_PIPELINE") != 1) return 0;
   const int64_t chunks = std::min(kChunks, s.steps() / kMinSteps);
   return chunks >= 2 ? chunks : 0;
 }
