@@ -261,12 +261,12 @@ bool pipeline_wanted(const char* forced, const Schedule& s, const LayerWeights<T
 //
 // Not where the inputs are much wider than the state: the thread projecting the inputs then
 // runs the call alone while the other waits, and both projecting every step first is faster.
-// Measured (FUSEDRNN_FORWARD_PIPELINE unset against 0, then 1 against the rule, one process,
-// H = 32): plain cells, inference: the pipeline 1.16-1.25x faster at I = P, 1.04x at I = 4P for
-// batch 1 and 1.05x at I = 3P for batch 4; projecting first 1.05-1.17x faster at I = 6P
-// (batch 1), 1.02-1.08x at I = 4P (batch 4 and 8), 1.8-2.0x at I = 32P (batch 8); training
-// the same way. The LayerNorm cells' steps take longer, which hides a wider projection: the
-// pipeline 1.06-1.10x faster in training at I = 8P, level or 0.92-0.98x at I = 16P.
+// Measured (FUSEDRNN_FORWARD_PIPELINE 0 or 1 against the default, one process, H = 32): plain
+// cells, inference: the pipeline 1.15-1.24x faster at I = P-2P, 1.05x at I = 4P for batch 1 and
+// at I = 3P for batch 4; projecting first 1.06-1.17x faster at I = 6P for batch 1 (the Elman
+// layer 0.95x), 1.02-1.12x at I = 4P for batch 4 and 8, 1.8-2.0x at I = 32P for batch 8;
+// training the same way. The LayerNorm cells' steps take longer, which hides a wider projection:
+// the pipeline 1.06-1.10x faster in training at I = 8P, 0.93-1.00x at I = 16P.
 template <typename Cell, typename T>
 bool projection_keeps_pace(const Schedule& s, const LayerWeights<T>& w) {
   constexpr int64_t kMaxInputPerState = Cell::kLayerNorm ? 16 : 4;
