@@ -243,14 +243,16 @@ bool stacked_input_applies(const Schedule& s, const LayerWeights<T>& w) {
 }
 
 // Whether a two-thread pipeline (pipeline.h) runs: two threads free (not already inside a
-// parallel region) and steps that one thread runs alone anyway (serial_steps). The environment
-// variable `forced` names, =0 or =1, turns it off, or on wherever two threads allow
-// (comparisons, tests); read per call, so that tests can set it.
+// parallel region) and steps that one thread runs alone anyway (serial_steps), where the
+// caller's own condition (`pays`) holds. The environment variable `forced` names, =0 or =1,
+// turns it off, or on wherever two threads allow (comparisons, tests); read per call, so that
+// tests can set it.
 template <typename Cell, typename T>
-bool pipeline_wanted(const char* forced, const Schedule& s, const LayerWeights<T>& w) {
+bool pipeline_wanted(const char* forced, const Schedule& s, const LayerWeights<T>& w,
+                     bool pays = true) {
   const int force = forced_choice(forced);
   if (force == 0 || at::in_parallel_region() || at::get_num_threads() < 2) return false;
-  return force == 1 || serial_steps<Cell>(s, w);
+  return force == 1 || (serial_steps<Cell>(s, w) && pays);
 }
 
 // Whether the forward runs its input projection as a two-thread pipeline (pipeline.h), and then
@@ -279,8 +281,8 @@ bool projection_keeps_pace(const Schedule& s, const LayerWeights<T>& w) {
 template <typename Cell, typename T>
 int64_t forward_pipeline_chunks(const Schedule& s, const LayerWeights<T>& w) {
   constexpr int64_t kChunks = 8, kMinSteps = 16;
-  if (!pipeline_wanted<Cell>("FUSEDRNN_FORWARD_PIPELINE", s, w)) return 0;
-  if (!projection_keeps_pace<Cell>(s, w) && forced_choice("FUSEDRNN_FORWARD_PIPELINE") != 1) return 0;
+  const bool pays = projection_keeps_pace<Cell>(s, w);
+  if (!pipeline_wanted<Cell>("FUSEDRNN_FORWARD_PIPELINE", s, w, pays)) return 0;
   const int64_t chunks = std::min(kChunks, s.steps() / kMinSteps);
   return chunks >= 2 ? chunks : 0;
 }
