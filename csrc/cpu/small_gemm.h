@@ -14,6 +14,10 @@
 
 #include "lanes.h"
 
+#if defined(__AVX512F__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#endif
+
 namespace fusedrnn {
 namespace cpu {
 
@@ -91,6 +95,25 @@ template <int R, int NV>
   for (; p < k; ++p) multiply_add_step<R, NV>(a, lda, bt + p * ldbt, p, acc);
 }
 
+// row[0, width) = v[0, width) + beta·row[0, width), for a block's last, partial vector of a row.
+// Out of line and taking v by value (in a register), so that the block's epilogue stays small:
+// GCC keeps a block's accumulators in registers only where it unrolls that epilogue completely,
+// and with the copy inline (a stack buffer, or masked AVX-512 loads and stores) it stopped doing
+// so for the 3-6 row blocks when tuning for Intel cores.
+[[gnu::noinline]] inline void store_partial(float* row, int64_t width, float beta, Vec16 v) {
+#if defined(__AVX512F__) && (defined(__GNUC__) || defined(__clang__))
+  const __mmask16 lanes = static_cast<__mmask16>((1u << width) - 1u);
+  if (beta != 0.0f) {
+    v = _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(lanes, row), v);
+  }
+  _mm512_mask_storeu_ps(row, lanes, v);
+#else
+  float out[16];
+  store_lanes(out, v);
+  for (int64_t l = 0; l < width; ++l) row[l] = (beta == 0.0f ? 0.0f : beta * row[l]) + out[l];
+#endif
+}
+
 // rows [0, R) × columns [j0, j0 + 16·NV) of C, over both segments of A; bt points at the block's
 // first column of Bt (row p at bt + p·ldbt). Never inlined: inlined into small_gemm, GCC kept the
 // 1-row block's accumulators on the stack (an LSTM of batch 1 ran 1.6x slower).
@@ -128,15 +151,8 @@ template <int R, int NV>
         store_lanes(full, beta == 0.0f ? acc[i][q] : beta * load_lanes(full) + acc[i][q]);
         continue;
       }
-      float out[16];  // the last, partial vector of a row
-      store_lanes(out, acc[i][q]);
-      const int64_t j = j0 + 16 * q, width = std::min<int64_t>(16, n - j);
-      float* row = c + i * ldc + j;
-      if (beta == 0.0f) {
-        for (int64_t l = 0; l < width; ++l) row[l] = out[l];
-      } else {
-        for (int64_t l = 0; l < width; ++l) row[l] = beta * row[l] + out[l];
-      }
+      const int64_t j = j0 + 16 * q;  // the last, partial vector of a row
+      store_partial(c + i * ldc + j, std::min<int64_t>(16, n - j), beta, acc[i][q]);
     }
   }
 }
