@@ -185,9 +185,9 @@ def _kernel_tanh(x):
     """The kernels' own tanh (csrc/cells/activations.h) of each entry of the 1-D x: a one-unit
     RNN layer with no recurrence, x as a batch of one step, outputs tanh(x)."""
     x = x.reshape(1, -1, 1)
-    one = torch.ones(1, 1)
-    return torch.ops.fusedrnn.rnn_layer(x, torch.zeros(x.shape[1], 1), one, one * 0, None, None,
-                                        None, False, False, False)[0].flatten()
+    one = torch.ones(1, 1, dtype=x.dtype)
+    return torch.ops.fusedrnn.rnn_layer(x, torch.zeros(x.shape[1], 1, dtype=x.dtype), one,
+                                        one * 0, None, None, None, False, False, False)[0].flatten()
 
 
 def _kernel_sigmoid(x):
@@ -195,30 +195,71 @@ def _kernel_sigmoid(x):
     is saturated by its bias has c = σ(x)·tanh(30) = σ(x). (The other gates' zero weights would
     turn an infinite x into NaN.)"""
     x = x.reshape(1, -1, 1)
-    zeros = torch.zeros(x.shape[1], 1)
-    w_ih = torch.tensor([[1.0], [0.0], [0.0], [0.0]])
-    b_ih = torch.tensor([0.0, 0.0, 30.0, 0.0])
-    return torch.ops.fusedrnn.lstm_layer(x, zeros, zeros, w_ih, torch.zeros(4, 1), b_ih, None,
-                                         None, None, False, False)[2].flatten()
+    zeros = torch.zeros(x.shape[1], 1, dtype=x.dtype)
+    w_ih = torch.tensor([[1.0], [0.0], [0.0], [0.0]], dtype=x.dtype)
+    b_ih = torch.tensor([0.0, 0.0, 30.0, 0.0], dtype=x.dtype)
+    return torch.ops.fusedrnn.lstm_layer(x, zeros, zeros, w_ih, torch.zeros(4, 1, dtype=x.dtype),
+                                         b_ih, None, None, None, False, False)[2].flatten()
 
 
-def test_activation_math_matches_torch_over_full_range():
-    # over every regime of the polynomial exp, tanh's small-|x| branch included
-    x = torch.linspace(-30, 30, 200001)
-    torch.testing.assert_close(_kernel_tanh(x), torch.tanh(x), atol=3e-7, rtol=3e-7)
-    torch.testing.assert_close(_kernel_sigmoid(x), torch.sigmoid(x), atol=3e-7, rtol=3e-7)
+# The polynomial exp is about 1 ulp and the tanh built on it 2 (csrc/cells/activations.h);
+# torch's own functions are about 1 ulp off the true values, so the bounds allow a few ulps
+# between the two: 2.5e-7 and 5e-16 are 4 and 4.5 ulps of 0.5-1.
+ACTIVATION_TOL = {torch.float32: {"atol": 3e-7, "rtol": 3e-7},
+                  torch.float64: {"atol": 1e-300, "rtol": 1e-15}}
 
 
-def test_activation_math_saturates_and_propagates_nan():
-    # Beyond the polynomial exp's clamps (-87, 88) tanh and sigmoid saturate as torch's do, at
-    # infinities too, and a NaN input gives NaN (the clamps are comparisons that a NaN passes).
+def _activation_inputs(dtype):
+    # every regime of the polynomial exp, tanh's small-|x| range and tiny magnitudes included
+    grid = torch.linspace(-30, 30, 200001, dtype=dtype)
+    tiny = torch.logspace(-30 if dtype == torch.float32 else -300, 1, 2001, dtype=dtype)
+    return torch.cat([grid, tiny, -tiny])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_activation_math_matches_torch_over_full_range(dtype):
+    x = _activation_inputs(dtype)
+    torch.testing.assert_close(_kernel_tanh(x), torch.tanh(x), **ACTIVATION_TOL[dtype])
+    torch.testing.assert_close(_kernel_sigmoid(x), torch.sigmoid(x), **ACTIVATION_TOL[dtype])
+
+
+def test_float64_activations_are_within_a_few_ulps_of_the_true_values():
+    # Against 120-bit arithmetic, not torch: the exp is Taylor to degree 13 after an exact
+    # reduction, tanh = -t/(2 + t) with t = expm1(-2|x|). A wrong coefficient or reduction
+    # constant shows here as hundreds of ulps.
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.prec = 120
+    generator = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.empty(3000, dtype=torch.float64).uniform_(-25, 25, generator=generator),
+                   torch.logspace(-300, 1.4, 500, dtype=torch.float64),
+                   -torch.logspace(-300, 1.4, 500, dtype=torch.float64)])
+
+    def ulps(actual, true):
+        spacing = (torch.nextafter(true, torch.full_like(true, float("inf"))) - true).abs()
+        return ((actual - true).abs() / spacing).max().item()
+
+    values = [mpmath.mpf(v) for v in x.tolist()]
+    true_tanh = torch.tensor([float(mpmath.tanh(v)) for v in values], dtype=torch.float64)
+    true_sigmoid = torch.tensor([float(1 / (1 + mpmath.exp(-v))) for v in values],
+                                dtype=torch.float64)
+    assert ulps(_kernel_tanh(x), true_tanh) <= 3
+    assert ulps(_kernel_sigmoid(x), true_sigmoid) <= 3
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_activation_math_saturates_and_propagates_nan(dtype):
+    # Beyond the polynomial exp's clamps (-87, 88 in float; -708, 709 in double) tanh and sigmoid
+    # saturate as torch's do, at infinities too, and a NaN input gives NaN (the clamps are
+    # comparisons that a NaN passes).
     x = torch.tensor([-1e30, -float("inf"), -100.0, -88.5, -87.5, 87.5, 88.5, 100.0, 1e30,
-                      float("inf"), float("nan")])
-    torch.testing.assert_close(_kernel_tanh(x), torch.tanh(x), atol=3e-7, rtol=3e-7,
-                               equal_nan=True)
+                      float("inf"), float("nan")], dtype=dtype)
+    if dtype == torch.float64:
+        x = torch.cat([x, torch.tensor([-800.0, -709.5, -708.5, -19.5, -20.5, 20.5, 708.5, 709.5,
+                                        800.0], dtype=dtype)])
+    tol = ACTIVATION_TOL[dtype]
+    torch.testing.assert_close(_kernel_tanh(x), torch.tanh(x), **tol, equal_nan=True)
     x = x[~x.isinf()]
-    torch.testing.assert_close(_kernel_sigmoid(x), torch.sigmoid(x), atol=3e-7, rtol=3e-7,
-                               equal_nan=True)
+    torch.testing.assert_close(_kernel_sigmoid(x), torch.sigmoid(x), **tol, equal_nan=True)
 
 
 @pytest.mark.parametrize("cell", CELLS)
