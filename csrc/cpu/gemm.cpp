@@ -206,6 +206,18 @@ bool plain_operands_pay(int64_t m, int64_t n, int64_t k) {
   return !worth_reduced_precision(reduced_precision_allowed(), m, n, k) && worth_onednn(m, n, k);
 }
 
+bool vendor_tuned_blas() {
+#if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+  static const bool intel = [] {
+    __builtin_cpu_init();  // may run before the library's own constructors did it
+    return __builtin_cpu_is("intel") != 0;
+  }();
+  return intel;
+#else
+  return false;
+#endif
+}
+
 bool reduced_precision_allowed() {
   const auto& ctx = at::globalContext();
   const auto bf16 = at::Float32Precision::BF16;

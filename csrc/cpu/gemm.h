@@ -33,6 +33,10 @@ bool reduced_precision_applies(int64_t m, int64_t n, int64_t k);
 // copy it out first than to hand it to the BLAS, which takes strided operands but runs slower.
 bool plain_operands_pay(int64_t m, int64_t n, int64_t k);
 
+// Whether this is an Intel CPU, where MKL and oneDNN run the kernels they tune hardest: their
+// whole-sequence products there beat small_gemm's per-step ones by more than on AMD (read once).
+bool vendor_tuned_blas();
+
 template <typename T>
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
           int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc);

@@ -224,6 +224,15 @@ struct TakesSummedInput<RnnCell<kRelu>> : std::true_type {
 // as the whole-sequence GEMM. Not where one thread runs the steps and the second projects the
 // next chunk's inputs meanwhile (forward_pipeline_chunks). FUSEDRNN_STACKED_INPUT=0 or 1 forces
 // either way (comparisons, tests; read per call).
+// On Intel CPUs (vendor_tuned_blas) only up to this much stacked weight: beyond it oneDNN's
+// whole-sequence GEMM and a per-step product of W_hh alone were faster. Interleaved in one
+// process on a 2-core Intel Xeon with AVX-512 (FUSEDRNN_STACKED_INPUT unset against 0, the time
+// stacked over the time not, inference / training): LSTM H = 256 and 512 (2 and 8 MB) 1.11 /
+// 1.03 and 1.08 / 0.97, GRU H = 256 and 512 (1.5 and 6 MB) 1.05 / 1.05 and 1.07 / 1.05, Elman
+// H = 512 (2 MB) 1.10 / 1.01; but Elman H = 256 (0.5 MB) 0.92 / 0.92 and LSTM H = 128 (0.4 MB)
+// 0.95 / 0.97, and at H = 64 0.80-0.96. On the AMD EPYC every size gained (1.02-1.11).
+constexpr int64_t kMaxStackedBytesWithTunedBlas = int64_t(1) << 20;
+
 template <typename Cell, typename T>
 bool stacked_input_applies(const Schedule& s, const LayerWeights<T>& w) {
   if constexpr (!TakesSummedInput<Cell>::value || !std::is_same_v<T, float>) {
@@ -238,7 +247,9 @@ bool stacked_input_applies(const Schedule& s, const LayerWeights<T>& w) {
     }
     const int forced = forced_choice("FUSEDRNN_STACKED_INPUT");
     if (forced >= 0) return forced == 1;
-    return !serial_steps<Cell>(s, w);
+    const int64_t stacked_bytes = (w.input_size + w.proj_size) * GH * int64_t(sizeof(T));
+    return !serial_steps<Cell>(s, w) &&
+           (!vendor_tuned_blas() || stacked_bytes <= kMaxStackedBytesWithTunedBlas);
   }
 }
 
