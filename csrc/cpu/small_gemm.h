@@ -45,9 +45,23 @@ using Vec16 = Lanes<float>;
 // call (1.5 KB for 6 × 4 vectors), read only when k = 0: 1.4% of a LayerNormLSTM training step's
 // perf samples at (32, 100, 64, 128), beside the 6 × 4 block's 20%. Whole training steps moved
 // within the host's noise (0.90x-1.01x).
+// Blocks of at least kMinPrefetchBlockRows rows ask for the Bt row kPrefetchRows steps of k
+// ahead into L1 as they go: a block streams its Bt panel (16·NV floats a row, k rows: 128 KB at
+// k = 512) from L2 or L3, and the hardware prefetchers left it waiting. Two threads each
+// multiplying their half of the rows by all columns, per-step sizes of the speed grid, on the
+// 2-core Intel Xeon of session 22: 128 × 2048 × 512 per step 278-302 -> 315-331 GFLOP/s,
+// 64 × 1024 × 256 293-296 -> 299-322, 32 × 512 × 192 283-296 -> 308-316 (8 or 24 rows ahead
+// gained less or lost). Blocks of one or two rows are load-bound already (a Bt vector per FMA).
+constexpr int64_t kPrefetchRows = 16;
+constexpr int kMinPrefetchBlockRows = 3;
+
 template <int R, int NV, bool kFirst = false>
-inline void multiply_add_step(const float* a, int64_t lda, const float* bt_row, int64_t p,
-                              Vec16 (&acc)[R][NV]) {
+inline void multiply_add_step(const float* a, int64_t lda, const float* bt_row, int64_t ldbt,
+                              int64_t p, Vec16 (&acc)[R][NV]) {
+  if constexpr (R >= kMinPrefetchBlockRows) {
+    // past Bt's end near the last steps: a prefetch does not fault
+    for (int q = 0; q < NV; ++q) __builtin_prefetch(bt_row + kPrefetchRows * ldbt + 16 * q, 0, 3);
+  }
   Vec16 w[NV];
   for (int q = 0; q < NV; ++q) {
     w[q] = load_lanes(bt_row + 16 * q);
@@ -88,11 +102,11 @@ template <int R, int NV>
   int64_t p = p0;
   if constexpr (accumulator_sets<R, NV>() == 2) {
     for (; p + 2 <= k; p += 2) {
-      multiply_add_step<R, NV>(a, lda, bt + p * ldbt, p, acc);
-      multiply_add_step<R, NV>(a, lda, bt + (p + 1) * ldbt, p + 1, odd);
+      multiply_add_step<R, NV>(a, lda, bt + p * ldbt, ldbt, p, acc);
+      multiply_add_step<R, NV>(a, lda, bt + (p + 1) * ldbt, ldbt, p + 1, odd);
     }
   }
-  for (; p < k; ++p) multiply_add_step<R, NV>(a, lda, bt + p * ldbt, p, acc);
+  for (; p < k; ++p) multiply_add_step<R, NV>(a, lda, bt + p * ldbt, ldbt, p, acc);
 }
 
 // row[0, width) = v[0, width) + beta·row[0, width), for a block's last, partial vector of a row.
@@ -124,11 +138,11 @@ template <int R, int NV>
   Vec16 odd[R][NV] = {};
   const float* bt2 = bt + a.k * ldbt;  // the second segment's rows of Bt
   if (a.k > 0) {
-    multiply_add_step<R, NV, true>(a.a, a.lda, bt, 0, acc);
+    multiply_add_step<R, NV, true>(a.a, a.lda, bt, ldbt, 0, acc);
     accumulate<R, NV>(a.a, a.lda, bt, ldbt, 1, a.k, acc, odd);
     accumulate<R, NV>(a.a2, a.lda2, bt2, ldbt, 0, a.k2, acc, odd);
   } else if (a.k2 > 0) {
-    multiply_add_step<R, NV, true>(a.a2, a.lda2, bt2, 0, acc);
+    multiply_add_step<R, NV, true>(a.a2, a.lda2, bt2, ldbt, 0, acc);
     accumulate<R, NV>(a.a2, a.lda2, bt2, ldbt, 1, a.k2, acc, odd);
   } else {  // no products: C = beta·C
     for (int i = 0; i < R; ++i) {
