@@ -54,8 +54,13 @@ struct Blas {
     dgemm = reinterpret_cast<dgemm_fn>(dlsym(RTLD_DEFAULT, "dgemm_"));
     set_threads_local =
         reinterpret_cast<set_threads_local_fn>(dlsym(RTLD_DEFAULT, "MKL_Set_Num_Threads_Local"));
-    const char* choice = std::getenv("FUSEDRNN_BLAS");  // "mkl": the BLAS only (comparisons)
-    if (!(choice && std::string(choice) == "mkl")) {
+    // On Intel CPUs MKL runs its own tuned kernels and the large products stay with it: layers
+    // 1.02-1.13x faster at H = 256 and 512 than through oneDNN's matmul, level within noise at
+    // H 64-128 (alternating processes, session 22's Xeon). FUSEDRNN_BLAS=mkl or =onednn forces
+    // either (comparisons).
+    const char* env = std::getenv("FUSEDRNN_BLAS");
+    const std::string choice = env ? env : "";
+    if (choice == "onednn" || (choice != "mkl" && !vendor_tuned_blas())) {
       onednn_matmul = reinterpret_cast<onednn_matmul_fn>(dlsym(RTLD_DEFAULT, kOneDnnMatmulSymbol));
     }
   }

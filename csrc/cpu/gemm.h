@@ -5,8 +5,9 @@
 // recurrent weight, which multiplies every step, is transposed once per call for small_gemm
 // (FixedRightOperand below).
 // Large float products (at least 4M multiply-adds) go to oneDNN's matmul instead, which is
-// faster than MKL on CPUs where MKL does not pick its best kernels (AMD); FUSEDRNN_BLAS=mkl keeps
-// everything on the BLAS. Where those symbols are absent (other torch builds) it falls back to
+// faster than MKL on CPUs where MKL does not pick its best kernels (AMD); on Intel CPUs they stay
+// with MKL. FUSEDRNN_BLAS=mkl keeps everything on the BLAS, =onednn sends them to oneDNN on any
+// CPU. Where those symbols are absent (other torch builds) it falls back to
 // ATen.
 //
 // Reduced precision follows torch's own switch: with torch.set_float32_matmul_precision("medium")
