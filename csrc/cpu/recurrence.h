@@ -230,7 +230,10 @@ struct TakesSummedInput<RnnCell<kRelu>> : std::true_type {
 // stacked over the time not, inference / training): LSTM H = 256 and 512 (2 and 8 MB) 1.11 /
 // 1.03 and 1.08 / 0.97, GRU H = 256 and 512 (1.5 and 6 MB) 1.05 / 1.05 and 1.07 / 1.05, Elman
 // H = 512 (2 MB) 1.10 / 1.01; but Elman H = 256 (0.5 MB) 0.92 / 0.92 and LSTM H = 128 (0.4 MB)
-// 0.95 / 0.97, and at H = 64 0.80-0.96. On the AMD EPYC every size gained (1.02-1.11).
+// 0.95 / 0.97, and at H = 64 0.80-0.96. With small_gemm's prefetches and MKL for the
+// whole-sequence products the margins shrank: LSTM and GRU at H = 256 and 512 1.02-1.05 in
+// inference, 1.00-1.02 in training; Elman at 256 0.94-0.96. On the AMD EPYC every size gained
+// (1.02-1.11).
 constexpr int64_t kMaxStackedBytesWithTunedBlas = int64_t(1) << 20;
 
 template <typename Cell, typename T>
