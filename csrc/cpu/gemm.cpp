@@ -1,6 +1,7 @@
 #include "gemm.h"
 
 #include "buffer_pool.h"
+#include "forced_choice.h"
 #include "parallel_blocks.h"
 #include "small_gemm.h"
 #include "transpose.h"
@@ -44,12 +45,30 @@ constexpr const char* kOneDnnMatmulSymbol = "_ZN2at6native13mkldnn_matmulERKNS_6
 // global setting. Absent where torch links another BLAS.
 using set_threads_local_fn = int (*)(int);
 
+// MKL's packed GEMM, C interface (mkl.h): the fixed operand packed once, then multiplied per step.
+using sgemm_pack_get_size_fn = size_t (*)(int identifier, int m, int n, int k);
+using sgemm_pack_fn = void (*)(int layout, int identifier, int trans, int m, int n, int k,
+                               float alpha, const float* src, int ld, float* dest);
+using sgemm_compute_fn = void (*)(int layout, int transa, int transb, int m, int n, int k,
+                                  const float* a, int lda, const float* b, int ldb, float beta,
+                                  float* c, int ldc);
+// mkl_cblas.h's enumerators
+constexpr int kCblasRowMajor = 101, kCblasNoTrans = 111, kCblasTrans = 112, kCblasBMatrix = 162,
+              kCblasPacked = 151;
+
 struct Blas {
   onednn_matmul_fn onednn_matmul = nullptr;
   sgemm_fn sgemm = nullptr;
   dgemm_fn dgemm = nullptr;
   set_threads_local_fn set_threads_local = nullptr;
+  sgemm_pack_get_size_fn sgemm_pack_get_size = nullptr;
+  sgemm_pack_fn sgemm_pack = nullptr;
+  sgemm_compute_fn sgemm_compute = nullptr;
   Blas() {
+    sgemm_pack_get_size =
+        reinterpret_cast<sgemm_pack_get_size_fn>(dlsym(RTLD_DEFAULT, "cblas_sgemm_pack_get_size"));
+    sgemm_pack = reinterpret_cast<sgemm_pack_fn>(dlsym(RTLD_DEFAULT, "cblas_sgemm_pack"));
+    sgemm_compute = reinterpret_cast<sgemm_compute_fn>(dlsym(RTLD_DEFAULT, "cblas_sgemm_compute"));
     sgemm = reinterpret_cast<sgemm_fn>(dlsym(RTLD_DEFAULT, "sgemm_"));
     dgemm = reinterpret_cast<dgemm_fn>(dlsym(RTLD_DEFAULT, "dgemm_"));
     set_threads_local =
@@ -302,6 +321,28 @@ void gemm<double>(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alph
   aten_gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
+// Whether FixedRightOperand packs a float weight with MKL's cblas_sgemm_pack and multiplies it
+// with cblas_sgemm_compute instead of small_gemm: on Intel CPUs (vendor_tuned_blas), where MKL
+// has the symbols, for products of at least kMinMklPackedRows rows by a weight of at least
+// kMinMklPackedFloats (1 MB). Two threads each multiplying their half of the rows, per step, in
+// a stand-alone copy on session 22's Xeon (small_gemm with its prefetches -> MKL packed):
+// 128 × 2048 × 512 301 -> 336 GFLOP/s, 64 × 1024 × 256 299 -> 339, 32 × 512 × 192 292 -> 328.
+// In the layers (FUSEDRNN_MKL_PACKED=0 against the default, one process): inference 1.06x for
+// the LSTM at H = 256 and 512 and the GRU at 512, training 1.00-1.03x; but with the 256 KB
+// weights of H = 128 training took 1.02-1.07x longer, so smaller weights keep small_gemm.
+// FUSEDRNN_MKL_PACKED=0 or 1 turns it off, or on wherever MKL has the symbols (comparisons,
+// tests; read per call).
+constexpr int64_t kMinMklPackedRows = 8, kMinMklPackedFloats = int64_t(1) << 18;
+
+static bool mkl_packed_applies(int64_t max_m, int64_t n, int64_t k) {
+  const Blas& mkl = blas();
+  if (!mkl.sgemm_pack_get_size || !mkl.sgemm_pack || !mkl.sgemm_compute) return false;
+  if (max_m <= 0 || n <= 0 || k <= 0 || !fits_blas_int(max_m, n, k, k, n, n)) return false;
+  const int forced = forced_choice("FUSEDRNN_MKL_PACKED");
+  if (forced >= 0) return forced == 1;
+  return vendor_tuned_blas() && max_m >= kMinMklPackedRows && n * k >= kMinMklPackedFloats;
+}
+
 template <typename T>
 FixedRightOperand<T>::FixedRightOperand(bool trans_b, int64_t max_m, int64_t n, int64_t k,
                                         const T* b, int64_t ldb, int64_t uses,
@@ -310,6 +351,15 @@ FixedRightOperand<T>::FixedRightOperand(bool trans_b, int64_t max_m, int64_t n, 
   constexpr int64_t kMinUsesToPack = 4;
   if constexpr (std::is_same_v<T, float>) {
     if (worth_reduced_precision(reduced_precision_, max_m, n, k)) return;  // ATen multiplies
+    if (uses >= kMinUsesToPack && mkl_packed_applies(max_m, n, k)) {
+      const Blas& mkl = blas();
+      const int im = static_cast<int>(max_m), in = static_cast<int>(n), ik = static_cast<int>(k);
+      const size_t bytes = mkl.sgemm_pack_get_size(kCblasBMatrix, im, in, ik);
+      mkl_packed_.reset(new float[bytes / sizeof(float) + 1]);
+      mkl.sgemm_pack(kCblasRowMajor, kCblasBMatrix, trans_b ? kCblasTrans : kCblasNoTrans, im, in,
+                     ik, 1.0f, b, static_cast<int>(ldb), mkl_packed_.get());
+      return;
+    }
     // float: a transposed copy for small_gemm, which beats both MKL's packed GEMM and oneDNN's
     // per-call matmul at every per-step size measured (see small_gemm.h)
     if (uses >= kMinUsesToPack && max_m > 0 && n > 0 && k > 0) {
@@ -336,6 +386,19 @@ void FixedRightOperand<T>::multiply(int64_t m, const T* a, int64_t lda, T beta, 
   if constexpr (std::is_same_v<T, float>) {
     if (worth_reduced_precision(reduced_precision_, m, n_, k_)) {
       return aten_gemm(false, trans_b_, m, n_, k_, T(1), a, lda, b_, ldb_, beta, c, ldc);
+    }
+    if (mkl_packed_) {
+      // Inside a parallel region (a thread's own rows) MKL runs on the calling thread; outside
+      // one, small products stay there too, as in fortran_gemm.
+      const Blas& mkl = blas();
+      const bool serial = mkl.set_threads_local && m * n_ * k_ < kMinThreadedBlasWork &&
+                          !at::in_parallel_region();
+      const int previous = serial ? mkl.set_threads_local(1) : 0;
+      mkl.sgemm_compute(kCblasRowMajor, kCblasNoTrans, kCblasPacked, static_cast<int>(m),
+                        static_cast<int>(n_), static_cast<int>(k_), a, static_cast<int>(lda),
+                        mkl_packed_.get(), static_cast<int>(n_), beta, c, static_cast<int>(ldc));
+      if (serial) mkl.set_threads_local(previous);
+      return;
     }
     if (transposed_) return multiply_transposed(m, a, lda, beta, c, ldc);
   }

@@ -63,6 +63,8 @@ class FixedRightOperand {
   // op(B) as [k, n] rows padded to 16 floats, for small_gemm, or in small_gemm_panels' panels
   // (panels_; float only)
   std::unique_ptr<T[]> transposed_;
+  // op(B) in MKL's packed format (mkl_packed_applies; float only)
+  std::unique_ptr<float[]> mkl_packed_;
 };
 
 // W_ih [n + n_own, k1] and W_hh [n + n_own, k2] transposed once into panels, so that a step's
