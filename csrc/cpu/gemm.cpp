@@ -360,8 +360,8 @@ FixedRightOperand<T>::FixedRightOperand(bool trans_b, int64_t max_m, int64_t n, 
                      ik, 1.0f, b, static_cast<int>(ldb), mkl_packed_.get());
       return;
     }
-    // float: a transposed copy for small_gemm, which beats both MKL's packed GEMM and oneDNN's
-    // per-call matmul at every per-step size measured (see small_gemm.h)
+    // float otherwise: a transposed copy for small_gemm, which beat both MKL's packed GEMM and
+    // oneDNN's per-call matmul at every per-step size measured on the AMD EPYC (small_gemm.h)
     if (uses >= kMinUsesToPack && max_m > 0 && n > 0 && k > 0) {
       const int64_t ld = small_gemm_ld(n);
       // One or two rows (batch 1 or 2) read Bt in 128-column blocks of a row-major copy (see
