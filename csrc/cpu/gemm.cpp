@@ -152,18 +152,27 @@ bool worth_reduced_precision(bool allowed, int64_t m, int64_t n, int64_t k) {
 // about 2^16 multiply-adds per thread (parallel_blocks.h).
 constexpr int64_t kMinThreadedBlasWork = int64_t(1) << 17;
 
+// Runs call() (one MKL product of `multiply_adds`), on the calling thread alone where the product
+// is below kMinThreadedBlasWork (inside a parallel region MKL runs there anyway).
+template <typename Call>
+void call_blas(int64_t multiply_adds, const Call& call) {
+  const auto set_threads = blas().set_threads_local;
+  const bool serial =
+      set_threads && multiply_adds < kMinThreadedBlasWork && !at::in_parallel_region();
+  const int previous = serial ? set_threads(1) : 0;
+  call();
+  if (serial) set_threads(previous);
+}
+
 template <typename F, typename T>
 void fortran_gemm(F fn, bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
                   int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
   // Row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: swap the operands.
   const int im = static_cast<int>(n), in = static_cast<int>(m), ik = static_cast<int>(k);
   const int ilda = static_cast<int>(ldb), ildb = static_cast<int>(lda), ildc = static_cast<int>(ldc);
-  const auto set_threads = blas().set_threads_local;
-  // (inside a parallel region MKL runs on the calling thread anyway)
-  const bool serial = set_threads && m * n * k < kMinThreadedBlasWork && !at::in_parallel_region();
-  const int previous = serial ? set_threads(1) : 0;
-  fn(tb ? "T" : "N", ta ? "T" : "N", &im, &in, &ik, &alpha, b, &ilda, a, &ildb, &beta, c, &ildc);
-  if (serial) set_threads(previous);
+  call_blas(m * n * k, [&] {
+    fn(tb ? "T" : "N", ta ? "T" : "N", &im, &in, &ik, &alpha, b, &ilda, a, &ildb, &beta, c, &ildc);
+  });
 }
 
 // out[p, j] = op(B)[p, j] for the k×n matrix op(B), threads taking blocks of 16 rows p; a
@@ -337,7 +346,7 @@ constexpr int64_t kMinMklPackedRows = 8, kMinMklPackedFloats = int64_t(1) << 18;
 static bool mkl_packed_applies(int64_t max_m, int64_t n, int64_t k) {
   const Blas& mkl = blas();
   if (!mkl.sgemm_pack_get_size || !mkl.sgemm_pack || !mkl.sgemm_compute) return false;
-  if (max_m <= 0 || n <= 0 || k <= 0 || !fits_blas_int(max_m, n, k, k, n, n)) return false;
+  if (!fits_blas_int(max_m, n, k, k, n, n)) return false;
   const int forced = forced_choice("FUSEDRNN_MKL_PACKED");
   if (forced >= 0) return forced == 1;
   return vendor_tuned_blas() && max_m >= kMinMklPackedRows && n * k >= kMinMklPackedFloats;
@@ -351,7 +360,8 @@ FixedRightOperand<T>::FixedRightOperand(bool trans_b, int64_t max_m, int64_t n, 
   constexpr int64_t kMinUsesToPack = 4;
   if constexpr (std::is_same_v<T, float>) {
     if (worth_reduced_precision(reduced_precision_, max_m, n, k)) return;  // ATen multiplies
-    if (uses >= kMinUsesToPack && mkl_packed_applies(max_m, n, k)) {
+    if (uses < kMinUsesToPack || max_m <= 0 || n <= 0 || k <= 0) return;  // gemm per product
+    if (mkl_packed_applies(max_m, n, k)) {
       const Blas& mkl = blas();
       const int im = static_cast<int>(max_m), in = static_cast<int>(n), ik = static_cast<int>(k);
       const size_t bytes = mkl.sgemm_pack_get_size(kCblasBMatrix, im, in, ik);
@@ -360,20 +370,18 @@ FixedRightOperand<T>::FixedRightOperand(bool trans_b, int64_t max_m, int64_t n, 
                      ik, 1.0f, b, static_cast<int>(ldb), mkl_packed_.get());
       return;
     }
-    // float otherwise: a transposed copy for small_gemm, which beat both MKL's packed GEMM and
-    // oneDNN's per-call matmul at every per-step size measured on the AMD EPYC (small_gemm.h)
-    if (uses >= kMinUsesToPack && max_m > 0 && n > 0 && k > 0) {
-      const int64_t ld = small_gemm_ld(n);
-      // One or two rows (batch 1 or 2) read Bt in 128-column blocks of a row-major copy (see
-      // small_gemm); more rows read it in panels.
-      panels_ = max_m > 2;
-      if (panels_) {
-        transposed_.reset(new float[k * ld]);
-        pack_panels(trans_b, n, k, b, ldb, transposed_.get(), k, 0);
-      } else {
-        transposed_.reset(new float[k * ld]());
-        copy_transposed(trans_b, n, k, b, ldb, transposed_.get(), ld);
-      }
+    // Otherwise a transposed copy for small_gemm, which beat both MKL's packed GEMM and oneDNN's
+    // per-call matmul at every per-step size measured on the AMD EPYC (small_gemm.h). One or two
+    // rows (batch 1 or 2) read Bt in 128-column blocks of a row-major copy (see small_gemm);
+    // more rows read it in panels.
+    const int64_t ld = small_gemm_ld(n);
+    panels_ = max_m > 2;
+    if (panels_) {
+      transposed_.reset(new float[k * ld]);
+      pack_panels(trans_b, n, k, b, ldb, transposed_.get(), k, 0);
+    } else {
+      transposed_.reset(new float[k * ld]());
+      copy_transposed(trans_b, n, k, b, ldb, transposed_.get(), ld);
     }
   }
 }
@@ -388,17 +396,12 @@ void FixedRightOperand<T>::multiply(int64_t m, const T* a, int64_t lda, T beta, 
       return aten_gemm(false, trans_b_, m, n_, k_, T(1), a, lda, b_, ldb_, beta, c, ldc);
     }
     if (mkl_packed_) {
-      // Inside a parallel region (a thread's own rows) MKL runs on the calling thread; outside
-      // one, small products stay there too, as in fortran_gemm.
-      const Blas& mkl = blas();
-      const bool serial = mkl.set_threads_local && m * n_ * k_ < kMinThreadedBlasWork &&
-                          !at::in_parallel_region();
-      const int previous = serial ? mkl.set_threads_local(1) : 0;
-      mkl.sgemm_compute(kCblasRowMajor, kCblasNoTrans, kCblasPacked, static_cast<int>(m),
-                        static_cast<int>(n_), static_cast<int>(k_), a, static_cast<int>(lda),
-                        mkl_packed_.get(), static_cast<int>(n_), beta, c, static_cast<int>(ldc));
-      if (serial) mkl.set_threads_local(previous);
-      return;
+      return call_blas(m * n_ * k_, [&] {
+        blas().sgemm_compute(kCblasRowMajor, kCblasNoTrans, kCblasPacked, static_cast<int>(m),
+                             static_cast<int>(n_), static_cast<int>(k_), a, static_cast<int>(lda),
+                             mkl_packed_.get(), static_cast<int>(n_), beta, c,
+                             static_cast<int>(ldc));
+      });
     }
     if (transposed_) return multiply_transposed(m, a, lda, beta, c, ldc);
   }
