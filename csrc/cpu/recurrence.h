@@ -28,6 +28,7 @@
 #include "pipeline.h"
 #include "reductions.h"
 #include "single_step.h"
+#include "summed_input.h"
 #include "vectorize.h"
 #include "weight_gradient_products.h"
 
@@ -197,24 +198,6 @@ bool input_projection_per_step(const Schedule& s, int64_t I) {
   constexpr int64_t kMinBatch = 8, kMaxInput = 256;
   return Cell::kLayerNorm && s.batch >= kMinBatch && I < kMaxInput;
 }
-
-// Cells whose first kSummedGates gates take x_t·W_ihᵀ + h_{t-1}·W_hhᵀ as one sum (forward_gates
-// with kSummedInput), so that one product over [x_t | h_{t-1}] can give both: all four of the
-// LSTM's, the GRU's r and z (its n keeps the two sides apart), the Elman cell's one.
-template <typename Cell>
-struct TakesSummedInput : std::false_type {};
-template <>
-struct TakesSummedInput<LstmCell> : std::true_type {
-  static constexpr int kSummedGates = 4;
-};
-template <>
-struct TakesSummedInput<GruCell> : std::true_type {
-  static constexpr int kSummedGates = 2;
-};
-template <bool kRelu>
-struct TakesSummedInput<RnnCell<kRelu>> : std::true_type {
-  static constexpr int kSummedGates = 1;
-};
 
 // Whether each step multiplies [x_t | h_{t-1}] by the stacked [W_ih | W_hh]ᵀ in one small_gemm
 // (StackedRightOperand), instead of a whole-sequence GEMM projecting every step's input first.
