@@ -40,7 +40,12 @@ _REDUCED = (torch.float16, torch.bfloat16)
 
 
 def _needs_grad(*tensors: Tensor | None) -> bool:
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+    if not torch.is_grad_enabled():
+        return False
+    for t in tensors:  # a loop, not any() over a generator: a cell op's call per step
+        if t is not None and t.requires_grad:
+            return True
+    return False
 
 
 def _grad_x_fake(x: Tensor, x_grad: bool) -> Tensor:

@@ -16,6 +16,7 @@ from ._fallback import (
 )
 from ._params import module_tensor
 
+_WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 _CELL_OP = {nn.LSTMCell: "lstm_cell", nn.GRUCell: "gru_cell", nn.RNNCell: "rnn_cell"}
 
 
@@ -53,16 +54,26 @@ class _FusedCell:
         return next(c for c in cls.__mro__ if c in _CELL_OP)
 
     def _weights(self, dtype: torch.dtype | None = None) -> list[Tensor | None]:
-        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
-        return cast_all([module_tensor(self, n) for n in names], dtype)
+        params = self._parameters
+        try:  # registered parameters (None for bias=False): four lookups, no call per name
+            weights = [params["weight_ih"], params["weight_hh"], params["bias_ih"], params["bias_hh"]]
+        except KeyError:  # a parametrization or weight_norm replaced one
+            weights = [module_tensor(self, n) for n in _WEIGHT_NAMES]
+        return cast_all(weights, dtype)
 
     def _prepare(self, input: Tensor, states: list[Tensor | None]):
         """Validates like torch.nn; returns (batched input, batched states, unbatched?)."""
-        if input.dim() == 2 and input.shape[1] == self.input_size:
+        if input.dim() == 2:
             # a decoder's usual call, checked in a few attribute reads: batched, states given
-            expected = (input.shape[0], self.hidden_size)
-            if all(s is not None and s.shape == expected for s in states):
-                return input, states, False
+            # (a plain loop: all() over a generator took 0.3 µs more of a 10 µs call)
+            batch, width = input.shape
+            if width == self.input_size:
+                expected = (batch, self.hidden_size)
+                for s in states:
+                    if s is None or s.shape != expected:
+                        break
+                else:
+                    return input, states, False
         name = type(self).__name__
         if input.dim() not in (1, 2):
             raise ValueError(f"{name}: Expected input to be 1D or 2D, got {input.dim()}D instead")
@@ -104,7 +115,8 @@ class LSTMCell(_FusedCell, nn.LSTMCell):
             return super().forward(input, hx)
         if hx is None:
             states = [None, None]
-        elif isinstance(hx, (tuple, list)) and len(hx) == 2 and all(isinstance(s, Tensor) for s in hx):
+        elif (isinstance(hx, (tuple, list)) and len(hx) == 2 and isinstance(hx[0], Tensor)
+              and isinstance(hx[1], Tensor)):
             states = list(hx)
         else:  # a [2, B, H] tensor or a pair with a None would otherwise be taken apart silently
             got = type(hx).__name__
