@@ -196,12 +196,12 @@ void copy_transposed(bool trans_b, int64_t n, int64_t k, const float* b, int64_t
 // written, the padding columns past n as zeros. Threads take whole panels.
 void pack_panels(bool trans_b, int64_t n, int64_t k, const float* b, int64_t ldb, float* out,
                  int64_t rows, int64_t row0) {
-  constexpr int64_t kPanel = 64;
-  const int64_t padded = small_gemm_ld(n), panels = (padded + kPanel - 1) / kPanel;
-  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / (kPanel * k + 1));
+  const int64_t width_max = panel_columns(rows);
+  const int64_t padded = small_gemm_ld(n), panels = (padded + width_max - 1) / width_max;
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / (width_max * k + 1));
   at::parallel_for(0, panels, grain, [&](int64_t q0, int64_t q1) {
     for (int64_t q = q0; q < q1; ++q) {
-      const int64_t j0 = q * kPanel, width = std::min(kPanel, padded - j0);
+      const int64_t j0 = q * width_max, width = std::min(width_max, padded - j0);
       const int64_t cols = std::min(width, n - j0);
       float* dst = out + j0 * rows + row0 * width;
       if (trans_b) {  // dst[p·width + r] = B[j0 + r, p]
@@ -220,11 +220,11 @@ void pack_panels(bool trans_b, int64_t n, int64_t k, const float* b, int64_t ldb
   });
 }
 
-// C[m, 0:n] = A·B from B packed in panels, the threads taking blocks of 64 columns when the
-// product repays a hand-off (for_blocks; one block inside a parallel region).
+// C[m, 0:n] = A·B from B packed in panels, the threads taking whole panels when the product
+// repays a hand-off (for_blocks; one block inside a parallel region).
 void panels_product(int64_t m, int64_t n, const LeftOperand& a, const float* panels, float beta,
                     float* c, int64_t ldc) {
-  for_blocks(n, m * n * (a.k + a.k2), 64, [&](int64_t j0, int64_t j1) {
+  for_blocks(n, m * n * (a.k + a.k2), panel_columns(a.k + a.k2), [&](int64_t j0, int64_t j1) {
     small_gemm_panels(m, j1, a, panels, beta, c, ldc, j0);
   });
 }

@@ -182,13 +182,35 @@ constexpr int tall_block_rows() {
   return NV >= 4 ? 6 : NV == 3 ? 8 : 12;
 }
 
+// block<R, NV> for a row count known at run time, 1 <= rows <= R.
+template <int R, int NV>
+void block_of_rows(int64_t rows, const LeftOperand& a, const float* bt, int64_t ldbt, int64_t n,
+                   float beta, float* c, int64_t ldc, int64_t j0) {
+  if constexpr (R > 1) {
+    if (rows < R) return block_of_rows<R - 1, NV>(rows, a, bt, ldbt, n, beta, c, ldc, j0);
+  }
+  block<R, NV>(a, bt, ldbt, n, beta, c, ldc, j0);
+}
+
 // Columns [j0, j0 + 16·NV) of C for all m rows (bt at column j0): the Bt panel (k × 16·NV
-// floats, 128 KB at k = 512) stays in L2 while every row block passes over it. Blocks of 6
-// rows; a remainder of 7 or 8 becomes 4 + 3 or 4 + 4 rather than 6 + 1 or 6 + 2, since a block
-// of 1-2 rows loads as many Bt vectors as it does FMAs.
+// floats, 128 KB at k = 512) stays in L2 while every row block passes over it. Panels of 1-3
+// vectors: as few blocks of up to tall_block_rows as cover m, their rows as even as can be
+// (16 rows in two blocks of 8, 12 in two of 6). Panels of 4: blocks of 6 rows; a remainder of
+// 7 or 8 becomes 4 + 3 or 4 + 4 rather than 6 + 1 or 6 + 2, since a block of 1-2 rows loads as
+// many Bt vectors as it does FMAs.
 template <int NV>
 void panel(int64_t m, const LeftOperand& a, const float* bt, int64_t ldbt, int64_t n, float beta,
            float* c, int64_t ldc, int64_t j0) {
+  if constexpr (tall_block_rows<NV>() > 6) {
+    constexpr int kTall = tall_block_rows<NV>();
+    const int64_t blocks = (m + kTall - 1) / kTall;
+    for (int64_t b = 0, i = 0; b < blocks; ++b) {
+      const int64_t rows = m / blocks + (b < m % blocks ? 1 : 0);
+      block_of_rows<kTall, NV>(rows, a.rows_from(i), bt, ldbt, n, beta, c + i * ldc, ldc, j0);
+      i += rows;
+    }
+    return;
+  }
   const auto run = [&](auto rows_tag, int64_t i) {
     block<decltype(rows_tag)::value, NV>(a.rows_from(i), bt, ldbt, n, beta, c + i * ldc, ldc, j0);
   };
@@ -199,10 +221,6 @@ void panel(int64_t m, const LeftOperand& a, const float* bt, int64_t ldbt, int64
   using R2 = std::integral_constant<int, 2>;
   using R1 = std::integral_constant<int, 1>;
   int64_t i = 0;
-  if constexpr (tall_block_rows<NV>() > 6) {
-    using Tall = std::integral_constant<int, tall_block_rows<NV>()>;
-    for (; m - i >= Tall::value; i += Tall::value) run(Tall{}, i);
-  }
   for (; m - i >= 6 && m - i != 7 && m - i != 8; i += 6) run(R6{}, i);
   switch (m - i) {
     case 8: run(R4{}, i); run(R4{}, i + 4); break;
@@ -259,21 +277,32 @@ inline void small_gemm(int64_t m, int64_t n, const LeftOperand& a, const float* 
   }
 }
 
-// The fixed operand in panels (pack_panels): columns [j0, j0 + 64) of Bt as k + k2 rows of 64
-// contiguous floats at panels + j0·(k + k2), the last panel only as wide as small_gemm_ld(n) -
-// j0. Each block then reads its panel front to back instead of one 256-byte piece per row of a
-// wide Bt: rows 4 or 8 KB apart (H = 256 or 512) each sit on their own page and in the same few
-// L1 sets, and the hardware prefetchers stop at page ends. Single-threaded, 64 × 2048 × 1024:
-// 98 against 72 GFLOP/s; 32 × 1024 × 512: 111 against 103; 8 × 256 × 96: level. Columns
-// [j0, j1) alone: pass n = j1 (or less), from j0 a multiple of 64.
+// The fixed operand in panels (pack_panels): columns [j0, j0 + w) of Bt, w = panel_columns(k +
+// k2), as k + k2 rows of w contiguous floats at panels + j0·(k + k2), the last panel only as wide
+// as small_gemm_ld(n) - j0. Each block then reads its panel front to back instead of one piece
+// per row of a wide Bt: rows 4 or 8 KB apart (H = 256 or 512) each sit on their own page and in
+// the same few L1 sets, and the hardware prefetchers stop at page ends. Single-threaded,
+// 64 × 2048 × 1024: 98 against 72 GFLOP/s; 32 × 1024 × 512: 111 against 103; 8 × 256 × 96:
+// level (AMD EPYC, 64-column panels).
+//
+// Panels of 48 columns past 128 rows (session 23): a panel of 192 rows (an LSTM's stacked
+// product at I 64, H 128) is then 36 KB, which stays in a 48 KB L1 while every row block passes
+// over it (64 columns: 48 KB, read from L2 again by each block), and its blocks of 8 rows × 3
+// vectors split 8, 16 and 32 rows evenly where 6 × 4 blocks left 4-row ones. Single-threaded on
+// the Intel Xeon, one process, 48 against 64 columns at k = 192: m × 512, m = 8 to 64,
+// 1.00-1.18x; 32 × 1024 × 256 1.06x, 64 × 2048 × 512 1.06x, 128 × 2048 × 1024 1.06x. At 96 rows,
+// where a 64-column panel fits L1 too, 6 × 4 blocks ran faster: 16 × 256 × 96 0.96x, 16 × 192
+// × 96 0.95x with 48. Not measured on the AMD EPYC (L1 32 KB).
+inline int64_t panel_columns(int64_t rows) { return rows > 128 ? 48 : 64; }
+
+// Columns [j_begin, n) alone: pass n = j1 (or less), with j_begin a multiple of the panel width.
 inline void small_gemm_panels(int64_t m, int64_t n, const LeftOperand& a, const float* panels,
                               float beta, float* c, int64_t ldc, int64_t j_begin = 0) {
   using namespace small_gemm_detail;
-  const int64_t padded = small_gemm_ld(n), rows = a.k + a.k2;
-  for (int64_t j0 = j_begin; j0 < padded; j0 += 64) {
-    const int64_t nv = std::min<int64_t>(4, (padded - j0) / 16);
-    const float* bt = panels + j0 * rows;
-    switch (nv) {
+  const int64_t padded = small_gemm_ld(n), rows = a.k + a.k2, width = panel_columns(rows);
+  for (int64_t j0 = j_begin; j0 < padded; j0 += width) {
+    const float* bt = panels + j0 * rows;  // ldbt: this panel's width, 16 floats a vector
+    switch (std::min(width, padded - j0) / 16) {
       case 4: panel<4>(m, a, bt, 64, n, beta, c, ldc, j0); break;
       case 3: panel<3>(m, a, bt, 48, n, beta, c, ldc, j0); break;
       case 2: panel<2>(m, a, bt, 32, n, beta, c, ldc, j0); break;
