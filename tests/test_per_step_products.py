@@ -7,9 +7,9 @@ batch, =0 turns it off (read per call). Outputs, states and every gradient must 
 either way.
 
 The fixed operands in panels (small_gemm_panels): from three rows per product on, 64 columns wide
-up to 128 rows of the operand and 48 past it (panel_columns), with a last panel narrower than the
-others and padding columns past the weight's width; panels of one to three vectors split each
-thread's rows into even blocks of up to 8 or 12.
+(on Intel CPUs 48 past 128 rows of the operand: csrc/cpu/gemm.cpp panel_columns), with a last panel
+narrower than the others and padding columns past the weight's width; panels of one to three
+vectors split each thread's rows into even blocks of up to 8 or 12.
 """
 
 import pytest
@@ -107,10 +107,11 @@ def test_parity_where_the_last_panel_is_ragged(kind, batch):
 @pytest.mark.parametrize("batch", [1, 3, 8, 13, 20, 33, 50])
 @pytest.mark.parametrize("num_threads", [1, 2], indirect=True)
 def test_parity_with_48_column_panels(kind, batch, num_threads, monkeypatch):
-    # I = 100, H = 45: the stacked product's k is 145 (> 128), so its panels are 48 columns wide:
-    # the LSTM's 180 gate columns are three panels of 48 and one of 36 real columns, the GRU's
-    # summed r and z (90) 48 and 42; the backward's product with W_hh has k = 4H = 180 rows and
-    # 45 columns, one panel of 3 vectors. Batches of 1 to 50 on one or two threads give each
+    # I = 100, H = 45: the stacked product's k is 145 (> 128), so on Intel CPUs its panels are
+    # 48 columns wide: the LSTM's 180 gate columns are three panels of 48 and one of 36 real
+    # columns, the GRU's summed r and z (90) 48 and 42; the backward's product with W_hh has
+    # k = 4H = 180 rows and 45 columns, one panel of 3 vectors (elsewhere 64-column panels of
+    # 1-4 vectors). Batches of 1 to 50 on one or two threads give each
     # thread 1 to 50 rows: blocks of every row count the even split makes.
     monkeypatch.setenv("FUSEDRNN_STACKED_INPUT", "1")
     torch.manual_seed(batch)

@@ -277,29 +277,19 @@ inline void small_gemm(int64_t m, int64_t n, const LeftOperand& a, const float* 
   }
 }
 
-// The fixed operand in panels (pack_panels): columns [j0, j0 + w) of Bt, w = panel_columns(k +
-// k2), as k + k2 rows of w contiguous floats at panels + j0·(k + k2), the last panel only as wide
-// as small_gemm_ld(n) - j0. Each block then reads its panel front to back instead of one piece
-// per row of a wide Bt: rows 4 or 8 KB apart (H = 256 or 512) each sit on their own page and in
-// the same few L1 sets, and the hardware prefetchers stop at page ends. Single-threaded,
-// 64 × 2048 × 1024: 98 against 72 GFLOP/s; 32 × 1024 × 512: 111 against 103; 8 × 256 × 96:
-// level (AMD EPYC, 64-column panels).
-//
-// Panels of 48 columns past 128 rows (session 23): a panel of 192 rows (an LSTM's stacked
-// product at I 64, H 128) is then 36 KB, which stays in a 48 KB L1 while every row block passes
-// over it (64 columns: 48 KB, read from L2 again by each block), and its blocks of 8 rows × 3
-// vectors split 8, 16 and 32 rows evenly where 6 × 4 blocks left 4-row ones. Single-threaded on
-// the Intel Xeon, one process, 48 against 64 columns at k = 192: m × 512, m = 8 to 64,
-// 1.00-1.18x; 32 × 1024 × 256 1.06x, 64 × 2048 × 512 1.06x, 128 × 2048 × 1024 1.06x. At 96 rows,
-// where a 64-column panel fits L1 too, 6 × 4 blocks ran faster: 16 × 256 × 96 0.96x, 16 × 192
-// × 96 0.95x with 48. Not measured on the AMD EPYC (L1 32 KB).
-inline int64_t panel_columns(int64_t rows) { return rows > 128 ? 48 : 64; }
-
-// Columns [j_begin, n) alone: pass n = j1 (or less), with j_begin a multiple of the panel width.
+// The fixed operand in panels (pack_panels): columns [j0, j0 + width) of Bt (width 64 or 48,
+// gemm.cpp panel_columns) as k + k2 rows of `width` contiguous floats at panels + j0·(k + k2),
+// the last panel only as wide as small_gemm_ld(n) - j0. Each block then reads its panel front to
+// back instead of one piece per row of a wide Bt: rows 4 or 8 KB apart (H = 256 or 512) each
+// sit on their own page and in the same few L1 sets, and the hardware prefetchers stop at page
+// ends. Single-threaded, 64 × 2048 × 1024: 98 against 72 GFLOP/s; 32 × 1024 × 512: 111 against
+// 103; 8 × 256 × 96: level (AMD EPYC, 64-column panels). Columns [j_begin, n) alone: pass
+// n = j1 (or less), with j_begin a multiple of width.
 inline void small_gemm_panels(int64_t m, int64_t n, const LeftOperand& a, const float* panels,
-                              float beta, float* c, int64_t ldc, int64_t j_begin = 0) {
+                              int64_t width, float beta, float* c, int64_t ldc,
+                              int64_t j_begin = 0) {
   using namespace small_gemm_detail;
-  const int64_t padded = small_gemm_ld(n), rows = a.k + a.k2, width = panel_columns(rows);
+  const int64_t padded = small_gemm_ld(n), rows = a.k + a.k2;
   for (int64_t j0 = j_begin; j0 < padded; j0 += width) {
     const float* bt = panels + j0 * rows;  // ldbt: this panel's width, 16 floats a vector
     switch (std::min(width, padded - j0) / 16) {
