@@ -6,9 +6,8 @@ one product, instead of a GEMM projecting every step's input first. FUSEDRNN_STA
 batch, =0 turns it off (read per call). Outputs, states and every gradient must match torch.nn
 either way.
 
-The fixed operands in panels (small_gemm_panels): from three rows per product on, 64 columns wide
-(on Intel CPUs 48 past 128 rows of the operand: csrc/cpu/gemm.cpp panel_columns), with a last panel
-narrower than the others and padding columns past the weight's width; panels of one to three
+The fixed operands in 64-column panels (small_gemm_panels): from three rows per product on, with
+a last panel narrower than 64 and padding columns past the weight's width; panels of one to three
 vectors split each thread's rows into even blocks of up to 8 or 12.
 """
 
@@ -106,13 +105,12 @@ def test_parity_where_the_last_panel_is_ragged(kind, batch):
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
 @pytest.mark.parametrize("batch", [1, 3, 8, 13, 20, 33, 50])
 @pytest.mark.parametrize("num_threads", [1, 2], indirect=True)
-def test_parity_with_48_column_panels(kind, batch, num_threads, monkeypatch):
-    # I = 100, H = 45: the stacked product's k is 145 (> 128), so on Intel CPUs its panels are
-    # 48 columns wide: the LSTM's 180 gate columns are three panels of 48 and one of 36 real
-    # columns, the GRU's summed r and z (90) 48 and 42; the backward's product with W_hh has
-    # k = 4H = 180 rows and 45 columns, one panel of 3 vectors (elsewhere 64-column panels of
-    # 1-4 vectors). Batches of 1 to 50 on one or two threads give each
-    # thread 1 to 50 rows: blocks of every row count the even split makes.
+def test_parity_over_row_counts_and_ragged_panels(kind, batch, num_threads, monkeypatch):
+    # I = 100, H = 45, the stacked product forced on: k = 145. The LSTM's 180 gate columns are
+    # panels of 64, 64 and 52 real columns (4 vectors), the GRU's summed r and z (90) 64 and 26
+    # (2 vectors); the backward's product with W_hh has k = G·H (180 for the LSTM) and 45
+    # columns, one panel of 3 vectors. Batches of 1 to 50 on one or two threads give each
+    # thread 1 to 50 rows: blocks of every row count that the 6-row and the even splits make.
     monkeypatch.setenv("FUSEDRNN_STACKED_INPUT", "1")
     torch.manual_seed(batch)
     ref, fused = make_pair(kind, 100, 45)

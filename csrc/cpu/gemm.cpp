@@ -191,31 +191,17 @@ void copy_transposed(bool trans_b, int64_t n, int64_t k, const float* b, int64_t
   });
 }
 
-// The width of small_gemm_panels' panels for an operand of `rows` rows: 48 columns past 128 rows
-// on Intel CPUs (vendor_tuned_blas), else 64. A 64-column panel of 192 rows (an LSTM's stacked
-// product at I 64, H 128) is 48 KB, read from L2 again by each row block; 48 columns (36 KB) stay
-// in the Intel Xeon's 48 KB L1, and blocks of 8 rows × 3 vectors split 8, 16 and 32 rows evenly
-// where 6 × 4 blocks left 4-row ones. Single-threaded on that Xeon, one process, 48 against 64
-// columns at k = 192: m × 512, m = 8 to 64, 1.00-1.18x; 32 × 1024 × 256 1.06x, 64 × 2048 × 512
-// 1.06x, 128 × 2048 × 1024 1.06x. At 96 rows, where a 64-column panel fits L1 too, the 6 × 4
-// blocks ran faster (16 × 256 × 96 0.96x, 16 × 192 × 96 0.95x with 48). Not measured on the AMD
-// EPYC (32 KB L1), which keeps 64.
-int64_t panel_columns(int64_t rows) {
-  static const bool narrow = vendor_tuned_blas();
-  return narrow && rows > 128 ? 48 : 64;
-}
-
 // op(B), k × n, into small_gemm_panels' layout: rows [row0, row0 + k) of panels that hold `rows`
 // rows each (a stacked operand packs its two matrices one after the other). Every entry is
 // written, the padding columns past n as zeros. Threads take whole panels.
 void pack_panels(bool trans_b, int64_t n, int64_t k, const float* b, int64_t ldb, float* out,
                  int64_t rows, int64_t row0) {
-  const int64_t width_max = panel_columns(rows);
-  const int64_t padded = small_gemm_ld(n), panels = (padded + width_max - 1) / width_max;
-  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / (width_max * k + 1));
+  constexpr int64_t kPanel = 64;
+  const int64_t padded = small_gemm_ld(n), panels = (padded + kPanel - 1) / kPanel;
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / (kPanel * k + 1));
   at::parallel_for(0, panels, grain, [&](int64_t q0, int64_t q1) {
     for (int64_t q = q0; q < q1; ++q) {
-      const int64_t j0 = q * width_max, width = std::min(width_max, padded - j0);
+      const int64_t j0 = q * kPanel, width = std::min(kPanel, padded - j0);
       const int64_t cols = std::min(width, n - j0);
       float* dst = out + j0 * rows + row0 * width;
       if (trans_b) {  // dst[p·width + r] = B[j0 + r, p]
@@ -234,13 +220,12 @@ void pack_panels(bool trans_b, int64_t n, int64_t k, const float* b, int64_t ldb
   });
 }
 
-// C[m, 0:n] = A·B from B packed in panels, the threads taking whole panels when the product
-// repays a hand-off (for_blocks; one block inside a parallel region).
+// C[m, 0:n] = A·B from B packed in panels, the threads taking blocks of 64 columns when the
+// product repays a hand-off (for_blocks; one block inside a parallel region).
 void panels_product(int64_t m, int64_t n, const LeftOperand& a, const float* panels, float beta,
                     float* c, int64_t ldc) {
-  const int64_t width = panel_columns(a.k + a.k2);
-  for_blocks(n, m * n * (a.k + a.k2), width, [&](int64_t j0, int64_t j1) {
-    small_gemm_panels(m, j1, a, panels, width, beta, c, ldc, j0);
+  for_blocks(n, m * n * (a.k + a.k2), 64, [&](int64_t j0, int64_t j1) {
+    small_gemm_panels(m, j1, a, panels, beta, c, ldc, j0);
   });
 }
 

@@ -194,8 +194,8 @@ void block_of_rows(int64_t rows, const LeftOperand& a, const float* bt, int64_t 
 
 // Columns [j0, j0 + 16·NV) of C for all m rows (bt at column j0): the Bt panel (k × 16·NV
 // floats, 128 KB at k = 512) stays in L2 while every row block passes over it. Panels of 1-3
-// vectors: as few blocks of up to tall_block_rows as cover m, their rows as even as can be
-// (16 rows in two blocks of 8, 12 in two of 6). Panels of 4: blocks of 6 rows; a remainder of
+// vectors: as few blocks of up to tall_block_rows as cover m, their rows as even as can be (up
+// to 8 rows a block: 12 rows in two of 6; up to 12: 16 rows in two of 8). Panels of 4: blocks of 6 rows; a remainder of
 // 7 or 8 becomes 4 + 3 or 4 + 4 rather than 6 + 1 or 6 + 2, since a block of 1-2 rows loads as
 // many Bt vectors as it does FMAs.
 template <int NV>
@@ -277,22 +277,21 @@ inline void small_gemm(int64_t m, int64_t n, const LeftOperand& a, const float* 
   }
 }
 
-// The fixed operand in panels (pack_panels): columns [j0, j0 + width) of Bt (width 64 or 48,
-// gemm.cpp panel_columns) as k + k2 rows of `width` contiguous floats at panels + j0·(k + k2),
-// the last panel only as wide as small_gemm_ld(n) - j0. Each block then reads its panel front to
-// back instead of one piece per row of a wide Bt: rows 4 or 8 KB apart (H = 256 or 512) each
-// sit on their own page and in the same few L1 sets, and the hardware prefetchers stop at page
-// ends. Single-threaded, 64 × 2048 × 1024: 98 against 72 GFLOP/s; 32 × 1024 × 512: 111 against
-// 103; 8 × 256 × 96: level (AMD EPYC, 64-column panels). Columns [j_begin, n) alone: pass
-// n = j1 (or less), with j_begin a multiple of width.
+// The fixed operand in panels (pack_panels): columns [j0, j0 + 64) of Bt as k + k2 rows of 64
+// contiguous floats at panels + j0·(k + k2), the last panel only as wide as small_gemm_ld(n) -
+// j0. Each block then reads its panel front to back instead of one 256-byte piece per row of a
+// wide Bt: rows 4 or 8 KB apart (H = 256 or 512) each sit on their own page and in the same few
+// L1 sets, and the hardware prefetchers stop at page ends. Single-threaded, 64 × 2048 × 1024:
+// 98 against 72 GFLOP/s; 32 × 1024 × 512: 111 against 103; 8 × 256 × 96: level. Columns
+// [j0, j1) alone: pass n = j1 (or less), from j0 a multiple of 64.
 inline void small_gemm_panels(int64_t m, int64_t n, const LeftOperand& a, const float* panels,
-                              int64_t width, float beta, float* c, int64_t ldc,
-                              int64_t j_begin = 0) {
+                              float beta, float* c, int64_t ldc, int64_t j_begin = 0) {
   using namespace small_gemm_detail;
   const int64_t padded = small_gemm_ld(n), rows = a.k + a.k2;
-  for (int64_t j0 = j_begin; j0 < padded; j0 += width) {
-    const float* bt = panels + j0 * rows;  // ldbt: this panel's width, 16 floats a vector
-    switch (std::min(width, padded - j0) / 16) {
+  for (int64_t j0 = j_begin; j0 < padded; j0 += 64) {
+    const int64_t nv = std::min<int64_t>(4, (padded - j0) / 16);
+    const float* bt = panels + j0 * rows;
+    switch (nv) {
       case 4: panel<4>(m, a, bt, 64, n, beta, c, ldc, j0); break;
       case 3: panel<3>(m, a, bt, 48, n, beta, c, ldc, j0); break;
       case 2: panel<2>(m, a, bt, 32, n, beta, c, ldc, j0); break;
