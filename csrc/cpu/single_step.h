@@ -72,7 +72,7 @@ inline bool weight_major_applies(int64_t B) {
 class TransposedBatch {
  public:
   TransposedBatch(int64_t B, const float* x, int64_t I, const float* h, int64_t H)
-      : batch_(B), input_size_(I), ld_(small_gemm_ld(B)), xht_(new float[(I + H) * ld_]) {
+      : input_size_(I), ld_(small_gemm_ld(B)), xht_(new float[(I + H) * ld_]) {
     // transpose_padded writes every entry: no zero fill
     transpose_padded(x, B, I, ld_, xht_.get());
     transpose_padded(h, B, H, ld_, ht());
@@ -81,12 +81,12 @@ class TransposedBatch {
   // column j of h: h_{t-1}[·, j] over the batch lanes
   const float* h_column(int64_t j) const { return ht() + j * ld_; }
   // gate g's products for hidden units [j0, j0 + units), x side into gx and h side into gh, each
-  // [units, ld]
+  // [units, ld]: all ld lanes, zeros past the batch (the transposes' padding)
   void multiply_gate(const LayerWeights<float>& w, int64_t g, int64_t j0, int64_t units, float* gx,
                      float* gh) const {
     const int64_t I = w.input_size, H = w.hidden_size, row = g * H + j0;
-    small_gemm(units, batch_, I, w.w_ih + row * I, I, xht_.get(), ld_, 0.0f, gx, ld_);
-    small_gemm(units, batch_, H, w.w_hh + row * H, H, ht(), ld_, 0.0f, gh, ld_);
+    small_gemm(units, ld_, I, w.w_ih + row * I, I, xht_.get(), ld_, 0.0f, gx, ld_);
+    small_gemm(units, ld_, H, w.w_hh + row * H, H, ht(), ld_, 0.0f, gh, ld_);
   }
   // both sides' products summed, in one product over the stacked [x | h]ᵀ (half the blocks'
   // stores and set-ups of two)
@@ -94,12 +94,12 @@ class TransposedBatch {
                             float* sum) const {
     const int64_t I = w.input_size, H = w.hidden_size, row = g * H + j0;
     const LeftOperand weights{w.w_ih + row * I, I, I, w.w_hh + row * H, H, H};
-    small_gemm(units, batch_, weights, xht_.get(), ld_, 0.0f, sum, ld_);
+    small_gemm(units, ld_, weights, xht_.get(), ld_, 0.0f, sum, ld_);
   }
 
  private:
   float* ht() const { return xht_.get() + input_size_ * ld_; }
-  int64_t batch_, input_size_, ld_;
+  int64_t input_size_, ld_;
   std::unique_ptr<float[]> xht_;  // xᵀ [I, ld], then hᵀ [H, ld]
 };
 
