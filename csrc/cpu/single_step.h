@@ -96,6 +96,18 @@ class TransposedBatch {
     const LeftOperand weights{w.w_ih + row * I, I, I, w.w_hh + row * H, H, H};
     small_gemm(units, ld_, weights, xht_.get(), ld_, 0.0f, sum, ld_);
   }
+  // gate g's products as Cell reads them with kSummedInput: summed into gh for the gates it
+  // sums (TakesSummedInput; gx untouched, returns false), else x side into gx and h side into gh
+  template <typename Cell>
+  bool multiply_gate_for(const LayerWeights<float>& w, int64_t g, int64_t j0, int64_t units,
+                         float* gx, float* gh) const {
+    if (g < TakesSummedInput<Cell>::kSummedGates) {
+      multiply_gate_summed(w, g, j0, units, gh);
+      return false;
+    }
+    multiply_gate(w, g, j0, units, gx, gh);
+    return true;
+  }
 
  private:
   float* ht() const { return xht_.get() + input_size_ * ld_; }
@@ -118,7 +130,6 @@ template <typename Cell>
 void lean_forward_weight_major(int64_t B, const float* x, const LayerWeights<float>& w,
                                const ForwardBuffers<Cell, float>& out) {
   const int64_t H = w.hidden_size, I = w.input_size, G = Cell::kGates;
-  constexpr int64_t kSummedGates = TakesSummedInput<Cell>::kSummedGates;
   for_blocks(H, B * G * H * (I + H), 16, [&](int64_t j0, int64_t j1) {
     const TransposedBatch batch(B, x, I, out.h, H);
     const int64_t ld = batch.ld(), units = j1 - j0, gate_ld = units * ld;  // a gate: units × ld
@@ -126,11 +137,8 @@ void lean_forward_weight_major(int64_t B, const float* x, const LayerWeights<flo
     const std::unique_ptr<float[]> b_ih(new float[G * gate_ld]), b_hh(new float[G * gate_ld]);
     for (int64_t g = 0; g < G; ++g) {
       const int64_t row = g * H + j0;
-      if (g < kSummedGates) {
-        batch.multiply_gate_summed(w, g, j0, units, gh.get() + g * gate_ld);
-      } else {
-        batch.multiply_gate(w, g, j0, units, gx.get() + g * gate_ld, gh.get() + g * gate_ld);
-      }
+      batch.multiply_gate_for<Cell>(w, g, j0, units, gx.get() + g * gate_ld,
+                                    gh.get() + g * gate_ld);
       for (int64_t u = 0; u < units; ++u) {
         std::fill_n(b_ih.get() + g * gate_ld + u * ld, ld, w.b_ih[row + u]);
         std::fill_n(b_hh.get() + g * gate_ld + u * ld, ld, w.b_hh[row + u]);
@@ -180,10 +188,7 @@ void single_step_forward_weight_major(int64_t B, const float* x, const LayerWeig
     for (int64_t g = 0; g < Cell::kGates; ++g) {
       const int64_t row = g * H + j0;
       // back to the row layout; summed gates have no x side of their own
-      if (g < TakesSummedInput<Cell>::kSummedGates) {
-        batch.multiply_gate_summed(w, g, j0, units, gh_t.get());
-      } else {
-        batch.multiply_gate(w, g, j0, units, gx_t.get(), gh_t.get());
+      if (batch.multiply_gate_for<Cell>(w, g, j0, units, gx_t.get(), gh_t.get())) {
         transpose_block(gx_t.get(), ld, units, B, out.ws + row, W);
       }
       transpose_block(gh_t.get(), ld, units, B, gh.get() + row, GH);

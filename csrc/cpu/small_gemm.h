@@ -195,9 +195,9 @@ void block_of_rows(int64_t rows, const LeftOperand& a, const float* bt, int64_t 
 // Columns [j0, j0 + 16·NV) of C for all m rows (bt at column j0): the Bt panel (k × 16·NV
 // floats, 128 KB at k = 512) stays in L2 while every row block passes over it. Panels of 1-3
 // vectors: as few blocks of up to tall_block_rows as cover m, their rows as even as can be (up
-// to 8 rows a block: 12 rows in two of 6; up to 12: 16 rows in two of 8). Panels of 4: blocks of 6 rows; a remainder of
-// 7 or 8 becomes 4 + 3 or 4 + 4 rather than 6 + 1 or 6 + 2, since a block of 1-2 rows loads as
-// many Bt vectors as it does FMAs.
+// to 8 rows a block: 12 rows in two of 6; up to 12: 16 rows in two of 8). Panels of 4: blocks
+// of 6 rows; a remainder of 7 or 8 becomes 4 + 3 or 4 + 4 rather than 6 + 1 or 6 + 2, since a
+// block of 1-2 rows loads as many Bt vectors as it does FMAs.
 template <int NV>
 void panel(int64_t m, const LeftOperand& a, const float* bt, int64_t ldbt, int64_t n, float beta,
            float* c, int64_t ldc, int64_t j0) {
