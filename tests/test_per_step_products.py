@@ -115,3 +115,60 @@ def test_parity_over_row_counts_and_ragged_panels(kind, batch, num_threads, monk
     torch.manual_seed(batch)
     ref, fused = make_pair(kind, 100, 45)
     check_parity_scaled(ref, fused, torch.randn(9, batch, 100))
+
+
+# Where the stacked product does not apply (large weights on Intel, float64), each step's
+# recurrent product is added onto the input side's in the workspace row, for the cells that sum
+# every gate's two sides (LSTM, Elman): csrc/cpu/recurrence.h recurrent_product_onto_input_side.
+# FUSEDRNN_ONTO_INPUT_SIDE=0 gives the product its own rows again; both must match torch.nn.
+@pytest.mark.parametrize("kind", ["lstm", "rnn_tanh", "rnn_relu"])
+@pytest.mark.parametrize("onto", ["1", "0"], ids=["onto-input-side", "own-rows"])
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+def test_parity_with_the_recurrent_product_onto_the_input_side(kind, onto, packed, monkeypatch):
+    # 20 rows: two threads split them (the path is for row-parallel steps only)
+    monkeypatch.setenv("FUSEDRNN_STACKED_INPUT", "0")
+    monkeypatch.setenv("FUSEDRNN_ONTO_INPUT_SIDE", onto)
+    torch.manual_seed(5)
+    ref, fused = make_pair(kind, 7, 24, num_layers=2, bidirectional=True)
+    x = torch.randn(30, 20, 7)
+    if packed:
+        x = pack_padded_sequence(x, torch.randint(1, 31, (20,)), enforce_sorted=False)
+    check_parity(ref, fused, x, initial_state(kind, ref, 20, torch.float32))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_projected_lstm_onto_the_input_side(dtype, monkeypatch):
+    # the product's k is P = 4; float64 never takes the stacked product, so it always runs here
+    monkeypatch.setenv("FUSEDRNN_STACKED_INPUT", "0")
+    torch.manual_seed(6)
+    ref, fused = make_pair("lstm", 5, 9, proj_size=4, bidirectional=True, dtype=dtype)
+    x = torch.randn(25, 20, 5, dtype=dtype)
+    check_parity(ref, fused, x, initial_state("lstm", ref, 20, dtype), dtype=dtype)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "rnn_tanh"])
+def test_regularizer_masks_match_the_reference_onto_the_input_side(kind, monkeypatch):
+    # recurrent dropout multiplies h_{t-1} before the product; zoneout blends after the cell
+    monkeypatch.setenv("FUSEDRNN_STACKED_INPUT", "0")
+    test_regularizers.test_explicit_masks_match_reference(kind, False, torch.float32, 24, 5,
+                                                          None, True, monkeypatch)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "rnn_tanh"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_onto_the_input_side_gives_the_same_bits(kind, dtype, monkeypatch):
+    # small_gemm adds C after its sum over k, so (x·W_ihᵀ + h·W_hhᵀ) + biases rounds as the
+    # cell's own sum of the two rows did: both ways agree bit for bit (a wrong beta, row or
+    # stride would not)
+    if torch.get_num_threads() < 2:
+        pytest.skip("the path is for row-parallel steps")
+    monkeypatch.setenv("FUSEDRNN_STACKED_INPUT", "0")
+    torch.manual_seed(7)
+    _, fused = make_pair(kind, 7, 24, dtype=dtype)
+    x = torch.randn(40, 20, 7, dtype=dtype)
+    monkeypatch.setenv("FUSEDRNN_ONTO_INPUT_SIDE", "0")
+    own_rows = _outputs_and_grads(fused, x)
+    monkeypatch.setenv("FUSEDRNN_ONTO_INPUT_SIDE", "1")
+    onto = _outputs_and_grads(fused, x)
+    for a, b in zip(own_rows, onto, strict=True):
+        assert torch.equal(a, b)

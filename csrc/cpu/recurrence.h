@@ -275,6 +275,21 @@ bool projection_keeps_pace(const Schedule& s, const LayerWeights<T>& w) {
   return w.input_size < kMaxInputPerState * state_width;
 }
 
+// Whether each step's recurrent product is added onto the input side's in the workspace row
+// (beta = 1), where the cell takes every gate's two sides as one sum (the LSTM's and the Elman
+// cell's, not the GRU's n): the cell then reads one product instead of two, and the product's
+// own [B, G·H] buffer is never written. FUSEDRNN_ONTO_INPUT_SIDE=0 or 1 forces it off or on
+// where it can apply (comparisons; read per call).
+template <typename Cell>
+bool recurrent_product_onto_input_side() {
+  if constexpr (!TakesSummedInput<Cell>::value || Cell::kRowWise) {
+    return false;
+  } else {
+    if (TakesSummedInput<Cell>::kSummedGates != Cell::kGates) return false;
+    return forced_choice("FUSEDRNN_ONTO_INPUT_SIDE") != 0;
+  }
+}
+
 template <typename Cell, typename T>
 int64_t forward_pipeline_chunks(const Schedule& s, const LayerWeights<T>& w) {
   constexpr int64_t kChunks = 8, kMinSteps = 16;
@@ -327,6 +342,8 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
                                                    GH - summed_cols);
     }
   }
+  const bool onto_input_side =
+      !both && !serial_steps<Cell>(s, w) && recurrent_product_onto_input_side<Cell>();
   std::unique_ptr<FixedRightOperand<T>> projection;
   if (proj) projection = std::make_unique<FixedRightOperand<T>>(true, B, P, H, w.w_hr, H, s.steps());
   // a saved GRU row of r, z, b_n (lean inference's row of 3H is scratch, its n column as before)
@@ -358,7 +375,11 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
                            out.ws + (off + b0) * W + summed_cols, W);
           }
         }
-        if (!both) recurrent.multiply(b1 - b0, h_in, P, T(0), gh.data() + b0 * GH, GH);
+        if (onto_input_side) {
+          recurrent.multiply(b1 - b0, h_in, P, T(1), out.ws + (off + b0) * W, W);
+        } else if (!both) {
+          recurrent.multiply(b1 - b0, h_in, P, T(0), gh.data() + b0 * GH, GH);
+        }
         at::parallel_for(b0, b1, row_grain(GH), [&](int64_t begin, int64_t end) {
           std::vector<T> c_prev(reg.zoneout_c ? static_cast<size_t>(H) : 0);
           for (int64_t b = begin; b < end; ++b) {
@@ -371,6 +392,10 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
             }
             if constexpr (Cell::kRowWise) {
               Cell::forward_row(r, H);
+            } else if (onto_input_side) {  // the sums wait in the workspace row
+              ForwardRow<T> summed = r;
+              summed.gh = r.ws;
+              cell_forward<Cell, T, TakesSummedInput<Cell>::value>(summed, H, 0, H, out.save);
             } else if (both) {
               cell_forward<Cell, T, TakesSummedInput<Cell>::value>(r, H, 0, H, out.save);
             } else {
