@@ -117,11 +117,12 @@ def test_parity_over_row_counts_and_ragged_panels(kind, batch, num_threads, monk
     check_parity_scaled(ref, fused, torch.randn(9, batch, 100))
 
 
-# Where the stacked product does not apply (large weights on Intel, float64), each step's
-# recurrent product is added onto the input side's in the workspace row, for the cells that sum
-# every gate's two sides (LSTM, Elman): csrc/cpu/recurrence.h recurrent_product_onto_input_side.
-# FUSEDRNN_ONTO_INPUT_SIDE=0 gives the product its own rows again; both must match torch.nn.
-@pytest.mark.parametrize("kind", ["lstm", "rnn_tanh", "rnn_relu"])
+# Where the stacked product does not apply (large weights on Intel, float64), each step adds
+# h_{t-1}·W_hhᵀ onto the input side's products in the workspace row for the gates that the cell
+# sums (the LSTM's four, the GRU's r and z, the Elman cell's one; the GRU's n goes to rows of its
+# own): csrc/cpu/recurrence.h recurrent_product_onto_input_side. FUSEDRNN_ONTO_INPUT_SIDE=0 gives
+# the whole product its own rows again; both must match torch.nn.
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh", "rnn_relu"])
 @pytest.mark.parametrize("onto", ["1", "0"], ids=["onto-input-side", "own-rows"])
 @pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
 def test_parity_with_the_recurrent_product_onto_the_input_side(kind, onto, packed, monkeypatch):
@@ -146,7 +147,7 @@ def test_projected_lstm_onto_the_input_side(dtype, monkeypatch):
     check_parity(ref, fused, x, initial_state("lstm", ref, 20, dtype), dtype=dtype)
 
 
-@pytest.mark.parametrize("kind", ["lstm", "rnn_tanh"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
 def test_regularizer_masks_match_the_reference_onto_the_input_side(kind, monkeypatch):
     # recurrent dropout multiplies h_{t-1} before the product; zoneout blends after the cell
     monkeypatch.setenv("FUSEDRNN_STACKED_INPUT", "0")
@@ -158,8 +159,8 @@ def test_regularizer_masks_match_the_reference_onto_the_input_side(kind, monkeyp
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 def test_onto_the_input_side_gives_the_same_bits(kind, dtype, monkeypatch):
     # small_gemm adds C after its sum over k, so (x·W_ihᵀ + h·W_hhᵀ) + biases rounds as the
-    # cell's own sum of the two rows did: both ways agree bit for bit (a wrong beta, row or
-    # stride would not)
+    # LSTM's and Elman cell's own sum of the two rows did: both ways agree bit for bit (a wrong
+    # beta, row or stride would not). The GRU adds each side's bias first when they are apart.
     if torch.get_num_threads() < 2:
         pytest.skip("the path is for row-parallel steps")
     monkeypatch.setenv("FUSEDRNN_STACKED_INPUT", "0")

@@ -36,16 +36,19 @@ struct GruCell {
 
   // The forward in two halves, as LstmCell's: forward_gates leaves z and n's pre-activation in
   // the row's z and n columns (whose inputs it has consumed); forward_output finishes n and h_t.
-  // kSummedInput: gh's r and z columns already hold both sides' products (the CPU's stacked
-  // per-step product); the n columns stay apart, x side in the workspace row, h side in gh.
-  template <typename T, bool kSave = true, bool kSummedInput = false>
+  // kSums: where r's and z's two products are summed (GateSums: in gh's r and z columns, or in
+  // the workspace row's); the n columns stay apart, x side in the workspace row, h side in gh.
+  template <typename T, bool kSave = true, GateSums kSums = GateSums::kApart>
   FUSEDRNN_HOST_DEVICE static void forward_gates(const ForwardRow<T>& r, int64_t H, int64_t j) {
     const T a_n = r.ws[2 * H + j] + r.b_ih[2 * H + j];
     const T b_n = r.gh[2 * H + j] + r.b_hh[2 * H + j];
     T pre_r, pre_z;
-    if constexpr (kSummedInput) {
+    if constexpr (kSums == GateSums::kInGh) {
       pre_r = r.gh[j] + r.b_ih[j] + r.b_hh[j];
       pre_z = r.gh[H + j] + r.b_ih[H + j] + r.b_hh[H + j];
+    } else if constexpr (kSums == GateSums::kInWorkspace) {
+      pre_r = r.ws[j] + r.b_ih[j] + r.b_hh[j];
+      pre_z = r.ws[H + j] + r.b_ih[H + j] + r.b_hh[H + j];
     } else {
       pre_r = (r.ws[j] + r.b_ih[j]) + (r.gh[j] + r.b_hh[j]);
       pre_z = (r.ws[H + j] + r.b_ih[H + j]) + (r.gh[H + j] + r.b_hh[H + j]);

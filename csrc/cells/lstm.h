@@ -26,16 +26,17 @@ struct LstmCell {
   // column, whose input it has consumed) and forward_output (h_t). A CPU loop runs each half over
   // a whole row: the sigmoid -> c_t -> tanh(c_t) chain of one iteration is then two shorter ones,
   // and more iterations fit in the core's out-of-order window (a row of the fused loop took 12%
-  // longer). kSave = false (inference): nothing else is kept for backward. kSummedInput: gh
-  // already holds x_t·W_ihᵀ + h_{t-1}·W_hhᵀ (the CPU's stacked per-step product) and the
-  // workspace row nothing yet.
-  template <typename T, bool kSave = true, bool kSummedInput = false>
+  // longer). kSave = false (inference): nothing else is kept for backward. kSums: where the gates'
+  // sums are (GateSums); with kInGh the workspace row holds nothing yet.
+  template <typename T, bool kSave = true, GateSums kSums = GateSums::kApart>
   FUSEDRNN_HOST_DEVICE static void forward_gates(const ForwardRow<T>& r, int64_t H, int64_t j) {
     T pre[4];
     for (int k = 0; k < 4; ++k) {
       const int64_t q = k * H + j;
-      if constexpr (kSummedInput) {
+      if constexpr (kSums == GateSums::kInGh) {
         pre[k] = r.gh[q] + r.b_ih[q] + r.b_hh[q];
+      } else if constexpr (kSums == GateSums::kInWorkspace) {
+        pre[k] = r.ws[q] + r.b_ih[q] + r.b_hh[q];
       } else {
         pre[k] = r.ws[q] + r.gh[q] + r.b_ih[q] + r.b_hh[q];
       }

@@ -20,13 +20,15 @@ struct RnnCell {
   static constexpr int64_t workspace_cols(int64_t H) { return H; }
   static constexpr int64_t grad_cols(int64_t H) { return H; }
 
-  // kSummedInput: gh already holds x_t·W_ihᵀ + h_{t-1}·W_hhᵀ (the CPU's stacked per-step
-  // product) and the workspace row (y's) nothing yet. kSave: always (y is the workspace).
-  template <typename T, bool kSave = true, bool kSummedInput = false>
+  // kSums: where the sum x_t·W_ihᵀ + h_{t-1}·W_hhᵀ is (GateSums); with kInGh the workspace row
+  // (y's) holds nothing yet. kSave: always (y is the workspace).
+  template <typename T, bool kSave = true, GateSums kSums = GateSums::kApart>
   FUSEDRNN_HOST_DEVICE static void forward(const ForwardRow<T>& r, int64_t H, int64_t j) {
     T pre;
-    if constexpr (kSummedInput) {
+    if constexpr (kSums == GateSums::kInGh) {
       pre = r.gh[j] + r.b_ih[j] + r.b_hh[j];
+    } else if constexpr (kSums == GateSums::kInWorkspace) {
+      pre = r.ws[j] + r.b_ih[j] + r.b_hh[j];
     } else {
       pre = r.ws[j] + r.gh[j] + r.b_ih[j] + r.b_hh[j];
     }

@@ -8,6 +8,13 @@
 
 namespace fusedrnn {
 
+// Where a cell's forward finds the gates whose two products it takes as one sum (an LSTM's four,
+// a GRU's r and z, an Elman cell's one): kApart, x_t·W_ihᵀ in the workspace row and h_{t-1}·W_hhᵀ
+// in gh; kInGh, both summed in gh (the CPU's stacked per-step product); kInWorkspace, both summed
+// in the workspace row (the CPU's recurrent product added onto the input side's). The other
+// gates (a GRU's n) keep the two sides apart in every mode.
+enum class GateSums { kApart, kInGh, kInWorkspace };
+
 template <typename T>
 struct ForwardRow {
   T* ws;            // in: x_t·W_ihᵀ (gate columns); out: what backward needs (Cell::workspace_cols)

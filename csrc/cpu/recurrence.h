@@ -275,17 +275,17 @@ bool projection_keeps_pace(const Schedule& s, const LayerWeights<T>& w) {
   return w.input_size < kMaxInputPerState * state_width;
 }
 
-// Whether each step's recurrent product is added onto the input side's in the workspace row
-// (beta = 1), where the cell takes every gate's two sides as one sum (the LSTM's and the Elman
-// cell's, not the GRU's n): the cell then reads one product instead of two, and the product's
-// own [B, G·H] buffer is never written. FUSEDRNN_ONTO_INPUT_SIDE=0 or 1 forces it off or on
+// Whether each step multiplies h_{t-1} by the rows of W_hh whose gates the cell sums
+// (TakesSummedInput: the LSTM's four, the GRU's r and z, the Elman cell's one) onto the input
+// side's products in the workspace row (beta = 1), where the stacked product does not apply: the
+// cell then reads one sum instead of two products (GateSums::kInWorkspace), and those gates'
+// [B, G·H] product rows are never written. FUSEDRNN_ONTO_INPUT_SIDE=0 or 1 forces it off or on
 // where it can apply (comparisons; read per call).
 template <typename Cell>
 bool recurrent_product_onto_input_side() {
   if constexpr (!TakesSummedInput<Cell>::value || Cell::kRowWise) {
     return false;
   } else {
-    if (TakesSummedInput<Cell>::kSummedGates != Cell::kGates) return false;
     return forced_choice("FUSEDRNN_ONTO_INPUT_SIDE") != 0;
   }
 }
@@ -331,19 +331,27 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
 
   std::vector<T> gh(static_cast<size_t>(B * GH));
   std::vector<T> h_masked(reg.rec_mask ? static_cast<size_t>(B * P) : 0);
-  // one of the two: W_hh alone, or [W_ih | W_hh] for the stacked product
-  const FixedRightOperand<T> recurrent(true, B, GH, P, w.w_hh, P, stacked ? 0 : s.steps());
-  std::unique_ptr<StackedRightOperand> both;
-  int64_t summed_cols = 0;  // the gate columns that come out as one sum
-  if constexpr (std::is_same_v<T, float> && TakesSummedInput<Cell>::value) {
+  // The gates whose two products the cell takes as one sum (TakesSummedInput) get it from the
+  // stacked product, or from their rows of W_hh multiplied onto the input side's in the
+  // workspace row (onto); the other rows of W_hh, all of them where neither applies, multiply
+  // into gh (recurrent).
+  int64_t summed_cols = 0;
+  if constexpr (TakesSummedInput<Cell>::value) {
     summed_cols = TakesSummedInput<Cell>::kSummedGates * H;
+  }
+  const bool onto_input_side =
+      !stacked && !serial_steps<Cell>(s, w) && recurrent_product_onto_input_side<Cell>();
+  const int64_t onto_cols = onto_input_side ? summed_cols : 0;
+  const FixedRightOperand<T> onto(true, B, onto_cols, P, w.w_hh, P, s.steps());
+  const FixedRightOperand<T> recurrent(true, B, GH - onto_cols, P, w.w_hh + onto_cols * P, P,
+                                       stacked ? 0 : s.steps());
+  std::unique_ptr<StackedRightOperand> both;
+  if constexpr (std::is_same_v<T, float> && TakesSummedInput<Cell>::value) {
     if (stacked) {
       both = std::make_unique<StackedRightOperand>(summed_cols, w.w_ih, I, w.w_hh, P,
                                                    GH - summed_cols);
     }
   }
-  const bool onto_input_side =
-      !both && !serial_steps<Cell>(s, w) && recurrent_product_onto_input_side<Cell>();
   std::unique_ptr<FixedRightOperand<T>> projection;
   if (proj) projection = std::make_unique<FixedRightOperand<T>>(true, B, P, H, w.w_hr, H, s.steps());
   // a saved GRU row of r, z, b_n (lean inference's row of 3H is scratch, its n column as before)
@@ -375,10 +383,9 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
                            out.ws + (off + b0) * W + summed_cols, W);
           }
         }
-        if (onto_input_side) {
-          recurrent.multiply(b1 - b0, h_in, P, T(1), out.ws + (off + b0) * W, W);
-        } else if (!both) {
-          recurrent.multiply(b1 - b0, h_in, P, T(0), gh.data() + b0 * GH, GH);
+        if (onto_input_side) onto.multiply(b1 - b0, h_in, P, T(1), out.ws + (off + b0) * W, W);
+        if (!both) {
+          recurrent.multiply(b1 - b0, h_in, P, T(0), gh.data() + b0 * GH + onto_cols, GH);
         }
         at::parallel_for(b0, b1, row_grain(GH), [&](int64_t begin, int64_t end) {
           std::vector<T> c_prev(reg.zoneout_c ? static_cast<size_t>(H) : 0);
@@ -392,12 +399,10 @@ void recurrence_forward(const Schedule& s, const T* x, const LayerWeights<T>& w,
             }
             if constexpr (Cell::kRowWise) {
               Cell::forward_row(r, H);
-            } else if (onto_input_side) {  // the sums wait in the workspace row
-              ForwardRow<T> summed = r;
-              summed.gh = r.ws;
-              cell_forward<Cell, T, TakesSummedInput<Cell>::value>(summed, H, 0, H, out.save);
+            } else if (onto_input_side) {
+              cell_forward<Cell, T, GateSums::kInWorkspace>(r, H, 0, H, out.save);
             } else if (both) {
-              cell_forward<Cell, T, TakesSummedInput<Cell>::value>(r, H, 0, H, out.save);
+              cell_forward<Cell, T, GateSums::kInGh>(r, H, 0, H, out.save);
             } else {
               cell_forward<Cell>(r, H, 0, H, out.save);
             }

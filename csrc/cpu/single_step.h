@@ -96,7 +96,7 @@ class TransposedBatch {
     const LeftOperand weights{w.w_ih + row * I, I, I, w.w_hh + row * H, H, H};
     small_gemm(units, ld_, weights, xht_.get(), ld_, 0.0f, sum, ld_);
   }
-  // gate g's products as Cell reads them with kSummedInput: summed into gh for the gates it
+  // gate g's products as Cell reads them with GateSums::kInGh: summed into gh for the gates it
   // sums (TakesSummedInput; gx untouched, returns false), else x side into gx and h side into gh
   template <typename Cell>
   bool multiply_gate_for(const LayerWeights<float>& w, int64_t g, int64_t j0, int64_t units,
@@ -157,7 +157,7 @@ void lean_forward_weight_major(int64_t B, const float* x, const LayerWeights<flo
     ForwardRow<float> r{gx.get(), gh.get(), b_ih.get(), b_hh.get(), batch.h_column(j0),
                         Cell::kHasCellState ? ct.get() : nullptr, yt.get()};
     if constexpr (HasRecurrentN<Cell>::value) r.n_pre = r.ws + Cell::n_col(gate_ld);
-    cell_forward_units<Cell, float, false, true>(r, gate_ld, 0, gate_ld);
+    cell_forward_units<Cell, float, false, GateSums::kInGh>(r, gate_ld, 0, gate_ld);
     transpose_block(yt.get(), ld, units, B, out.y + j0, H);
     if constexpr (Cell::kHasCellState) transpose_block(ct.get(), ld, units, B, out.c + j0, H);
   });
@@ -194,7 +194,7 @@ void single_step_forward_weight_major(int64_t B, const float* x, const LayerWeig
       transpose_block(gh_t.get(), ld, units, B, gh.get() + row, GH);
     }
     for (int64_t b = 0; b < B; ++b) {
-      cell_forward<Cell, float, true>(forward_row<Cell>(fs, b), H, j0, j1, out.save);
+      cell_forward<Cell, float, GateSums::kInGh>(forward_row<Cell>(fs, b), H, j0, j1, out.save);
     }
   });
   std::memcpy(out.h, out.y, sizeof(float) * B * H);

@@ -11,8 +11,9 @@ namespace fusedrnn {
 namespace cpu {
 
 // Cells whose first kSummedGates gates take x_t·W_ihᵀ + h_{t-1}·W_hhᵀ as one sum (forward_gates
-// with kSummedInput), so that one product over [x_t | h_{t-1}] can give both: all four of the
-// LSTM's, the GRU's r and z (its n keeps the two sides apart), the Elman cell's one.
+// with GateSums::kInGh or kInWorkspace), so that one product over [x_t | h_{t-1}], or the
+// recurrent product added onto the input side's, can give both: all four of the LSTM's, the
+// GRU's r and z (its n keeps the two sides apart), the Elman cell's one.
 template <typename Cell>
 struct TakesSummedInput : std::false_type {};
 template <>
