@@ -13,7 +13,9 @@ forward under torch.no_grad() (--infer) or zero_grad, forward, output.sum().back
 needs a gradient only with --x-grad. "unset" removes the variable. Each round runs one step per
 value, in order; the first rounds are warm-up. Prints each value's median and the first value's
 median over it (> 1: faster than the first value). One process, so a change in the host's speed
-falls on every value alike, unlike comparisons across processes.
+falls on every value alike, unlike comparisons across processes. --after-torch (LSTM, GRU, RNN)
+runs torch.nn's step on the same input, untimed, before every timed call, as `fusedrnn bench`
+interleaves them: the fused call then starts with torch.nn's data in the caches.
 """
 
 import argparse
@@ -53,19 +55,27 @@ def main():
     parser.add_argument("--infer", action="store_true")
     parser.add_argument("--x-grad", action="store_true")
     parser.add_argument("--time-major", action="store_true")
+    parser.add_argument("--after-torch", action="store_true",
+                        help="torch.nn's step (untimed) before each timed call")
     add_options(parser, rounds=40)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     module, x = build(args)
+    reference = None
+    if args.after_torch:
+        if args.kind not in ("LSTM", "GRU", "RNN"):
+            raise SystemExit(f"--after-torch needs a torch.nn counterpart: LSTM, GRU or RNN, "
+                             f"got {args.kind!r}")
+        reference = module.to_torch()
 
-    def step():
+    def step(layer=module):
         if args.infer:
             with torch.no_grad():
-                module(x)
+                layer(x)
             return
-        module.zero_grad()
-        out = module(x)
+        layer.zero_grad()
+        out = layer(x)
         (out[0] if isinstance(out, tuple) else out).sum().backward()
 
     def select(value):
@@ -73,13 +83,16 @@ def main():
             os.environ.pop(args.variable, None)
         else:
             os.environ[args.variable] = value
+        if reference is not None:
+            step(reference)
 
     cases = {v: (lambda v=v: select(v), step) for v in args.values}
     median = medians(cases, args.rounds, args.warmup)
     base = median[args.values[0]]
     mode = "infer" if args.infer else "train"
     cells = [f"{v}: {median[v] * 1e3:.3f} ms ({base / median[v]:.3f}x)" for v in args.values]
-    print(f"{args.kind} {mode} {tuple(args.shape)} x_grad={args.x_grad} "
+    after = " after torch.nn" if args.after_torch else ""
+    print(f"{args.kind} {mode}{after} {tuple(args.shape)} x_grad={args.x_grad} "
           f"{args.variable}: " + "  ".join(cells))
 
 
