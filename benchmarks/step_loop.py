@@ -38,7 +38,8 @@ if after:
     module = getattr(fusedrnn, kind).from_torch(ref)
 else:  # any fusedrnn layer, the LayerNorm ones too
     module = getattr(fusedrnn, kind)(I, H)
-x = torch.randn(T, B, I, requires_grad=(mode == "train"))
+# packed: built once, so its data must not carry a graph that the first backward frees
+x = torch.randn(T, B, I, requires_grad=(mode == "train" and not packed))
 if packed:
     lengths = torch.randint(T // 4, T + 1, (B,), generator=torch.Generator().manual_seed(1))
     x = pack_padded_sequence(x, lengths, enforce_sorted=False)

@@ -419,6 +419,21 @@ def test_parity_when_the_gradient_buffer_is_chunked_by_default():
     check_parity_scaled(ref, fused, x)
 
 
+@pytest.mark.parametrize("packed", [False, True])
+def test_parity_where_an_lstm_chunks_its_gradient_rows_to_fit_the_cache(packed):
+    # 2240 rows × 4·128 gradient columns: 2.3 MB a thread on two, past a 2 MB L2, so that on
+    # Intel CPUs the LSTM's backward takes chunks of about 512 rows (csrc/cpu/recurrence.h
+    # lstm_chunk_rows); elsewhere one chunk, as before
+    torch.manual_seed(8)
+    ref, fused = make_pair("lstm", 16, 128)
+    x = torch.randn(70, 32, 16)
+    if packed:
+        lengths = torch.randint(35, 71, (32,))
+        lengths[0] = 70
+        x = pack_padded_sequence(x, lengths, enforce_sorted=False)
+    check_parity_scaled(ref, fused, x)
+
+
 @pytest.mark.parametrize("kind", ["gru", "rnn_relu"])
 @pytest.mark.parametrize("packed", [False, True])
 def test_parity_when_the_gradient_buffer_is_held_to_a_quarter_of_y(kind, packed):

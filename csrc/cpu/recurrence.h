@@ -459,12 +459,36 @@ constexpr bool bounds_gradient_buffer() {
   return BoundsGradientBuffer<Cell>::value;
 }
 
+// The rows an LSTM's backward chunk holds on Intel CPUs (vendor_tuned_blas) where its gradient
+// rows are at most 512 wide (H ≤ 128) and each thread's share of the whole sequence's would not
+// fit its 2 MB L2; 0 elsewhere (the 8 MB rule). A chunk's gradient rows then stay in L2 for its
+// weight-gradient GEMMs instead of going out to memory first. Against one chunk, training, with
+// torch.nn's step between calls on a 2-core Xeon: at (32, 100, 64, 128), 3.3 MB a thread, 512
+// rows 1.04-1.11x in alternating processes (step_loop.py --against
+// FUSEDRNN_BACKWARD_CHUNK_ROWS=100000), and 400-800 rows 1.08-1.10x in one process
+// (env_switch.py); packed at (64, 100, 64, 128) 1.02-1.04x; but at (16, 200, 32, 64), 1.6 MB a
+// thread, 0.94-0.95x in alternating processes, and at H = 256 and 512 0.97-1.00x. On the AMD EPYC
+// chunks cost the LSTM 3-14% (BoundsGradientBuffer above).
+template <typename Cell>
+int64_t lstm_chunk_rows(int64_t N, int64_t grad_cols) {
+  constexpr int64_t kRows = 512, kMaxGradCols = 512, kL2Bytes = int64_t(2) << 20;
+  if constexpr (!std::is_same_v<Cell, LstmCell>) {
+    return 0;
+  } else {
+    const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
+    const int64_t bytes_a_thread = N * grad_cols * int64_t(sizeof(float)) / threads;
+    const bool applies =
+        grad_cols <= kMaxGradCols && bytes_a_thread > kL2Bytes && vendor_tuned_blas();
+    return applies ? kRows : 0;
+  }
+}
+
 // The backward runs in chunks of consecutive steps: the step passes fill the gradient rows of
 // one chunk, then the chunk's share of the whole-sequence gradients (dX rows, dW_ih, dW_hh, the
 // biases) is taken from them by GEMMs. The gradient buffer then spans one chunk instead of the
 // whole sequence: at most kMaxGradElements (8 MB of fp32), and for every cell but the LSTM at
-// most a quarter of y's size (N·P, see bounds_gradient_buffer). Chunks of at least kMinRows rows
-// keep the GEMMs efficient. FUSEDRNN_BACKWARD_CHUNK_ROWS=r sets the rows of a chunk instead
+// most a quarter of y's size (N·P, see bounds_gradient_buffer), for the LSTM on Intel CPUs
+// about 512 rows (lstm_chunk_rows). Chunks of at least kMinRows rows keep the GEMMs efficient. FUSEDRNN_BACKWARD_CHUNK_ROWS=r sets the rows of a chunk instead
 // (tests; tighter memory).
 struct BackwardChunks {
   static constexpr int64_t kMaxGradElements = int64_t(2) << 20;
@@ -472,8 +496,10 @@ struct BackwardChunks {
   std::vector<int64_t> first_step;  // chunk k runs steps [first_step[k], first_step[k + 1])
   int64_t max_rows = 0;
 
-  // row_width: y's columns P when the buffer is bounded by y's size, else 0
-  static int64_t rows_per_chunk(int64_t N, int64_t grad_cols, int64_t row_width) {
+  // row_width: y's columns P when the buffer is bounded by y's size, else 0; target_rows: chunks
+  // of about that many rows at most where nonzero (lstm_chunk_rows)
+  static int64_t rows_per_chunk(int64_t N, int64_t grad_cols, int64_t row_width,
+                                int64_t target_rows = 0) {
     if (const char* env = std::getenv("FUSEDRNN_BACKWARD_CHUNK_ROWS")) {
       const long long rows = std::atoll(env);
       if (rows > 0) return rows;
@@ -481,6 +507,7 @@ struct BackwardChunks {
     const auto ceil_div = [](int64_t a, int64_t b) { return (a + b - 1) / b; };
     int64_t count = ceil_div(N * grad_cols, kMaxGradElements);
     if (row_width > 0) count = std::max(count, ceil_div(4 * grad_cols, row_width));
+    if (target_rows > 0) count = std::max(count, N / target_rows);
     count = std::min(count, std::max<int64_t>(1, N / kMinRows));
     return ceil_div(N, count);  // chunks of about equal rows
   }
@@ -989,7 +1016,8 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
     return;
   }
   const int64_t serial_rows =
-      BackwardChunks::rows_per_chunk(N, GC, bounds_gradient_buffer<Cell>() ? P : 0);
+      BackwardChunks::rows_per_chunk(N, GC, bounds_gradient_buffer<Cell>() ? P : 0,
+                                     lstm_chunk_rows<Cell>(N, GC));
   // Pipelined, the gradient rows of up to `slots` chunks are held at once: at least 4 chunks,
   // within the serial chunk's bound, and as many more as 4 MB holds. A full ring makes the
   // steps wait for the GEMMs; where those take longer, the steps now run ahead and leave the
