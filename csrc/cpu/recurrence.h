@@ -464,7 +464,7 @@ constexpr bool bounds_gradient_buffer() {
 // fit its 2 MB L2; 0 elsewhere (the 8 MB rule). A chunk's gradient rows then stay in L2 for its
 // weight-gradient GEMMs instead of going out to memory first. Against one chunk, training, with
 // torch.nn's step between calls on a 2-core Xeon: at (32, 100, 64, 128), 3.3 MB a thread, 512
-// rows 1.04-1.11x in alternating processes (step_loop.py --against
+// rows 1.01-1.11x in alternating processes (step_loop.py --against
 // FUSEDRNN_BACKWARD_CHUNK_ROWS=100000), and 400-800 rows 1.08-1.10x in one process
 // (env_switch.py); packed at (64, 100, 64, 128) 1.02-1.04x; but at (16, 200, 32, 64), 1.6 MB a
 // thread, 0.94-0.95x in alternating processes, and at H = 256 and 512 0.97-1.00x. On the AMD EPYC
