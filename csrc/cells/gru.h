@@ -43,12 +43,9 @@ struct GruCell {
     const T a_n = r.ws[2 * H + j] + r.b_ih[2 * H + j];
     const T b_n = r.gh[2 * H + j] + r.b_hh[2 * H + j];
     T pre_r, pre_z;
-    if constexpr (kSums == GateSums::kInGh) {
-      pre_r = r.gh[j] + r.b_ih[j] + r.b_hh[j];
-      pre_z = r.gh[H + j] + r.b_ih[H + j] + r.b_hh[H + j];
-    } else if constexpr (kSums == GateSums::kInWorkspace) {
-      pre_r = r.ws[j] + r.b_ih[j] + r.b_hh[j];
-      pre_z = r.ws[H + j] + r.b_ih[H + j] + r.b_hh[H + j];
+    if constexpr (kSums != GateSums::kApart) {
+      pre_r = summed_preactivation<kSums>(r, j);
+      pre_z = summed_preactivation<kSums>(r, H + j);
     } else {
       pre_r = (r.ws[j] + r.b_ih[j]) + (r.gh[j] + r.b_hh[j]);
       pre_z = (r.ws[H + j] + r.b_ih[H + j]) + (r.gh[H + j] + r.b_hh[H + j]);

@@ -33,10 +33,8 @@ struct LstmCell {
     T pre[4];
     for (int k = 0; k < 4; ++k) {
       const int64_t q = k * H + j;
-      if constexpr (kSums == GateSums::kInGh) {
-        pre[k] = r.gh[q] + r.b_ih[q] + r.b_hh[q];
-      } else if constexpr (kSums == GateSums::kInWorkspace) {
-        pre[k] = r.ws[q] + r.b_ih[q] + r.b_hh[q];
+      if constexpr (kSums != GateSums::kApart) {
+        pre[k] = summed_preactivation<kSums>(r, q);
       } else {
         pre[k] = r.ws[q] + r.gh[q] + r.b_ih[q] + r.b_hh[q];
       }

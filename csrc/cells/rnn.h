@@ -25,10 +25,8 @@ struct RnnCell {
   template <typename T, bool kSave = true, GateSums kSums = GateSums::kApart>
   FUSEDRNN_HOST_DEVICE static void forward(const ForwardRow<T>& r, int64_t H, int64_t j) {
     T pre;
-    if constexpr (kSums == GateSums::kInGh) {
-      pre = r.gh[j] + r.b_ih[j] + r.b_hh[j];
-    } else if constexpr (kSums == GateSums::kInWorkspace) {
-      pre = r.ws[j] + r.b_ih[j] + r.b_hh[j];
+    if constexpr (kSums != GateSums::kApart) {
+      pre = summed_preactivation<kSums>(r, j);
     } else {
       pre = r.ws[j] + r.gh[j] + r.b_ih[j] + r.b_hh[j];
     }

@@ -32,6 +32,15 @@ struct ForwardRow {
                           // keeps b_n in that column
 };
 
+// The pre-activation of a gate that the cell sums, at column q, where kSums (kInGh or
+// kInWorkspace) put its one product: that sum, then b_ih, then b_hh.
+template <GateSums kSums, typename T>
+FUSEDRNN_HOST_DEVICE T summed_preactivation(const ForwardRow<T>& r, int64_t q) {
+  static_assert(kSums != GateSums::kApart, "the two products are apart: no sum to read");
+  const T sum = kSums == GateSums::kInGh ? r.gh[q] : r.ws[q];
+  return sum + r.b_ih[q] + r.b_hh[q];
+}
+
 template <typename T>
 struct BackwardRow {
   const T* ws;      // the workspace row forward saved for this step
