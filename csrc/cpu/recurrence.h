@@ -469,14 +469,14 @@ constexpr bool bounds_gradient_buffer() {
 // (env_switch.py); packed at (64, 100, 64, 128) 1.02-1.04x; but at (16, 200, 32, 64), 1.6 MB a
 // thread, 0.94-0.95x in alternating processes, and at H = 256 and 512 0.97-1.00x. On the AMD EPYC
 // chunks cost the LSTM 3-14% (BoundsGradientBuffer above).
-template <typename Cell>
+template <typename Cell, typename T>
 int64_t lstm_chunk_rows(int64_t N, int64_t grad_cols) {
   constexpr int64_t kRows = 512, kMaxGradCols = 512, kL2Bytes = int64_t(2) << 20;
   if constexpr (!std::is_same_v<Cell, LstmCell>) {
     return 0;
   } else {
     const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
-    const int64_t bytes_a_thread = N * grad_cols * int64_t(sizeof(float)) / threads;
+    const int64_t bytes_a_thread = N * grad_cols * int64_t(sizeof(T)) / threads;
     const bool applies =
         grad_cols <= kMaxGradCols && bytes_a_thread > kL2Bytes && vendor_tuned_blas();
     return applies ? kRows : 0;
@@ -488,8 +488,8 @@ int64_t lstm_chunk_rows(int64_t N, int64_t grad_cols) {
 // biases) is taken from them by GEMMs. The gradient buffer then spans one chunk instead of the
 // whole sequence: at most kMaxGradElements (8 MB of fp32), and for every cell but the LSTM at
 // most a quarter of y's size (N·P, see bounds_gradient_buffer), for the LSTM on Intel CPUs
-// about 512 rows (lstm_chunk_rows). Chunks of at least kMinRows rows keep the GEMMs efficient. FUSEDRNN_BACKWARD_CHUNK_ROWS=r sets the rows of a chunk instead
-// (tests; tighter memory).
+// about 512 rows (lstm_chunk_rows). Chunks of at least kMinRows rows keep the GEMMs efficient.
+// FUSEDRNN_BACKWARD_CHUNK_ROWS=r sets the rows of a chunk instead (tests; tighter memory).
 struct BackwardChunks {
   static constexpr int64_t kMaxGradElements = int64_t(2) << 20;
   static constexpr int64_t kMinRows = 256;
@@ -1017,7 +1017,7 @@ void recurrence_backward(const Schedule& s, const LayerWeights<T>& w, bool rever
   }
   const int64_t serial_rows =
       BackwardChunks::rows_per_chunk(N, GC, bounds_gradient_buffer<Cell>() ? P : 0,
-                                     lstm_chunk_rows<Cell>(N, GC));
+                                     lstm_chunk_rows<Cell, T>(N, GC));
   // Pipelined, the gradient rows of up to `slots` chunks are held at once: at least 4 chunks,
   // within the serial chunk's bound, and as many more as 4 MB holds. A full ring makes the
   // steps wait for the GEMMs; where those take longer, the steps now run ahead and leave the
