@@ -4,8 +4,16 @@ under torch.compile (fullgraph; the Python time loop calls the compiled step).
 
     python benchmarks/layer_norm_speed.py [--quick] [--no-compile]
 
-One process, interleaved rounds (fused, eager, compiled, fused, ...), median of each side; every
-pair first checks that the loop and the fused layer agree on the same weights.
+One process, interleaved rounds (fused, eager, compiled, torch.mm, fused, ...), median of each
+side; every pair first checks that the loop and the fused layer agree on the same weights.
+
+The last columns are a roofline reading. A training step without dX multiplies
+2·B·T·G·H·(2I + 3H) flops (G = 4 gates for the LSTM, 3 for the GRU: the forward's two products,
+then dh_{t-1}, dW_hh and dW_ih), and `torch.mm` on [B·T, I + H] × [I + H, G·H] (the forward's
+products as one matrix, the same reference as `fusedrnn bench`) sets this run's rate. "fused %mm"
+is the fused step's rate as a share of it; "eager/ceil" is the eager loop's time over the
+products' time at that rate: the most any implementation running its products at `torch.mm`'s
+rate could gain over the loop, LayerNorm passes and everything else free.
 """
 
 from __future__ import annotations
@@ -107,9 +115,27 @@ def make_pair(kind: str, shape: tuple[int, int, int, int]):
     return fused, loop, x
 
 
+def training_flops(kind: str, shape: tuple[int, int, int, int]) -> float:
+    """Multiply-add flops of a training step without dX: forward x·W_ihᵀ and h·W_hhᵀ, backward
+    dh_{t-1}, dW_hh and dW_ih."""
+    B, T, I, H = shape
+    gates = {"lstm": 4, "gru": 3}[kind]
+    return 2.0 * B * T * gates * H * (2 * I + 3 * H)
+
+
+def _gemm_step(kind: str, shape: tuple[int, int, int, int]):
+    """torch.mm on [B·T, I + H] x [I + H, G·H] into a preallocated output; returns (step, flops)."""
+    B, T, I, H = shape
+    cols = {"lstm": 4, "gru": 3}[kind] * H
+    a, b = torch.randn(B * T, I + H), torch.randn(I + H, cols)
+    out = torch.empty(B * T, cols)
+    return (lambda: torch.mm(a, b, out=out)), 2.0 * B * T * (I + H) * cols
+
+
 def measure(kind, shape, rounds, use_compile):
     fused, loop, x = make_pair(kind, shape)
-    sides = {"fused": _train_step(fused, x), "eager": _train_step(loop, x)}
+    gemm, gemm_flops = _gemm_step(kind, shape)
+    sides = {"fused": _train_step(fused, x), "eager": _train_step(loop, x), "gemm": gemm}
     if use_compile:
         compiled = loop.compile_cell()
         t0 = time.perf_counter()
@@ -125,6 +151,7 @@ def measure(kind, shape, rounds, use_compile):
             fn()
             times[name].append(time.perf_counter() - t0)
     medians = {name: statistics.median(v) for name, v in times.items()}
+    medians["gemm_gflops"] = gemm_flops / medians.pop("gemm") / 1e9
     if use_compile:
         medians["compile_s"] = compile_s
     return medians
@@ -143,7 +170,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; training step "
           "(forward + backward), median ms")
     print(f"{'layer':<6} {'B, T, I, H':<20} {'fused':>8} {'eager':>8} {'compiled':>9} "
-          f"{'eager/fused':>12} {'compiled/fused':>15}")
+          f"{'eager/fused':>12} {'compiled/fused':>15} {'mm GF/s':>8} {'fused %mm':>10} "
+          f"{'eager/ceil':>11}")
     for kind in args.kinds.split(","):
         for shape in shapes:
             t = measure(kind, shape, rounds, not args.no_compile)
@@ -151,8 +179,12 @@ def main() -> None:
             comp_ms = f"{comp * 1e3:9.1f}" if comp else f"{'-':>9}"
             comp_ratio = f"{comp / t['fused']:15.2f}" if comp else f"{'-':>15}"
             compile_note = f"  (compile + first step {t['compile_s']:.0f} s)" if comp else ""
+            ceiling_s = training_flops(kind, shape) / (t["gemm_gflops"] * 1e9)
+            fused_share = 100 * ceiling_s / t["fused"]
             print(f"{kind:<6} {str(shape):<20} {t['fused'] * 1e3:8.1f} {t['eager'] * 1e3:8.1f} "
-                  f"{comp_ms} {t['eager'] / t['fused']:12.2f} {comp_ratio}{compile_note}", flush=True)
+                  f"{comp_ms} {t['eager'] / t['fused']:12.2f} {comp_ratio} "
+                  f"{t['gemm_gflops']:8.0f} {fused_share:9.0f}% {t['eager'] / ceiling_s:11.2f}"
+                  f"{compile_note}", flush=True)
 
 
 if __name__ == "__main__":
