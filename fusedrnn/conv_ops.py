@@ -38,6 +38,12 @@ def output_steps(steps: int, kernel_size: int, stride: int, dilation: int,
     return (steps + pad[0] + pad[1] - dilation * (kernel_size - 1) - 1) // stride + 1
 
 
+def output_lengths(lengths: Tensor, kernel_size: int, stride: int, dilation: int,
+                   pad: tuple[int, int]) -> Tensor:
+    """Per-sequence output_steps for a tensor of lengths (0 where a sequence is too short)."""
+    return output_steps(lengths, kernel_size, stride, dilation, pad).clamp(min=0)
+
+
 def activation_code(activation: str) -> int:
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")

@@ -63,6 +63,13 @@ class TorchConv1d(nn.Conv1d):
         self.pad = resolve_padding(padding, kernel_size, dilation, stride)
         self.activation, self.batch_first = activation, batch_first
 
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        """Lengths of the outputs of sequences of these lengths, as fusedrnn.Conv1d's."""
+        from ..conv_ops import output_lengths
+
+        return output_lengths(lengths, self.kernel_size[0], self.stride[0], self.dilation[0],
+                              self.pad)
+
     def forward(self, x: Tensor) -> Tensor:
         x = x.permute(0, 2, 1) if self.batch_first else x.permute(1, 2, 0)  # -> [B, C, T]
         if any(self.pad):

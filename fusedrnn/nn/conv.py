@@ -66,10 +66,8 @@ class Conv1d(nn.Module):
 
     def output_lengths(self, lengths: Tensor) -> Tensor:
         """Lengths of the outputs of sequences of these lengths (for packing after the conv)."""
-        left, right = self.pad
-        span = self.dilation * (self.kernel_size - 1)
-        out = torch.div(lengths + left + right - span - 1, self.stride, rounding_mode="floor") + 1
-        return out.clamp(min=0)
+        return conv_ops.output_lengths(lengths, self.kernel_size, self.stride, self.dilation,
+                                       self.pad)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() != 3:
