@@ -1,10 +1,11 @@
 """The `fusedrnn` command: `fusedrnn bench [options]`, `fusedrnn demo`, and the tasks:
-`fusedrnn train TASK [options]` and `fusedrnn predict TASK [options]` (TASK: forecast, g2p).
+`fusedrnn train TASK [options]` (TASK: forecast, g2p, sketch, video) and
+`fusedrnn predict TASK [options]` (forecast, g2p).
 
 Each task lives in fusedrnn/tasks/<name>.py and exposes add_train_arguments(parser),
-train(args) -> int, add_predict_arguments(parser) and predict(args) -> int. A task module is
-imported only when the parser is built, and a task whose module is missing or fails to import is
-reported when it is asked for instead of breaking the other commands.
+train(args) -> int and, where it has one, add_predict_arguments(parser) and predict(args) -> int.
+A task module is imported only when the parser is built, and a task whose module is missing or
+fails to import is reported when it is asked for instead of breaking the other commands.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def _demo(_args: argparse.Namespace) -> int:
 TASKS = {
     "forecast": "forecast CTA rail ridership for the next 7 days",
     "g2p": "grapheme-to-phoneme transduction on CMUdict (seq2seq)",
+    "sketch": "classify pen-stroke sketches (synthetic shapes, or QuickDraw / sketch-rnn files)",
+    "video": "classify moving-digit videos made from the shipped MNIST digits",
 }
 
 
@@ -48,13 +51,20 @@ def _add_task_commands(commands, verb: str) -> None:
         module_name = f"fusedrnn.tasks.{name}"
         if importlib.util.find_spec(module_name) is None:
             continue
+        try:
+            module = importlib.import_module(module_name)
+        except Exception as e:  # a broken or half-written task must not break the other commands
+            module, error = None, e
+        if verb != "train" and hasattr(module, "train") and not hasattr(module, verb):
+            continue  # a working task without this verb (the classification tasks: no predict)
         parser = commands.add_parser(name, help=summary, description=f"{verb} {name}: {summary}",
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
         try:
-            module = importlib.import_module(module_name)
+            if module is None:
+                raise error
             getattr(module, f"add_{verb}_arguments")(parser)
             parser.set_defaults(func=getattr(module, verb))
-        except Exception as e:  # a broken or half-written task must not break the other commands
+        except Exception as e:
             parser.set_defaults(func=_unavailable(name, e))
 
 
