@@ -1,3 +1,4 @@
+import gzip
 import os
 import subprocess
 import sys
@@ -41,3 +42,13 @@ def assert_child_prints_ok(code: str, **env: str) -> None:
     out = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, **env), cwd=root,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-3000:]
+
+
+def write_text(path, text: str):
+    """Writes text to path, gzip-compressed when the name ends in .gz; returns path."""
+    if str(path).endswith(".gz"):
+        with gzip.open(path, "wt", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path

@@ -1,7 +1,6 @@
 """Malformed ridership CSVs and CMUdict files raise a ValueError naming the file, line and what was
 expected; well-formed small files (and the shipped ones, see test_forecasting / test_g2p) still load."""
 
-import gzip
 import re
 
 import numpy as np
@@ -9,6 +8,8 @@ import pytest
 
 from fusedrnn.datasets import cmudict
 from fusedrnn.datasets.ridership import load_ridership
+
+from .conftest import write_text
 
 HEADER = "service_date,day_type,bus,rail_boardings,total_rides\n"
 
@@ -126,13 +127,7 @@ hello(2) hh eh0 l ow1
 
 
 def _dict(tmp_path, text, name="d.dict"):
-    path = tmp_path / name
-    if name.endswith(".gz"):
-        with gzip.open(path, "wt", encoding="utf-8") as f:
-            f.write(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
+    return write_text(tmp_path / name, text)
 
 
 @pytest.mark.parametrize("name", ["d.dict", "d.dict.gz"])

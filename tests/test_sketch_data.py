@@ -16,6 +16,8 @@ from numpy.lib import format as npy_format
 
 from fusedrnn.datasets import sketches as sk
 
+from .conftest import write_text
+
 # two strokes: three points, then a single point (a dot)
 DRAWING = [[[10, 20, 25], [5, 5, 15]], [[40], [30]]]
 DRAWING_STROKE3 = np.array([[10, 5, 0], [10, 0, 0], [5, 10, 1], [15, 15, 1]], dtype=np.float32)
@@ -286,12 +288,7 @@ def _write_ndjson(path, records, blank_lines=True):
     text = "\n".join(json.dumps(r) for r in records) + "\n"
     if blank_lines:
         text = "\n" + text.replace("\n", "\n\n", 1)
-    if path.suffix == ".gz":
-        with gzip.open(path, "wt", encoding="utf-8") as f:
-            f.write(text)
-    else:
-        path.write_text(text, encoding="utf-8")
-    return path
+    return write_text(path, text)
 
 
 @pytest.mark.parametrize("name", ["cat.ndjson", "cat.ndjson.gz"])

@@ -68,6 +68,22 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, out: str, epochs: i
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def with_threads(run):
+    """train(args) that runs `run(args)` on --threads torch threads (0: torch's count) and gives
+    torch its count back after, so that --threads does not outlive the command (tests, notebooks)."""
+
+    def train(args: argparse.Namespace) -> int:
+        threads = torch.get_num_threads()
+        try:
+            if args.threads:
+                torch.set_num_threads(args.threads)
+            return run(args)
+        finally:
+            torch.set_num_threads(threads)
+
+    return train
+
+
 def predictions(model: nn.Module, split: Split, device: torch.device,
                 batch_size: int = 256) -> Tensor:
     """The model's class for every item of the split, in eval mode, in order."""

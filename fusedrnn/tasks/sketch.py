@@ -22,7 +22,7 @@ import argparse
 from pathlib import Path
 
 from .. import argtypes
-from .classification import Split, add_common_arguments, train_classifier
+from .classification import Split, add_common_arguments, train_classifier, with_threads
 
 DEFAULT_OUT = "runs/sketch"
 
@@ -91,25 +91,12 @@ def load_splits(files: list[str] | None, synthetic: int, per_class: int,
     return splits, names
 
 
-def train(args: argparse.Namespace) -> int:
-    import torch
-
-    threads = torch.get_num_threads()
-    try:
-        return _train(args)
-    finally:
-        torch.set_num_threads(threads)  # --threads must not outlive the command
-
-
 def _train(args: argparse.Namespace) -> int:
-    import torch
 
     from ..datasets.sketches import SketchDataset, collate_sketches, offset_scale
     from ..models.sketch import SketchClassifier
     from ..training import resolve_device, seed_everything
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     try:
         raw, names = load_splits(args.data, args.synthetic, args.per_class, args.data_seed)
     except (OSError, ValueError) as e:
@@ -135,3 +122,6 @@ def _train(args: argparse.Namespace) -> int:
                              backend=args.backend).to(device)
     return train_classifier(args, task="sketch", model=model, splits=splits, class_names=names,
                             config=config)
+
+
+train = with_threads(_train)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 
 from .. import argtypes
-from .classification import Split, add_common_arguments, train_classifier
+from .classification import Split, add_common_arguments, train_classifier, with_threads
 
 DEFAULT_OUT = "runs/video"
 
@@ -32,16 +32,6 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the videos and splits")
 
 
-def train(args: argparse.Namespace) -> int:
-    import torch
-
-    threads = torch.get_num_threads()
-    try:
-        return _train(args)
-    finally:
-        torch.set_num_threads(threads)  # --threads must not outlive the command
-
-
 def _train(args: argparse.Namespace) -> int:
     import torch
 
@@ -49,8 +39,6 @@ def _train(args: argparse.Namespace) -> int:
     from ..models.video import VideoClassifier
     from ..training import resolve_device, seed_everything
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     if args.size < 28:
         print(f"fusedrnn train video: --size must be at least 28 (an MNIST digit), got {args.size}")
         return 2
@@ -75,3 +63,6 @@ def _train(args: argparse.Namespace) -> int:
     names = [str(c) for c in range(classes)]
     return train_classifier(args, task="video", model=model, splits=splits, class_names=names,
                             config=config)
+
+
+train = with_threads(_train)
