@@ -2,11 +2,13 @@
 
     python benchmarks/model_speed.py [--rounds 30] [--threads 2] [--matmul-precision medium]
 
-The models are built exactly as `fusedrnn train forecast` and `fusedrnn train g2p` build them by
+The models are built exactly as `fusedrnn train forecast | g2p | sketch | video` build them by
 default, once per backend with the same weights; each round runs one training step (forward,
 loss, backward, gradient clipping, Adam) of each backend on the same batch, interleaved, and the
 medians are reported. The G2P batches are real CMUdict batches of the default size (256 pairs),
-drawn once and cycled so that both sides see the same ones.
+drawn once and cycled so that both sides see the same ones; the sketch batches are 64 synthetic
+sketches (padded, packed by the model), the video batches 32 moving-digit videos of 12 frames.
+`--models` picks some of forecast, g2p, sketch, video.
 """
 
 from __future__ import annotations
@@ -63,6 +65,57 @@ def _g2p_side(backend: str, batches):
     return model, step
 
 
+def _classifier_step(model, batches):
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step(i):
+        inputs, labels = batches[i % len(batches)]
+        loss = torch.nn.functional.cross_entropy(model(*inputs), labels)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    return step
+
+
+def _sketch_batches(count: int):
+    from fusedrnn.datasets.sketches import SketchDataset, collate_sketches, synthetic_sketches
+
+    sketches, labels, _ = synthetic_sketches(64 * count, seed=0)
+    data = SketchDataset(sketches, labels, max_len=200)
+    batches = []
+    for b in range(count):
+        x, lengths, y = collate_sketches([data[i] for i in range(64 * b, 64 * (b + 1))])
+        batches.append(((x, lengths), y))
+    return batches
+
+
+def _sketch_side(backend: str, batches):
+    from fusedrnn.models.sketch import SketchClassifier
+
+    torch.manual_seed(0)
+    model = SketchClassifier(5, hidden_size=96, num_layers=1, dropout=0.0, backend=backend)
+    return model, _classifier_step(model, batches)
+
+
+def _video_batches(count: int):
+    from fusedrnn.datasets.moving_digits import load_mnist_5k, moving_digits
+
+    images, labels = load_mnist_5k()
+    videos, y = moving_digits(images, labels, 32 * count, frames=12, size=40)
+    videos = torch.from_numpy(videos).unsqueeze(2)
+    y = torch.from_numpy(y)
+    return [((videos[32 * b:32 * (b + 1)],), y[32 * b:32 * (b + 1)]) for b in range(count)]
+
+
+def _video_side(backend: str, batches):
+    from fusedrnn.models.video import VideoClassifier
+
+    torch.manual_seed(0)
+    model = VideoClassifier(10, frame_size=40, hidden_size=128, backend=backend)
+    return model, _classifier_step(model, batches)
+
+
 def _compare(name: str, make, rounds: int) -> None:
     sides = {backend: make(backend) for backend in ("torch", "fused")}
     sides["fused"][0].load_state_dict(sides["torch"][0].state_dict())  # same names and shapes
@@ -87,23 +140,39 @@ def main() -> None:
     parser.add_argument("--matmul-precision", choices=("highest", "high", "medium"), default="highest",
                         help="torch.set_float32_matmul_precision for both sides (`fusedrnn train g2p` "
                              "uses medium)")
+    parser.add_argument("--models", default="forecast,g2p,sketch,video",
+                        help="comma-separated: forecast, g2p, sketch, video")
     args = parser.parse_args()
+    unknown = set(args.models.split(",")) - {"forecast", "g2p", "sketch", "video"}
+    if unknown:
+        parser.error(f"--models: unknown {', '.join(sorted(unknown))}")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.set_float32_matmul_precision(args.matmul_precision)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32 matmul precision "
           f"{args.matmul_precision}; one training step, median ms")
     print(f"{'model (default task configuration)':<44} {'torch.nn':>9} {'fused':>9} {'speed-up':>9}")
-    _compare("forecast: GRU 64, batch 32 x 56 days", _forecast_side, args.rounds)
-    data = load_data()
-    from fusedrnn.datasets import cmudict
+    models = args.models.split(",")
+    if "forecast" in models:
+        _compare("forecast: GRU 64, batch 32 x 56 days", _forecast_side, args.rounds)
+    if "g2p" in models:
+        data = load_data()
+        from fusedrnn.datasets import cmudict
 
-    pairs = cmudict.pairs(data.entries, data.splits["train"])
-    torch.manual_seed(0)
-    batches = list(itertools.islice(PairBatches(pairs, data.graphemes, data.phonemes, 256, "cpu"),
-                                    args.rounds + 3))
-    _compare("g2p: GRU 256x2 enc, 256 dec layer, batch 256", lambda b: _g2p_side(b, (data, batches)),
-             args.rounds)
+        pairs = cmudict.pairs(data.entries, data.splits["train"])
+        torch.manual_seed(0)
+        batches = list(itertools.islice(PairBatches(pairs, data.graphemes, data.phonemes, 256, "cpu"),
+                                        args.rounds + 3))
+        _compare("g2p: GRU 256x2 enc, 256 dec layer, batch 256",
+                 lambda b: _g2p_side(b, (data, batches)), args.rounds)
+    if "sketch" in models:
+        sketches = _sketch_batches(8)
+        _compare("sketch: conv + biLSTM 96, batch 64 (packed)", lambda b: _sketch_side(b, sketches),
+                 args.rounds)
+    if "video" in models:
+        videos = _video_batches(4)
+        _compare("video: conv2d + LSTM 128, batch 32 x 12 frames", lambda b: _video_side(b, videos),
+                 args.rounds)
 
 
 if __name__ == "__main__":

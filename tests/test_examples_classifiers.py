@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import fusedrnn
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
@@ -15,7 +17,10 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
     ("video_classifier.py", ["--videos", "40", "--epochs", "1"]),
 ])
 def test_example_runs(script, args):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # the script imports the same fusedrnn as this process (an in-place build is not installed)
+    package_parent = str(Path(fusedrnn.__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
     done = subprocess.run([sys.executable, str(EXAMPLES / script), *args], capture_output=True,
                           text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
