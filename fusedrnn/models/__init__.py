@@ -1,2 +1,2 @@
 """Sequence models built on the fused layers: forecasting, seq2seq (grapheme-to-phoneme), sketch
-classification (pen strokes) and video classification (frames)."""
+classification (pen strokes), video classification (frames) and polyphonic music (piano rolls)."""
