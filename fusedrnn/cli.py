@@ -1,6 +1,6 @@
 """The `fusedrnn` command: `fusedrnn bench [options]`, `fusedrnn demo`, and the tasks:
-`fusedrnn train TASK [options]` (TASK: forecast, g2p, sketch, video) and
-`fusedrnn predict TASK [options]` (forecast, g2p).
+`fusedrnn train TASK [options]` (TASK: forecast, g2p, sketch, video, music) and
+`fusedrnn predict TASK [options]` (forecast, g2p, music).
 
 Each task lives in fusedrnn/tasks/<name>.py and exposes add_train_arguments(parser),
 train(args) -> int and, where it has one, add_predict_arguments(parser) and predict(args) -> int.
@@ -33,6 +33,7 @@ TASKS = {
     "g2p": "grapheme-to-phoneme transduction on CMUdict (seq2seq)",
     "sketch": "classify pen-stroke sketches (synthetic shapes, or QuickDraw / sketch-rnn files)",
     "video": "classify moving-digit videos made from the shipped MNIST digits",
+    "music": "model and continue the JSB Chorales (polyphonic piano rolls)",
 }
 
 

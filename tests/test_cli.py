@@ -29,8 +29,8 @@ def _subcommands(parser, *path):
 def test_task_commands_are_registered():
     parser = cli.build_parser()
     assert {"bench", "demo", "train", "predict"} <= _subcommands(parser)
-    assert _subcommands(parser, "train") == {"forecast", "g2p", "sketch", "video"}
-    assert _subcommands(parser, "predict") == {"forecast", "g2p"}  # the classifiers have no predict
+    assert _subcommands(parser, "train") == {"forecast", "g2p", "sketch", "video", "music"}
+    assert _subcommands(parser, "predict") == {"forecast", "g2p", "music"}  # the classifiers: none
 
 
 def test_missing_and_broken_tasks_do_not_break_the_cli(monkeypatch, capsys):

@@ -3,7 +3,7 @@
 Music is a piano roll: frames [T, keys] with 1 where a key sounds. The model reads frames
 0..t through a fused LSTM or GRU stack and predicts frame t + 1 as independent Bernoulli
 variables, one a key (a sigmoid over a linear layer): the setting of Boulanger-Lewandowski,
-Vincent and Bengio (2012), whose JSB Chorales split fusedrnn ships. Its score is the negative
+Bengio and Vincent (2012), whose JSB Chorales split fusedrnn ships. Its score is the negative
 log-likelihood of the next frame, in nats a frame, summed over keys and averaged over every
 frame of every sequence (`frame_nll`).
 

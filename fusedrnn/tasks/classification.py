@@ -40,7 +40,9 @@ class Split:
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, out: str, epochs: int, lr: float,
-                         batch_size: int, hidden: int) -> None:
+                         batch_size: int, hidden: int, metric: str = "valid accuracy",
+                         lr_decay: float = 0.9, patience: int = 5) -> None:
+    """The options every task of this kind takes; `metric` names what early stopping watches."""
     parser.add_argument("--epochs", type=argtypes.positive_int, default=epochs,
                         help="maximum number of epochs")
     parser.add_argument("--backend", choices=("fused", "torch"), default="fused",
@@ -56,12 +58,12 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, out: str, epochs: i
                         help="auto, cpu, cuda, cuda:1, ...")
     parser.add_argument("--seed", type=int, default=0, help="seed of the training run")
     parser.add_argument("--lr", type=argtypes.positive_float, default=lr, help="Adam learning rate")
-    parser.add_argument("--lr-decay", type=argtypes.decay_factor, default=0.9,
+    parser.add_argument("--lr-decay", type=argtypes.decay_factor, default=lr_decay,
                         help="lr factor per epoch")
     parser.add_argument("--clip", type=argtypes.non_negative_float, default=1.0,
                         help="gradient norm clip (0: off)")
-    parser.add_argument("--patience", type=argtypes.non_negative_int, default=5,
-                        help="stop after this many epochs without a better valid accuracy (0: never)")
+    parser.add_argument("--patience", type=argtypes.non_negative_int, default=patience,
+                        help=f"stop after this many epochs without a better {metric} (0: never)")
     parser.add_argument("--batch-size", type=argtypes.positive_int, default=batch_size)
     parser.add_argument("--threads", type=argtypes.non_negative_int, default=0,
                         help="torch CPU threads (0: torch's default)")
