@@ -2,13 +2,14 @@
 
     python benchmarks/model_speed.py [--rounds 30] [--threads 2] [--matmul-precision medium]
 
-The models are built exactly as `fusedrnn train forecast | g2p | sketch | video` build them by
+The models are built exactly as `fusedrnn train forecast | g2p | sketch | video | music` build them by
 default, once per backend with the same weights; each round runs one training step (forward,
 loss, backward, gradient clipping, Adam) of each backend on the same batch, interleaved, and the
 medians are reported. The G2P batches are real CMUdict batches of the default size (256 pairs),
 drawn once and cycled so that both sides see the same ones; the sketch batches are 64 synthetic
-sketches (padded, packed by the model), the video batches 32 moving-digit videos of 12 frames.
-`--models` picks some of forecast, g2p, sketch, video.
+sketches (padded, packed by the model), the video batches 32 moving-digit videos of 12 frames,
+the music batches 16 JSB training chorales (piano rolls, packed by length).
+`--models` picks some of forecast, g2p, sketch, video, music.
 """
 
 from __future__ import annotations
@@ -116,6 +117,36 @@ def _video_side(backend: str, batches):
     return model, _classifier_step(model, batches)
 
 
+def _music_batches():
+    from fusedrnn.datasets.jsb_chorales import load_jsb_chorales, to_piano_roll
+
+    chorales = load_jsb_chorales()["train"]
+    batches = []
+    for b in range(0, 64, 16):
+        rolls = [torch.from_numpy(to_piano_roll(c)) for c in chorales[b:b + 16]]
+        n = torch.tensor([len(r) - 1 for r in rolls])
+        batches.append((torch.nn.utils.rnn.pad_sequence(rolls, batch_first=True), n))
+    return batches
+
+
+def _music_side(backend: str, batches):
+    from fusedrnn.datasets.jsb_chorales import KEYS
+    from fusedrnn.models.music import PianoRollModel, frame_nll
+
+    torch.manual_seed(0)
+    model = PianoRollModel(KEYS, hidden_size=256, backend=backend)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+
+    def step(i):
+        x, n = batches[i % len(batches)]
+        loss = frame_nll(model(x[:, :-1], n)[0], x[:, 1:], n)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    return model, step
+
+
 def _compare(name: str, make, rounds: int) -> None:
     sides = {backend: make(backend) for backend in ("torch", "fused")}
     sides["fused"][0].load_state_dict(sides["torch"][0].state_dict())  # same names and shapes
@@ -140,10 +171,10 @@ def main() -> None:
     parser.add_argument("--matmul-precision", choices=("highest", "high", "medium"), default="highest",
                         help="torch.set_float32_matmul_precision for both sides (`fusedrnn train g2p` "
                              "uses medium)")
-    parser.add_argument("--models", default="forecast,g2p,sketch,video",
-                        help="comma-separated: forecast, g2p, sketch, video")
+    parser.add_argument("--models", default="forecast,g2p,sketch,video,music",
+                        help="comma-separated: forecast, g2p, sketch, video, music")
     args = parser.parse_args()
-    unknown = set(args.models.split(",")) - {"forecast", "g2p", "sketch", "video"}
+    unknown = set(args.models.split(",")) - {"forecast", "g2p", "sketch", "video", "music"}
     if unknown:
         parser.error(f"--models: unknown {', '.join(sorted(unknown))}")
     if args.threads:
@@ -172,6 +203,10 @@ def main() -> None:
     if "video" in models:
         videos = _video_batches(4)
         _compare("video: conv2d + LSTM 128, batch 32 x 12 frames", lambda b: _video_side(b, videos),
+                 args.rounds)
+    if "music" in models:
+        chorales = _music_batches()
+        _compare("music: LSTM 256, 16 chorales (packed)", lambda b: _music_side(b, chorales),
                  args.rounds)
 
 
