@@ -27,7 +27,7 @@ PRIMER_FRAMES = 16  # a bar of sixteenth notes
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    add_common_arguments(parser, out=DEFAULT_OUT, epochs=60, lr=2e-3, batch_size=16, hidden=256,
+    add_common_arguments(parser, out=DEFAULT_OUT, epochs=200, lr=2e-3, batch_size=16, hidden=256,
                          metric="valid NLL", lr_decay=0.97, patience=8)
     parser.add_argument("--sample", type=argtypes.non_negative_int, default=128,
                         help="frames to generate after the first test chorale's opening")
