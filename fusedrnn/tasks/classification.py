@@ -1,6 +1,6 @@
-"""What the classification tasks (`fusedrnn train sketch`, `fusedrnn train video`) share: the
-common options, batches cut from tensors held in memory, accuracy, and one training run through
-`fusedrnn.training.fit` with its report (results.json, curves.png and a printed summary).
+"""What the classification tasks (`fusedrnn train sketch`, `fusedrnn train video`) share:
+batches cut from tensors held in memory, accuracy, and one training run with its report
+(results.json, curves.png and a printed summary).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .. import argtypes
+from .common import ShuffledBatches, fit_task
 
 RUN_FILES = ("results.json", "curves.png")  # besides fit's own
 
@@ -39,53 +39,6 @@ class Split:
         return (self.x[index, :int(lengths.max())].to(device), lengths), labels
 
 
-def add_common_arguments(parser: argparse.ArgumentParser, *, out: str, epochs: int, lr: float,
-                         batch_size: int, hidden: int, metric: str = "valid accuracy",
-                         lr_decay: float = 0.9, patience: int = 5) -> None:
-    """The options every task of this kind takes; `metric` names what early stopping watches."""
-    parser.add_argument("--epochs", type=argtypes.positive_int, default=epochs,
-                        help="maximum number of epochs")
-    parser.add_argument("--backend", choices=("fused", "torch"), default="fused",
-                        help="fusedrnn layers or the same model on torch.nn layers")
-    parser.add_argument("--cell", choices=("lstm", "gru"), default="lstm", help="recurrent cell")
-    parser.add_argument("--hidden", type=argtypes.positive_int, default=hidden,
-                        help="recurrent hidden size")
-    parser.add_argument("--layers", type=argtypes.positive_int, default=1, help="recurrent layers")
-    parser.add_argument("--dropout", type=argtypes.probability, default=0.0)
-    parser.add_argument("--out", default=out, help="output directory")
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    parser.add_argument("--device", type=argtypes.device, default="auto",
-                        help="auto, cpu, cuda, cuda:1, ...")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the training run")
-    parser.add_argument("--lr", type=argtypes.positive_float, default=lr, help="Adam learning rate")
-    parser.add_argument("--lr-decay", type=argtypes.decay_factor, default=lr_decay,
-                        help="lr factor per epoch")
-    parser.add_argument("--clip", type=argtypes.non_negative_float, default=1.0,
-                        help="gradient norm clip (0: off)")
-    parser.add_argument("--patience", type=argtypes.non_negative_int, default=patience,
-                        help=f"stop after this many epochs without a better {metric} (0: never)")
-    parser.add_argument("--batch-size", type=argtypes.positive_int, default=batch_size)
-    parser.add_argument("--threads", type=argtypes.non_negative_int, default=0,
-                        help="torch CPU threads (0: torch's default)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def with_threads(run):
-    """train(args) that runs `run(args)` on --threads torch threads (0: torch's count) and gives
-    torch its count back after, so that --threads does not outlive the command (tests, notebooks)."""
-
-    def train(args: argparse.Namespace) -> int:
-        threads = torch.get_num_threads()
-        try:
-            if args.threads:
-                torch.set_num_threads(args.threads)
-            return run(args)
-        finally:
-            torch.set_num_threads(threads)
-
-    return train
-
-
 def predictions(model: nn.Module, split: Split, device: torch.device,
                 batch_size: int = 256) -> Tensor:
     """The model's class for every item of the split, in eval mode, in order."""
@@ -108,7 +61,7 @@ def confusion(pred: Tensor, labels: Tensor, classes: int) -> Tensor:
 def train_classifier(args: argparse.Namespace, *, task: str, model: nn.Module,
                      splits: dict[str, Split], class_names: list[str], config: dict) -> int:
     """Train with Adam and a per-epoch decay, keep the best valid accuracy, then score test."""
-    from ..training import ResumeMismatch, fit, load_checkpoint, plot_curves
+    from ..training import load_checkpoint, plot_curves
 
     device = next(model.parameters()).device
     out = Path(args.out)
@@ -116,14 +69,8 @@ def train_classifier(args: argparse.Namespace, *, task: str, model: nn.Module,
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=args.lr_decay)
     train = splits["train"]
 
-    class _Batches:  # a fresh order each epoch, from torch's global generator: resumable
-        def __len__(self):
-            return -(-len(train) // args.batch_size)
-
-        def __iter__(self):
-            order = torch.randperm(len(train))
-            for i in range(0, len(order), args.batch_size):
-                yield train.batch(order[i:i + args.batch_size], device)
+    def batches():
+        return ShuffledBatches(len(train), args.batch_size, lambda index: train.batch(index, device))
 
     def loss_fn(m, batch):
         inputs, labels = batch
@@ -136,21 +83,11 @@ def train_classifier(args: argparse.Namespace, *, task: str, model: nn.Module,
     print(f"{task}: {sum(p.numel() for p in model.parameters()):,} parameters on the "
           f"{args.backend} backend, {len(train)} training items, {len(class_names)} classes, "
           f"device {device}", flush=True)
-    try:
-        result = fit(model, optimizer, train_batches=_Batches, loss_fn=loss_fn, evaluate=evaluate,
-                     monitor="valid_accuracy", mode="max", epochs=args.epochs, out_dir=out,
-                     scheduler=scheduler, clip_norm=args.clip or None,
-                     patience=args.patience or None, resume=args.resume,
-                     progress=not args.no_progress, desc=task, config=config, run_files=RUN_FILES)
-    except ResumeMismatch as e:
-        print(f"fusedrnn train {task}: {e}")
-        return 2
-    except FloatingPointError as e:
-        print(f"fusedrnn train {task}: {e}")
-        return 1
-    if result.best_path is None:
-        print(f"fusedrnn train {task}: no epoch reached a finite validation accuracy")
-        return 1
+    result = fit_task(args, task, model, optimizer, scheduler, train_batches=batches,
+                      loss_fn=loss_fn, evaluate=evaluate, monitor="valid_accuracy", mode="max",
+                      config=config, run_files=RUN_FILES)
+    if isinstance(result, int):
+        return result
     model.load_state_dict(load_checkpoint(result.best_path, map_location=device)["model"])
     report = {"config": config, "classes": class_names, "best_epoch": result.best["epoch"],
               "epochs_run": len(result.history), "wall_seconds": result.seconds,

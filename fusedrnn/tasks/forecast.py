@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 
 from .. import argtypes
+from .common import fit_task
 
 HORIZON = 7
 DEFAULT_OUT = "runs/forecast"
@@ -115,7 +116,7 @@ def _train(args: argparse.Namespace) -> int:
     from ..datasets.ridership import Scaling, forecast_features, forecast_windows, load_ridership
     from ..datasets.windows import masked_mae, seasonal_naive
     from ..models.forecasting import build_forecaster, dip_augment, masked_sequence_loss
-    from ..training import ResumeMismatch, fit, load_checkpoint, plot_curves, resolve_device, seed_everything
+    from ..training import load_checkpoint, plot_curves, resolve_device, seed_everything
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -182,22 +183,11 @@ def _train(args: argparse.Namespace) -> int:
     print(f"forecast: {args.model} ({args.cell if args.model != 'wavenet' else 'conv'}) on the "
           f"{args.backend} backend, {sum(p.numel() for p in model.parameters()):,} parameters, "
           f"{len(train_w)} training windows of {args.window} days, device {device}", flush=True)
-    try:
-        result = fit(model, optimizer, train_batches=_Batches, loss_fn=loss_fn, evaluate=evaluate,
-                     monitor="valid_mae", mode="min", epochs=args.epochs, out_dir=out,
-                     scheduler=scheduler, clip_norm=args.clip or None,
-                     patience=args.patience or None, resume=args.resume,
-                     progress=not args.no_progress, desc="forecast", config=config,
-                     run_files=RUN_FILES)
-    except ResumeMismatch as e:
-        print(f"fusedrnn train forecast: {e}")
-        return 2
-    except FloatingPointError as e:
-        print(f"fusedrnn train forecast: {e}")
-        return 1
-    if result.best_path is None:
-        print("fusedrnn train forecast: no epoch reached a finite validation MAE; nothing to score")
-        return 1
+    result = fit_task(args, "forecast", model, optimizer, scheduler, train_batches=_Batches,
+                      loss_fn=loss_fn, evaluate=evaluate, monitor="valid_mae", mode="min",
+                      config=config, run_files=RUN_FILES)
+    if isinstance(result, int):
+        return result
 
     best = load_checkpoint(result.best_path, map_location=device)
     model.load_state_dict(best["model"])

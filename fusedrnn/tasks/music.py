@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 from .. import argtypes
-from .classification import add_common_arguments, with_threads
+from .common import ShuffledBatches, add_common_arguments, fit_task, with_threads
 
 DEFAULT_OUT = "runs/music"
 RUN_FILES = ("results.json", "curves.png", "sample.mid", "sample.png")  # besides fit's own
@@ -114,7 +114,7 @@ def _train(args: argparse.Namespace) -> int:
 
     from ..datasets.jsb_chorales import load_jsb_chorales
     from ..models.music import frame_nll
-    from ..training import ResumeMismatch, fit, load_checkpoint, plot_curves, resolve_device, seed_everything
+    from ..training import load_checkpoint, plot_curves, resolve_device, seed_everything
 
     seed_everything(args.seed)
     device = resolve_device(args.device)
@@ -129,16 +129,12 @@ def _train(args: argparse.Namespace) -> int:
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=args.lr_decay)
     rolls, lengths = data["train"]
 
-    class _Batches:  # a fresh order each epoch, from torch's global generator: resumable
-        def __len__(self):
-            return -(-len(lengths) // args.batch_size)
+    def batch(index):
+        n = lengths[index] - 1  # predicted frames
+        return rolls[index, :int(n.max()) + 1].to(device), n
 
-        def __iter__(self):
-            order = torch.randperm(len(lengths))
-            for i in range(0, len(order), args.batch_size):
-                index = order[i:i + args.batch_size]
-                n = lengths[index] - 1  # predicted frames
-                yield rolls[index, :int(n.max()) + 1].to(device), n
+    def batches():
+        return ShuffledBatches(len(lengths), args.batch_size, batch)
 
     def loss_fn(m, batch):
         x, n = batch
@@ -150,22 +146,11 @@ def _train(args: argparse.Namespace) -> int:
     print(f"music: {sum(p.numel() for p in model.parameters()):,} parameters on the "
           f"{args.backend} backend, {len(lengths)} training chorales "
           f"({int(lengths.sum())} frames), device {device}", flush=True)
-    try:
-        result = fit(model, optimizer, train_batches=_Batches, loss_fn=loss_fn, evaluate=evaluate,
-                     monitor="valid_nll", mode="min", epochs=args.epochs, out_dir=out,
-                     scheduler=scheduler, clip_norm=args.clip or None,
-                     patience=args.patience or None, resume=args.resume,
-                     progress=not args.no_progress, desc="music", config=config,
-                     run_files=RUN_FILES)
-    except ResumeMismatch as e:
-        print(f"fusedrnn train music: {e}")
-        return 2
-    except FloatingPointError as e:
-        print(f"fusedrnn train music: {e}")
-        return 1
-    if result.best_path is None:
-        print("fusedrnn train music: no epoch reached a finite validation NLL")
-        return 1
+    result = fit_task(args, "music", model, optimizer, scheduler, train_batches=batches,
+                      loss_fn=loss_fn, evaluate=evaluate, monitor="valid_nll", mode="min",
+                      config=config, run_files=RUN_FILES)
+    if isinstance(result, int):
+        return result
     model.load_state_dict(load_checkpoint(result.best_path, map_location=device)["model"])
     model.eval()
     report = {"config": config, "best_epoch": result.best["epoch"], "epochs_run": len(result.history),

@@ -22,7 +22,8 @@ import argparse
 from pathlib import Path
 
 from .. import argtypes
-from .classification import Split, add_common_arguments, train_classifier, with_threads
+from .classification import Split, train_classifier
+from .common import add_common_arguments, with_threads
 
 DEFAULT_OUT = "runs/sketch"
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 import argparse
 
 from .. import argtypes
-from .classification import Split, add_common_arguments, train_classifier, with_threads
+from .classification import Split, train_classifier
+from .common import add_common_arguments, with_threads
 
 DEFAULT_OUT = "runs/video"
 
