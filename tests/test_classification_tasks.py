@@ -115,3 +115,17 @@ def test_train_sketch_on_quickdraw_and_sketch_rnn_files(tmp_path, capsys):
     assert cli.main(["train", "sketch", *FAST, "--data", files[0], str(partial),
                      "--out", str(tmp_path / "c")]) == 2
     assert "has no valid, test split" in capsys.readouterr().out
+    empty = tmp_path / "fish.npz"
+    np.savez_compressed(empty, train=strokes(4), valid=strokes(0), test=strokes(2))
+    assert cli.main(["train", "sketch", *FAST, "--data", files[0], str(empty),
+                     "--out", str(tmp_path / "d")]) == 0  # a class may lack valid sketches
+    assert cli.main(["train", "sketch", *FAST, "--data", str(empty), str(empty),
+                     "--out", str(tmp_path / "f")]) == 2
+    assert "no sketches in the valid split" in capsys.readouterr().out
+    still = tmp_path / "dot.npz"
+    dot = np.empty(1, dtype=object)
+    dot[0] = np.array([[0, 0, 1]], dtype=np.int16)  # no offsets anywhere: no scale to divide by
+    np.savez_compressed(still, train=dot, valid=dot, test=dot)
+    assert cli.main(["train", "sketch", *FAST, "--data", str(still), str(still),
+                     "--out", str(tmp_path / "e")]) == 2
+    assert "scale must be a positive number" in capsys.readouterr().out

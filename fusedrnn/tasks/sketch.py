@@ -100,15 +100,18 @@ def _train(args: argparse.Namespace) -> int:
 
     try:
         raw, names = load_splits(args.data, args.synthetic, args.per_class, args.data_seed)
-    except (OSError, ValueError) as e:
+        empty = [name for name, (sketches, _) in raw.items() if not sketches]
+        if empty:
+            raise ValueError(f"no sketches in the {', '.join(empty)} split")
+        scale = offset_scale(raw["train"][0])  # the training split's: valid and test are unseen
+        splits = {}
+        for name, (sketches, labels) in raw.items():
+            dataset = SketchDataset(sketches, labels, scale=scale, max_len=args.max_points)
+            x, lengths, y = collate_sketches([dataset[i] for i in range(len(dataset))])
+            splits[name] = Split(x, y, lengths)
+    except (OSError, ValueError) as e:  # unreadable files, or sketches that cannot be trained on
         print(f"fusedrnn train sketch: {e}")
         return 2
-    scale = offset_scale(raw["train"][0])  # the training split's: valid and test are unseen
-    splits = {}
-    for name, (sketches, labels) in raw.items():
-        dataset = SketchDataset(sketches, labels, scale=scale, max_len=args.max_points)
-        x, lengths, y = collate_sketches([dataset[i] for i in range(len(dataset))])
-        splits[name] = Split(x, y, lengths)
     seed_everything(args.seed)
     device = resolve_device(args.device)
     config = {"task": "sketch", "data": [str(Path(f).resolve()) for f in args.data or []],
