@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from .. import argtypes
-from .common import fit_task
+from .common import ShuffledBatches, fit_task, with_threads
 
 HORIZON = 7
 DEFAULT_OUT = "runs/forecast"
@@ -99,16 +99,6 @@ def evaluate_windows(model, windows, scaling, device, batch_size: int = 1024):
     return pred, masked_mae(pred, windows.last_target, windows.mask[:, -1])
 
 
-def train(args: argparse.Namespace) -> int:
-    import torch
-
-    threads = torch.get_num_threads()
-    try:
-        return _train(args)
-    finally:
-        torch.set_num_threads(threads)  # --threads must not outlive the command (tests, notebooks)
-
-
 def _train(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -118,8 +108,6 @@ def _train(args: argparse.Namespace) -> int:
     from ..models.forecasting import build_forecaster, dip_augment, masked_sequence_loss
     from ..training import load_checkpoint, plot_curves, resolve_device, seed_everything
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
     seed_everything(args.seed)
     device = resolve_device(args.device)
     out = Path(args.out)
@@ -159,19 +147,13 @@ def _train(args: argparse.Namespace) -> int:
     mean = torch.tensor([scaling.rail_mean, scaling.bus_mean][:counts], device=device)
     std = torch.tensor([scaling.rail_std, scaling.bus_std][:counts], device=device)
 
-    def train_batches():
-        order = torch.randperm(len(x_all)).to(device)  # torch's global generator: resumable
-        for i in range(0, len(order), args.batch_size):
-            idx = order[i:i + args.batch_size]
-            x = dip_augment(x_all[idx], args.augment, mean, std, counts)
-            yield x, y_all[idx], m_all[idx]
+    def batch(index):
+        idx = index.to(device)
+        x = dip_augment(x_all[idx], args.augment, mean, std, counts)
+        return x, y_all[idx], m_all[idx]
 
-    class _Batches:  # gives the progress bar its length
-        def __len__(self):
-            return -(-len(x_all) // args.batch_size)
-
-        def __iter__(self):
-            return train_batches()
+    def batches():
+        return ShuffledBatches(len(x_all), args.batch_size, batch)
 
     def loss_fn(m, batch):
         return masked_sequence_loss(m, *batch, kind="l1")
@@ -183,7 +165,7 @@ def _train(args: argparse.Namespace) -> int:
     print(f"forecast: {args.model} ({args.cell if args.model != 'wavenet' else 'conv'}) on the "
           f"{args.backend} backend, {sum(p.numel() for p in model.parameters()):,} parameters, "
           f"{len(train_w)} training windows of {args.window} days, device {device}", flush=True)
-    result = fit_task(args, "forecast", model, optimizer, scheduler, train_batches=_Batches,
+    result = fit_task(args, "forecast", model, optimizer, scheduler, train_batches=batches,
                       loss_fn=loss_fn, evaluate=evaluate, monitor="valid_mae", mode="min",
                       config=config, run_files=RUN_FILES)
     if isinstance(result, int):
@@ -219,6 +201,9 @@ def _train(args: argparse.Namespace) -> int:
     print(f"wall time {result.seconds:.1f}s; median epoch {np.median(seconds):.2f}s "
           f"({args.backend} backend); outputs in {out}/")
     return 0
+
+
+train = with_threads(_train)
 
 
 def _worst_days(data, windows, pred, count: int = 5) -> dict:
