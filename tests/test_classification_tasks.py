@@ -103,6 +103,11 @@ def test_train_sketch_on_quickdraw_and_sketch_rnn_files(tmp_path, capsys):
     assert results["valid"]["items"] == 6 and results["test"]["items"] == 8
 
     capsys.readouterr()
+    two = tmp_path / "two.ndjson"
+    two.write_text("\n".join(_ndjson_line("two", [([0, 9], [0, 9])]) for _ in range(2)))
+    assert cli.main(["train", "sketch", *FAST, "--data", str(lines), str(two),
+                     "--out", str(tmp_path / "g")]) == 2
+    assert f"n (number of drawings in {two}) must be an integer >= 3, got 2" in capsys.readouterr().out
     assert cli.main(["train", "sketch", *FAST, "--data", files[0], "--out", str(tmp_path / "a")]) == 2
     assert "at least two files" in capsys.readouterr().out
     other = tmp_path / "cat.txt"

@@ -41,12 +41,13 @@ import struct
 import tarfile
 import zlib
 from importlib import resources
-from numbers import Integral, Real
+from numbers import Real
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from ..training.checkpoint import replace_atomically
+from .checks import check_int
 
 SPLITS = ("train", "valid", "test")
 VOICES = 4  # soprano, alto, tenor, bass
@@ -195,14 +196,6 @@ def load_jsb_chorales(path: str | os.PathLike | None = None) -> dict[str, list[n
 # -- piano rolls ---------------------------------------------------------------------------------
 
 
-def _check_int(value, name: str, minimum: int, maximum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum \
-            or (maximum is not None and value > maximum):
-        bounds = f">= {minimum}" if maximum is None else f"in {minimum}..{maximum}"
-        raise ValueError(f"{name} must be an integer {bounds}, got {value!r}")
-    return int(value)
-
-
 def _check_chorale(chorale, caller: str) -> np.ndarray:
     array = np.asarray(chorale)
     if array.ndim != 2 or not (np.issubdtype(array.dtype, np.integer) and array.dtype != np.bool_):
@@ -219,8 +212,8 @@ def to_piano_roll(chorale: np.ndarray, low: int = LOW, keys: int = KEYS) -> np.n
     a ValueError naming the frame and voice.
     """
     chorale = _check_chorale(chorale, "to_piano_roll")
-    low = _check_int(low, "low", 1)  # key 0 would clash with 0 = silent
-    keys = _check_int(keys, "keys", 1)
+    low = check_int(low, "low", 1)  # key 0 would clash with 0 = silent
+    keys = check_int(keys, "keys", 1)
     sounding = chorale != 0
     outside = sounding & ((chorale < low) | (chorale >= low + keys))
     if outside.any():
@@ -245,8 +238,8 @@ def from_piano_roll(roll: np.ndarray, low: int = LOW, voices: int = VOICES) -> n
     if array.ndim != 2 or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
         raise ValueError(f"from_piano_roll: roll must be a numeric array [T, keys], "
                          f"got {array.dtype} {list(array.shape)}")
-    low = _check_int(low, "low", 1)
-    voices = _check_int(voices, "voices", 1)
+    low = check_int(low, "low", 1)
+    voices = check_int(voices, "voices", 1)
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         raise ValueError("from_piano_roll: roll holds NaN or infinite values")
     active = array > 0.5
@@ -312,8 +305,8 @@ def write_midi(path: str | os.PathLike, chorale: np.ndarray, step_seconds: float
                          f"{_MAX_TEMPO * 1e-6 / STEPS_PER_QUARTER:g}] s (what a MIDI tempo can hold), "
                          f"got {step_seconds!r}")
     tempo = round(exact)
-    program = _check_int(program, "program", 0, 127)
-    velocity = _check_int(velocity, "velocity", 1, 127)  # a note on at velocity 0 means note off
+    program = check_int(program, "program", 0, 127)
+    velocity = check_int(velocity, "velocity", 1, 127)  # a note on at velocity 0 means note off
     path = Path(path)
 
     events = []  # (tick, order, bytes): note offs (0) before note ons (1) at the same tick

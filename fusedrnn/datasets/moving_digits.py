@@ -36,6 +36,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checks import check_int, check_seed
+from .splits import split_80_10_10
+
 DIGIT = 28  # MNIST images are 28x28
 PIXELS = DIGIT * DIGIT
 SPLITS = ("train", "valid", "test")
@@ -115,18 +118,6 @@ def load_mnist_5k(path: str | os.PathLike | None = None) -> tuple[np.ndarray, np
 # -- argument checks -----------------------------------------------------------------------------
 
 
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, Integral) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return int(seed)
-
-
 def _check_images(images, labels) -> tuple[np.ndarray, np.ndarray]:
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 3 \
             or images.shape[1:] != (DIGIT, DIGIT) or images.shape[0] == 0:
@@ -170,17 +161,17 @@ def sample_tracks(n_videos: int, n_images: int, frames: int = 16, size: int = 48
     frames each coordinate moves by at most ceil(max_speed) pixels (rounding included). With
     size == 28 the digits cannot move. The arguments are checked as in moving_digits.
     """
-    n_videos = _check_int(n_videos, "n_videos", 0)
-    n_images = _check_int(n_images, "n_images", 1)
-    frames = _check_int(frames, "frames", 1)
-    size = _check_int(size, "size", DIGIT)
+    n_videos = check_int(n_videos, "n_videos", 0)
+    n_images = check_int(n_images, "n_images", 1)
+    frames = check_int(frames, "frames", 1)
+    size = check_int(size, "size", DIGIT)
     if isinstance(digits, bool) or not isinstance(digits, Integral) or digits not in (1, 2):
         raise ValueError(f"digits must be 1 or 2, got {digits!r}")
     if isinstance(max_speed, bool) or not isinstance(max_speed, Real) or not math.isfinite(max_speed) \
             or max_speed < 1:
         # below 1 the required speed of 1 px/frame could (almost) never be drawn
         raise ValueError(f"max_speed must be a finite number >= 1 (px/frame), got {max_speed!r}")
-    rng = np.random.default_rng(_check_seed(seed))
+    rng = np.random.default_rng(check_seed(seed))
 
     room = size - DIGIT
     sources = rng.integers(0, n_images, size=(n_videos, digits))
@@ -202,7 +193,7 @@ def render_videos(images: np.ndarray, sources: np.ndarray, positions: np.ndarray
     images uint8 [N, 28, 28]; sources [n_videos, digits] indices into images; positions
     [n_videos, frames, digits, 2] top-left corners in [0, size - 28] (as from sample_tracks).
     """
-    size = _check_int(size, "size", DIGIT)
+    size = check_int(size, "size", DIGIT)
     sources, positions = np.asarray(sources), np.asarray(positions)
     if sources.ndim != 2 or positions.shape[:1] + positions.shape[2:] != sources.shape + (2,) \
             or positions.ndim != 4:
@@ -254,16 +245,8 @@ def moving_digits(images: np.ndarray, labels: np.ndarray, n_videos: int, frames:
 
 
 def split_image_indices(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Disjoint (train, valid, test) index arrays (sorted int64) that cover range(n): 80/10/10.
-
-    The indices are shuffled with the seed first (the shipped CSV is grouped by class). valid
-    and test get round(n / 10) each, at least 1; train the rest; n must be >= 3.
-    """
-    n = _check_int(n, "n (number of images)", 3)
-    order = np.random.default_rng(_check_seed(seed)).permutation(n)
-    held = max(1, round(n / 10))
-    groups = order[:n - 2 * held], order[n - 2 * held:n - held], order[n - held:]
-    return tuple(np.sort(g).astype(np.int64) for g in groups)
+    """Disjoint (train, valid, test) image indices, 80/10/10 (datasets.splits.split_80_10_10)."""
+    return split_80_10_10(n, seed, what="images")
 
 
 def _derived_seed(seed: int, stream: int) -> int:
@@ -284,7 +267,7 @@ def moving_digit_splits(images: np.ndarray, labels: np.ndarray,
     images, labels = _check_images(images, labels)
     if len(counts) != 3 or any(isinstance(c, bool) or not isinstance(c, Integral) or c < 0 for c in counts):
         raise ValueError(f"counts must be three integers >= 0 (train, valid, test videos), got {counts!r}")
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     groups = split_image_indices(len(images), seed)
     splits = {}
     for stream, (name, group, count) in enumerate(zip(SPLITS, groups, counts, strict=True), 1):

@@ -44,12 +44,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the data and splits")
 
 
-def _split_80_10_10(count: int, seed: int):
-    import numpy as np
+SPLITS = ("train", "valid", "test")
 
-    order = np.random.default_rng(seed).permutation(count)
-    valid = max(1, count // 10)
-    return {"train": order[2 * valid:], "valid": order[:valid], "test": order[valid:2 * valid]}
+
+def _split(count: int, seed: int, what: str):
+    """{split: indices}, 80/10/10 after a seeded shuffle."""
+    from ..datasets.splits import split_80_10_10
+
+    return dict(zip(SPLITS, split_80_10_10(count, seed, what), strict=True))
 
 
 def load_splits(files: list[str] | None, synthetic: int, per_class: int,
@@ -57,10 +59,10 @@ def load_splits(files: list[str] | None, synthetic: int, per_class: int,
     """{split: (stroke-3 sketches, labels)} and the class names."""
     from ..datasets.sketches import load_quickdraw_ndjson, load_sketch_rnn_npz, synthetic_sketches
 
-    splits: dict[str, tuple[list, list]] = {name: ([], []) for name in ("train", "valid", "test")}
+    splits: dict[str, tuple[list, list]] = {name: ([], []) for name in SPLITS}
     if not files:
         sketches, labels, names = synthetic_sketches(synthetic, seed=seed)
-        for name, index in _split_80_10_10(len(sketches), seed).items():
+        for name, index in _split(len(sketches), seed, "sketches").items():
             splits[name] = ([sketches[i] for i in index], [int(labels[i]) for i in index])
         return splits, list(names)
     names = []
@@ -78,10 +80,8 @@ def load_splits(files: list[str] | None, synthetic: int, per_class: int,
                 labels += [label] * len(loaded[name])
         elif path.name.endswith((".ndjson", ".ndjson.gz")):
             records = load_quickdraw_ndjson(path, limit=per_class)
-            if len(records) < 3:
-                raise ValueError(f"{path}: {len(records)} drawings; a class needs at least 3")
             names.append(records[0].word)
-            for name, index in _split_80_10_10(len(records), seed + label).items():
+            for name, index in _split(len(records), seed + label, f"drawings in {path}").items():
                 splits[name][0].extend(records[i].stroke3() for i in index)
                 splits[name][1].extend([label] * len(index))
         else:
@@ -93,7 +93,6 @@ def load_splits(files: list[str] | None, synthetic: int, per_class: int,
 
 
 def _train(args: argparse.Namespace) -> int:
-
     from ..datasets.sketches import SketchDataset, collate_sketches, offset_scale
     from ..models.sketch import SketchClassifier
     from ..training import resolve_device, seed_everything
