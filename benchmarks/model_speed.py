@@ -118,14 +118,13 @@ def _video_side(backend: str, batches):
 
 
 def _music_batches():
-    from fusedrnn.datasets.jsb_chorales import load_jsb_chorales, to_piano_roll
+    from fusedrnn.datasets.jsb_chorales import load_jsb_chorales, padded_piano_rolls
 
     chorales = load_jsb_chorales()["train"]
     batches = []
     for b in range(0, 64, 16):
-        rolls = [torch.from_numpy(to_piano_roll(c)) for c in chorales[b:b + 16]]
-        n = torch.tensor([len(r) - 1 for r in rolls])
-        batches.append((torch.nn.utils.rnn.pad_sequence(rolls, batch_first=True), n))
+        rolls, lengths = padded_piano_rolls(chorales[b:b + 16])
+        batches.append((rolls, lengths - 1))  # frames to predict
     return batches
 
 

@@ -10,10 +10,15 @@ frame in nats (summed over keys), on the held-out test chorales.
 import argparse
 
 import torch
-from torch.nn.utils.rnn import pad_sequence
 
 from fusedrnn import argtypes
-from fusedrnn.datasets.jsb_chorales import KEYS, from_piano_roll, load_jsb_chorales, to_piano_roll, write_midi
+from fusedrnn.datasets.jsb_chorales import (
+    KEYS,
+    from_piano_roll,
+    load_jsb_chorales,
+    padded_piano_rolls,
+    write_midi,
+)
 from fusedrnn.models.music import PianoRollModel, frame_nll
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -24,16 +29,9 @@ parser.add_argument("--chorales", type=argtypes.positive_int, default=229, help=
 args = parser.parse_args()
 torch.manual_seed(0)
 
-
-def rolls(chorales):
-    """Padded piano rolls [N, T_max, KEYS] and each chorale's number of frames."""
-    frames = [torch.from_numpy(to_piano_roll(c)) for c in chorales]
-    return pad_sequence(frames, batch_first=True), torch.tensor([len(f) for f in frames])
-
-
 data = load_jsb_chorales()  # {"train": [int64 [T, 4] key numbers, ...], "valid": ..., "test": ...}
-train_x, train_len = rolls(data["train"][:args.chorales])
-test_x, test_len = rolls(data["test"])
+train_x, train_len = padded_piano_rolls(data["train"][:args.chorales])  # [N, T_max, KEYS], frames
+test_x, test_len = padded_piano_rolls(data["test"])
 model = PianoRollModel(KEYS, hidden_size=256, backend=args.backend)
 optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
 for epoch in range(1, args.epochs + 1):

@@ -9,6 +9,7 @@ import tarfile
 
 import numpy as np
 import pytest
+import torch
 
 from fusedrnn.datasets.jsb_chorales import (
     HIGH,
@@ -19,6 +20,7 @@ from fusedrnn.datasets.jsb_chorales import (
     default_path,
     from_piano_roll,
     load_jsb_chorales,
+    padded_piano_rolls,
     read_midi_notes,
     to_piano_roll,
     write_midi,
@@ -534,3 +536,14 @@ def test_reader_refuses_what_it_does_not_understand(tmp_path, data, match):
     with pytest.raises(ValueError, match=match) as error:
         read_midi_notes(path)
     assert "bad.mid" in str(error.value)
+
+
+def test_padded_piano_rolls(chorales):
+    some = chorales["valid"][:5]
+    rolls, lengths = padded_piano_rolls(some)
+    assert rolls.dtype == torch.float32 and lengths.dtype == torch.int64
+    assert lengths.tolist() == [len(c) for c in some]
+    assert rolls.shape == (5, max(len(c) for c in some), KEYS)
+    for roll, n, chorale in zip(rolls, lengths, some, strict=True):
+        assert np.array_equal(roll[:n].numpy(), to_piano_roll(chorale))
+        assert not roll[n:].any()  # zero padding past each chorale

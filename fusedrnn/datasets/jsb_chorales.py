@@ -226,6 +226,16 @@ def to_piano_roll(chorale: np.ndarray, low: int = LOW, keys: int = KEYS) -> np.n
     return roll
 
 
+def padded_piano_rolls(chorales, low: int = LOW, keys: int = KEYS):
+    """The chorales' piano rolls as one zero-padded float32 tensor [N, T_max, keys], and each
+    chorale's frame count (int64 [N]): a batch for a model that packs by length."""
+    import torch
+
+    rolls = [torch.from_numpy(to_piano_roll(c, low, keys)) for c in chorales]
+    lengths = torch.tensor([len(r) for r in rolls], dtype=torch.int64)
+    return torch.nn.utils.rnn.pad_sequence(rolls, batch_first=True), lengths
+
+
 def from_piano_roll(roll: np.ndarray, low: int = LOW, voices: int = VOICES) -> np.ndarray:
     """int64 [T, voices]: each frame's sounding keys (roll > 0.5) as key numbers, highest first.
 

@@ -44,17 +44,6 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--midi", default="music.mid", help="where to write the MIDI file")
 
 
-def _padded(chorales):
-    """Piano rolls of the chorales, zero-padded: ([N, T_max, keys] float32, lengths [N])."""
-    import torch
-
-    from ..datasets.jsb_chorales import to_piano_roll
-
-    rolls = [torch.from_numpy(to_piano_roll(c)) for c in chorales]
-    lengths = torch.tensor([len(r) for r in rolls])
-    return torch.nn.utils.rnn.pad_sequence(rolls, batch_first=True), lengths
-
-
 def split_nll(model, rolls, lengths, device, batch_size: int = 64) -> float:
     """NLL of every next frame of the split, nats a frame (the frames of all sequences pooled)."""
     import torch
@@ -112,14 +101,14 @@ def plot_roll(roll, primer: int, path: Path) -> None:
 def _train(args: argparse.Namespace) -> int:
     import torch
 
-    from ..datasets.jsb_chorales import load_jsb_chorales
+    from ..datasets.jsb_chorales import load_jsb_chorales, padded_piano_rolls
     from ..models.music import frame_nll
     from ..training import load_checkpoint, plot_curves, resolve_device, seed_everything
 
     seed_everything(args.seed)
     device = resolve_device(args.device)
     out = Path(args.out)
-    data = {name: _padded(chorales) for name, chorales in load_jsb_chorales().items()}
+    data = {name: padded_piano_rolls(chorales) for name, chorales in load_jsb_chorales().items()}
     config = {"task": "music", "cell": args.cell, "hidden": args.hidden, "layers": args.layers,
               "dropout": args.dropout, "backend": args.backend, "lr": args.lr,
               "lr_decay": args.lr_decay, "batch_size": args.batch_size, "seed": args.seed,
