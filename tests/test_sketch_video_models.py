@@ -4,7 +4,8 @@ training, and argument errors."""
 import pytest
 import torch
 
-from fusedrnn.models.sketch import SketchClassifier, length_mask
+from fusedrnn.models.lengths import length_mask
+from fusedrnn.models.sketch import SketchClassifier
 from fusedrnn.models.video import VideoClassifier
 
 

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .backend import recurrent_layer
+from .lengths import length_mask
 
 CELLS = ("lstm", "gru")
 
@@ -35,8 +36,7 @@ def frame_nll(logits: Tensor, target: Tensor, lengths: Tensor | None = None) -> 
         logits, target, reduction="none").sum(2)  # [B, T]
     if lengths is None:
         return per_frame.mean()
-    lengths = torch.as_tensor(lengths, device=logits.device)
-    valid = torch.arange(logits.size(1), device=logits.device).unsqueeze(0) < lengths.unsqueeze(1)
+    valid = length_mask(torch.as_tensor(lengths, device=logits.device), logits.size(1))
     return per_frame.masked_fill(~valid, 0.0).sum() / valid.sum()
 
 

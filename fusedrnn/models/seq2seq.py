@@ -27,6 +27,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .backend import recurrent_cell, recurrent_layer
+from .lengths import length_mask
 
 CELLS = ("lstm", "gru")
 ATTENTIONS = ("luong", "bahdanau")
@@ -219,7 +220,7 @@ class Seq2Seq(nn.Module):
         packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         out, hn = self.encoder(packed)
         memory, _ = pad_packed_sequence(out, batch_first=True, total_length=src.size(1))
-        mask = torch.arange(src.size(1), device=src.device)[None, :] < src_lengths.to(src.device)[:, None]
+        mask = length_mask(src_lengths.to(src.device), src.size(1))
         if self.cell_kind == "lstm":
             hn, cn = hn
         final_h = torch.cat([hn[-2], hn[-1]], dim=1)  # the last layer's forward and backward

@@ -25,13 +25,9 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .backend import conv1d_layer, recurrent_layer
+from .lengths import length_mask
 
 CELLS = ("lstm", "gru")
-
-
-def length_mask(lengths: Tensor, steps: int) -> Tensor:
-    """[B, steps] bool: True at each sequence's valid steps."""
-    return torch.arange(steps, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
 
 
 class SketchClassifier(nn.Module):
