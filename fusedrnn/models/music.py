@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .backend import recurrent_layer
-from .lengths import length_mask
+from .lengths import checked_lengths, length_mask
 
 CELLS = ("lstm", "gru")
 
@@ -65,13 +65,8 @@ class PianoRollModel(nn.Module):
         if lengths is None:
             out, state = self.rnn(roll, state)
         else:
-            lengths = torch.as_tensor(lengths, dtype=torch.int64).cpu()
-            if lengths.shape != (roll.size(0),):
-                raise ValueError(f"PianoRollModel: lengths must be [{roll.size(0)}] (one per "
-                                 f"sequence), got shape {list(lengths.shape)}")
-            if roll.size(0) and (lengths.min() < 1 or lengths.max() > roll.size(1)):
-                raise ValueError(f"PianoRollModel: lengths must lie in [1, {roll.size(1)}], got "
-                                 f"{lengths.min().item()}..{lengths.max().item()}")
+            lengths = checked_lengths(lengths, roll.size(0), roll.size(1), "PianoRollModel",
+                                      "sequence")
             packed = pack_padded_sequence(roll, lengths, batch_first=True, enforce_sorted=False)
             out, state = self.rnn(packed, state)
             out, _ = pad_packed_sequence(out, batch_first=True, total_length=roll.size(1))

@@ -20,12 +20,11 @@ padding its batch carries.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from .backend import conv1d_layer, recurrent_layer
-from .lengths import length_mask
+from .lengths import checked_lengths, length_mask
 
 CELLS = ("lstm", "gru")
 
@@ -75,13 +74,7 @@ class SketchClassifier(nn.Module):
         if x.dim() != 3 or x.size(2) != self.input_size:
             raise ValueError(f"SketchClassifier: x must be [batch, time, {self.input_size}], "
                              f"got shape {list(x.shape)}")
-        lengths = torch.as_tensor(lengths, dtype=torch.int64)
-        if lengths.shape != (x.size(0),):
-            raise ValueError(f"SketchClassifier: lengths must be [{x.size(0)}] (one per sketch), "
-                             f"got shape {list(lengths.shape)}")
-        if lengths.numel() and (lengths.min() < 1 or lengths.max() > x.size(1)):
-            raise ValueError(f"SketchClassifier: lengths must lie in [1, {x.size(1)}] (the padded "
-                             f"length), got {lengths.min().item()}..{lengths.max().item()}")
+        lengths = checked_lengths(lengths, x.size(0), x.size(1), "SketchClassifier", "sketch")
         for conv in self.convs:
             x = conv(x)
             # with padding k // 2 every sketch of at least one point keeps at least one step

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
 from .backend import recurrent_layer
+from .lengths import checked_lengths
 
 CELLS = ("lstm", "gru")
 
@@ -75,13 +76,7 @@ class VideoClassifier(nn.Module):
         if lengths is None:
             _, state = self.rnn(features)
         else:
-            lengths = torch.as_tensor(lengths, dtype=torch.int64).cpu()
-            if lengths.shape != (B,):
-                raise ValueError(f"VideoClassifier: lengths must be [{B}] (one per video), got "
-                                 f"shape {list(lengths.shape)}")
-            if B and (lengths.min() < 1 or lengths.max() > T):
-                raise ValueError(f"VideoClassifier: lengths must lie in [1, {T}] (the padded "
-                                 f"length), got {lengths.min().item()}..{lengths.max().item()}")
+            lengths = checked_lengths(lengths, B, T, "VideoClassifier", "video")
             packed = pack_padded_sequence(features, lengths, batch_first=True,
                                           enforce_sorted=False)
             _, state = self.rnn(packed)
