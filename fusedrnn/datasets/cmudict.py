@@ -13,14 +13,14 @@ same side of the split.
 
 from __future__ import annotations
 
-import gzip
 import os
 import random
 import re
-import zlib
 from collections.abc import Iterable, Sequence
 from importlib import resources
 from pathlib import Path
+
+from .files import open_text
 
 _ALTERNATE = re.compile(r"^(.+)\((\d+)\)$")
 
@@ -43,12 +43,6 @@ def default_path() -> Path:
 def strip_stress(phone: str) -> str:
     """'AH0' -> 'AH'; phones without a stress digit are returned unchanged."""
     return phone.rstrip("012")
-
-
-def _open(path: Path):
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
 
 
 def parse_cmudict(lines: Iterable[str], stress: bool = False,
@@ -94,13 +88,8 @@ def load_cmudict(path: str | os.PathLike | None = None,
     single entry raises a ValueError naming the path.
     """
     path = Path(path) if path is not None else default_path()
-    try:
-        with _open(path) as f:
-            entries = parse_cmudict(f, stress=stress, source=str(path))
-    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
-        raise ValueError(f"could not read {path}: file is truncated or not gzip ({e})") from e
-    except UnicodeDecodeError as e:
-        raise ValueError(f"could not read {path}: not UTF-8 text ({e})") from e
+    with open_text(path) as f:
+        entries = parse_cmudict(f, stress=stress, source=str(path))
     if not entries:
         raise ValueError(f"no entries in {path}: expected lines 'word PHONE PHONE ...'")
     return entries

@@ -40,7 +40,6 @@ examples and tests train on, as nothing here downloads data.
 
 from __future__ import annotations
 
-import gzip
 import io
 import itertools
 import json
@@ -56,6 +55,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from numpy.lib import format as npy_format
+
+from .files import open_text
 
 _DRAWING_SHAPE = ("a non-empty list of strokes, each [[x0, x1, ...], [y0, y1, ...]] (simplified files) "
                   "or [[x...], [y...], [t...]] (raw files) with at least one point")
@@ -368,19 +369,13 @@ def load_quickdraw_ndjson(path: str | os.PathLike, recognized_only: bool = False
     path = Path(path)
     if limit == 0:
         return []
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            records = _iter_records(f, str(path))
-            first = next(records, None)
-            if first is None:
-                raise ValueError(f"no drawings in {path}: expected one JSON object per line")
-            kept = (r for r in itertools.chain([first], records) if r.recognized or not recognized_only)
-            return list(itertools.islice(kept, limit))
-    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
-        raise ValueError(f"could not read {path}: file is truncated or not gzip ({e})") from e
-    except UnicodeDecodeError as e:
-        raise ValueError(f"could not read {path}: not UTF-8 text ({e})") from e
+    with open_text(path) as f:
+        records = _iter_records(f, str(path))
+        first = next(records, None)
+        if first is None:
+            raise ValueError(f"no drawings in {path}: expected one JSON object per line")
+        kept = (r for r in itertools.chain([first], records) if r.recognized or not recognized_only)
+        return list(itertools.islice(kept, limit))
 
 
 # --- synthetic shapes --------------------------------------------------------------------------
