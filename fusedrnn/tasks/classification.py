@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .common import ShuffledBatches, fit_task
+from .common import ShuffledBatches, fit_task, run_report, timing_line
 
 RUN_FILES = ("results.json", "curves.png")  # besides fit's own
 
@@ -89,9 +89,7 @@ def train_classifier(args: argparse.Namespace, *, task: str, model: nn.Module,
     if isinstance(result, int):
         return result
     model.load_state_dict(load_checkpoint(result.best_path, map_location=device)["model"])
-    report = {"config": config, "classes": class_names, "best_epoch": result.best["epoch"],
-              "epochs_run": len(result.history), "wall_seconds": result.seconds,
-              "epoch_seconds": [row["seconds"] for row in result.history]}
+    report = {**run_report(result, config), "classes": class_names}
     for name in ("valid", "test"):
         split = splits[name]
         pred = predictions(model, split, device)
@@ -103,10 +101,8 @@ def train_classifier(args: argparse.Namespace, *, task: str, model: nn.Module,
     (out / "results.json").write_text(json.dumps(report, indent=2))
     plot_curves(result.history, ["train_loss", "valid_accuracy", "lr"], out / "curves.png",
                 title=f"{task}: {args.cell}, {args.backend} backend")
-    seconds = sorted(report["epoch_seconds"])
     print(f"\nbest epoch {report['best_epoch']} of {report['epochs_run']}: valid accuracy "
           f"{report['valid']['accuracy']:.2%}, test accuracy {report['test']['accuracy']:.2%} "
           f"({report['test']['items']} items)")
-    print(f"wall time {result.seconds:.1f}s; median epoch {seconds[len(seconds) // 2]:.2f}s "
-          f"({args.backend} backend); outputs in {out}/")
+    print(timing_line(result, args.backend, out))
     return 0

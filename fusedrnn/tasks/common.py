@@ -4,6 +4,7 @@ and `fit_task`, one `fusedrnn.training.fit` run with the commands' error handlin
 from __future__ import annotations
 
 import argparse
+import statistics
 
 import torch
 from torch import nn
@@ -100,3 +101,17 @@ def fit_task(args: argparse.Namespace, task: str, model: nn.Module, optimizer, s
         print(f"fusedrnn train {task}: no epoch reached a finite {monitor}; nothing to score")
         return 1
     return result
+
+
+def run_report(result, config: dict) -> dict:
+    """What every task's results.json says of the run: its settings, the best epoch, and times."""
+    return {"config": config, "best_epoch": result.best["epoch"], "epochs_run": len(result.history),
+            "wall_seconds": result.seconds,
+            "epoch_seconds": [row["seconds"] for row in result.history]}
+
+
+def timing_line(result, backend: str, out) -> str:
+    """The run's wall time and median epoch, as the tasks print it last."""
+    median = statistics.median(row["seconds"] for row in result.history)
+    return (f"wall time {result.seconds:.1f}s; median epoch {median:.2f}s ({backend} backend); "
+            f"outputs in {out}/")

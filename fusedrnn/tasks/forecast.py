@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from .. import argtypes
-from .common import ShuffledBatches, fit_task, with_threads
+from .common import ShuffledBatches, fit_task, run_report, timing_line, with_threads
 
 HORIZON = 7
 DEFAULT_OUT = "runs/forecast"
@@ -173,9 +173,7 @@ def _train(args: argparse.Namespace) -> int:
 
     best = load_checkpoint(result.best_path, map_location=device)
     model.load_state_dict(best["model"])
-    report = {"config": config, "best_epoch": result.best["epoch"], "epochs_run": len(result.history),
-              "wall_seconds": result.seconds,
-              "epoch_seconds": [row["seconds"] for row in result.history]}
+    report = run_report(result, config)
     preds = {}
     for split in ("valid", "test"):
         w = windows[split]
@@ -197,9 +195,7 @@ def _train(args: argparse.Namespace) -> int:
             row = report[split][key]
             print(f"{split + ' ' + name:>17}" + "".join(f"{v:>9,.0f}" for v in row)
                   + f"{np.mean(row):>9,.0f}")
-    seconds = report["epoch_seconds"]
-    print(f"wall time {result.seconds:.1f}s; median epoch {np.median(seconds):.2f}s "
-          f"({args.backend} backend); outputs in {out}/")
+    print(timing_line(result, args.backend, out))
     return 0
 
 

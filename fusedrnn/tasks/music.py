@@ -19,7 +19,14 @@ import json
 from pathlib import Path
 
 from .. import argtypes
-from .common import ShuffledBatches, add_common_arguments, fit_task, with_threads
+from .common import (
+    ShuffledBatches,
+    add_common_arguments,
+    fit_task,
+    run_report,
+    timing_line,
+    with_threads,
+)
 
 DEFAULT_OUT = "runs/music"
 RUN_FILES = ("results.json", "curves.png", "sample.mid", "sample.png")  # besides fit's own
@@ -142,9 +149,7 @@ def _train(args: argparse.Namespace) -> int:
         return result
     model.load_state_dict(load_checkpoint(result.best_path, map_location=device)["model"])
     model.eval()
-    report = {"config": config, "best_epoch": result.best["epoch"], "epochs_run": len(result.history),
-              "wall_seconds": result.seconds,
-              "epoch_seconds": [row["seconds"] for row in result.history],
+    report = {**run_report(result, config),
               "valid_nll": split_nll(model, *data["valid"], device),
               "test_nll": split_nll(model, *data["test"], device)}
     test_rolls, _ = data["test"]
@@ -153,11 +158,9 @@ def _train(args: argparse.Namespace) -> int:
     (out / "results.json").write_text(json.dumps(report, indent=2))
     plot_curves(result.history, ["train_loss", "valid_nll", "lr"], out / "curves.png",
                 title=f"music: {args.cell}, {args.backend} backend")
-    seconds = sorted(report["epoch_seconds"])
     print(f"\nbest epoch {report['best_epoch']} of {report['epochs_run']}: NLL a frame (nats) "
           f"valid {report['valid_nll']:.3f}, test {report['test_nll']:.3f}")
-    print(f"wall time {result.seconds:.1f}s; median epoch {seconds[len(seconds) // 2]:.2f}s "
-          f"({args.backend} backend); outputs in {out}/ (sample.mid, sample.png)")
+    print(f"{timing_line(result, args.backend, out)} (sample.mid, sample.png)")
     return 0
 
 
