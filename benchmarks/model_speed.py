@@ -27,6 +27,19 @@ from fusedrnn.models.seq2seq import Seq2Seq, sequence_loss
 from fusedrnn.tasks.g2p import PairBatches, load_data
 
 
+def _training_step(model, lr: float, loss_of):
+    """step(i): loss_of(i) (the loss of round i's batch), backward, clipping to 1, Adam at lr."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def step(i):
+        loss = loss_of(i)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    return step
+
+
 def _forecast_side(backend: str):
     data = load_ridership()
     scaling = Scaling.fit(data, "train")
@@ -35,15 +48,7 @@ def _forecast_side(backend: str):
     x, y = x.float(), y.float()
     torch.manual_seed(0)
     model = Seq2SeqForecaster(x.shape[-1], hidden=64, cell="gru", backend=backend)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-
-    def step(_):
-        loss = masked_sequence_loss(model, x, y, mask)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-    return model, step
+    return model, _training_step(model, 3e-3, lambda _: masked_sequence_loss(model, x, y, mask))
 
 
 def _g2p_side(backend: str, batches):
@@ -53,30 +58,19 @@ def _g2p_side(backend: str, batches):
     model = Seq2Seq(len(G), len(P), emb=64, enc_hidden=256, dec_hidden=256, cell="gru",
                     attention="luong", input_feeding=False, dropout=0.2, backend=backend,
                     pad=P.pad, bos=P.bos, eos=P.eos)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 
-    def step(i):
+    def loss_of(i):
         src, src_len, tgt_in, tgt_out = batches[1][i % len(batches[1])]
         torch.manual_seed(i)  # the same dropout masks on both sides
-        loss = sequence_loss(model(src, src_len, tgt_in), tgt_out, pad=P.pad, label_smoothing=0.1)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-    return model, step
+        return sequence_loss(model(src, src_len, tgt_in), tgt_out, pad=P.pad, label_smoothing=0.1)
+    return model, _training_step(model, 1e-3, loss_of)
 
 
 def _classifier_step(model, batches):
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-
-    def step(i):
+    def loss_of(i):
         inputs, labels = batches[i % len(batches)]
-        loss = torch.nn.functional.cross_entropy(model(*inputs), labels)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-    return step
+        return torch.nn.functional.cross_entropy(model(*inputs), labels)
+    return _training_step(model, 1e-3, loss_of)
 
 
 def _sketch_batches(count: int):
@@ -134,16 +128,11 @@ def _music_side(backend: str, batches):
 
     torch.manual_seed(0)
     model = PianoRollModel(KEYS, hidden_size=256, backend=backend)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
 
-    def step(i):
+    def loss_of(i):
         x, n = batches[i % len(batches)]
-        loss = frame_nll(model(x[:, :-1], n)[0], x[:, 1:], n)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-    return model, step
+        return frame_nll(model(x[:, :-1], n)[0], x[:, 1:], n)
+    return model, _training_step(model, 2e-3, loss_of)
 
 
 def _compare(name: str, make, rounds: int) -> None:
