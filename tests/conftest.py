@@ -52,3 +52,16 @@ def write_text(path, text: str):
     else:
         path.write_text(text, encoding="utf-8")
     return path
+
+
+def adam_losses(model, loss_of, steps: int, lr: float) -> list[float]:
+    """Trains model for `steps` Adam steps on the loss that loss_of() computes; each step's loss."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = loss_of()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses

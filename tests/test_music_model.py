@@ -7,6 +7,8 @@ import torch
 
 from fusedrnn.models.music import PianoRollModel, frame_nll
 
+from .conftest import adam_losses
+
 KEYS = 12
 
 
@@ -93,14 +95,7 @@ def test_learns_a_repeating_pattern():
     for t, keys in enumerate(([0, 4, 7], [2, 5, 9], [4, 7, 11], [5, 9, 0])):
         pattern[t, keys] = 1
     roll = pattern.repeat(6, 1).unsqueeze(0)
-    opt = torch.optim.Adam(model.parameters(), lr=2e-2)
-    losses = []
-    for _ in range(60):
-        loss = frame_nll(model(roll[:, :-1])[0], roll[:, 1:])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = adam_losses(model, lambda: frame_nll(model(roll[:, :-1])[0], roll[:, 1:]), steps=60, lr=2e-2)
     assert losses[-1] < 0.2 * losses[0]
 
 

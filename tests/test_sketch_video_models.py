@@ -8,6 +8,8 @@ from fusedrnn.models.lengths import length_mask
 from fusedrnn.models.sketch import SketchClassifier
 from fusedrnn.models.video import VideoClassifier
 
+from .conftest import adam_losses
+
 
 def _sketch_batch(lengths, channels=3, seed=0):
     """Zero-padded random sketches [B, max(lengths), channels]."""
@@ -71,14 +73,8 @@ def test_sketch_classifier_learns_a_small_batch():
     x, lengths = _sketch_batch([10, 7, 12, 9, 6, 11], seed=3)
     labels = torch.tensor([0, 1, 0, 1, 0, 1])
     x[labels == 1, :, 0] += 1.0 * length_mask(lengths, x.size(1))[labels == 1]  # class 1 drifts right
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(30):
-        loss = torch.nn.functional.cross_entropy(model(x, lengths), labels)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = adam_losses(model, lambda: torch.nn.functional.cross_entropy(model(x, lengths), labels),
+                         steps=30, lr=1e-2)
     assert losses[-1] < 0.5 * losses[0]
 
 
@@ -144,14 +140,8 @@ def test_video_classifier_learns_a_small_batch():
     video = _videos(6, 4, seed=1)
     labels = torch.tensor([0, 1, 0, 1, 0, 1])
     video[labels == 1, -1] += 0.5  # class 1 brightens in its last frame: order matters
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(30):
-        loss = torch.nn.functional.cross_entropy(model(video), labels)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
+    losses = adam_losses(model, lambda: torch.nn.functional.cross_entropy(model(video), labels),
+                         steps=30, lr=1e-2)
     assert losses[-1] < 0.5 * losses[0]
 
 
