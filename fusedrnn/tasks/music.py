@@ -150,7 +150,7 @@ def _train(args: argparse.Namespace) -> int:
     model.load_state_dict(load_checkpoint(result.best_path, map_location=device)["model"])
     model.eval()
     report = {**run_report(result, config),
-              "valid_nll": split_nll(model, *data["valid"], device),
+              "valid_nll": result.best["valid_nll"],  # the best epoch's, as evaluated then
               "test_nll": split_nll(model, *data["test"], device)}
     test_rolls, _ = data["test"]
     _write_sample(model, test_rolls[0, :PRIMER_FRAMES].to(device), args.sample, out / "sample.mid",
